@@ -1,0 +1,3 @@
+module github.com/go2rtc-hikvision/go2rtc-hikvision
+
+go 1.24.0
