@@ -1,0 +1,371 @@
+package hikvision
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
+)
+
+// Stream is the stream of a channel: main, sub or third. Its number is the
+// last two digits of the RTSP/ISAPI streaming channel id (101, 102, 103).
+type Stream int
+
+const (
+	StreamMain  Stream = 1
+	StreamSub   Stream = 2
+	StreamThird Stream = 3
+)
+
+func (s Stream) String() string {
+	switch s {
+	case StreamMain:
+		return "main"
+	case StreamSub:
+		return "sub"
+	case StreamThird:
+		return "third"
+	}
+	return "stream(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Config is a parsed hikvision:// URL:
+//
+//	hikvision://USER:PASS@HOST[:HTTP_PORT]/?channel=1&stream=main[&https=1][&rtsp_port=N]
+//	    [&insecure=1|&cert_sha256=HEX][&talk_channel=ID][#backchannel=0][#timeout=SECONDS]
+type Config struct {
+	Host     string // host name or IP, without port
+	HTTPPort int    // 0: default (80, or 443 with HTTPS)
+	Username string
+	Password string
+
+	HTTPS      bool
+	Insecure   bool   // skip TLS certificate verification
+	CertSHA256 string // pinned leaf certificate SHA-256, lower-case hex without colons
+
+	Channel  int    // 1-based channel number (camera: 1; NVR: the channel)
+	Stream   Stream // main (default), sub, third
+	RTSPPort int    // 0: ask the device (adminAccesses), 554 if it does not say
+
+	TalkChannel string // two-way audio channel id; "" = choose automatically
+	Backchannel bool   // #backchannel=0 turns the talk media off (default on)
+	Timeout     time.Duration
+}
+
+// ConfigError is a hikvision:// URL that cannot be used. It is returned before
+// any network traffic. Value never holds a password.
+type ConfigError struct {
+	Param  string // "url", "scheme", "host", "port", "user", "password", "path", or the parameter name
+	Value  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("hikvision: bad URL: %s: %s", e.Param, e.Reason)
+	}
+	return fmt.Sprintf("hikvision: bad URL: %s=%q: %s", e.Param, e.Value, e.Reason)
+}
+
+// StreamID is the streaming channel id: channel*100 + stream (101, 102, 201...).
+func (c *Config) StreamID() int { return c.Channel*100 + int(c.Stream) }
+
+// HTTPAddr is host[:port] for ISAPI; the port only when one was given.
+func (c *Config) HTTPAddr() string {
+	if c.HTTPPort == 0 {
+		return hostPort(c.Host, "")
+	}
+	return hostPort(c.Host, strconv.Itoa(c.HTTPPort))
+}
+
+func hostPort(host, port string) string {
+	if port == "" {
+		if strings.Contains(host, ":") { // IPv6
+			return "[" + host + "]"
+		}
+		return host
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// RTSPURL is rtsp://USER:PASS@HOST:PORT/Streaming/Channels/<id> with
+// percent-encoded credentials. It holds the password: never log it.
+//
+// On NVRs, IP channels use this same path. (Snapshots of NVR IP channels will
+// need /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture instead of
+// /ISAPI/Streaming/channels/<id>/picture, see PROTOCOL.md §3.)
+func (c *Config) RTSPURL(port int) string {
+	u := url.URL{
+		Scheme: "rtsp",
+		User:   url.UserPassword(c.Username, c.Password),
+		Host:   hostPort(c.Host, strconv.Itoa(port)),
+		Path:   "/Streaming/Channels/" + strconv.Itoa(c.StreamID()),
+	}
+	return u.String()
+}
+
+// String is the URL in canonical form with the password masked.
+func (c *Config) String() string {
+	u := url.URL{
+		Scheme: "hikvision",
+		User:   url.UserPassword(c.Username, redact.Mask),
+		Host:   c.HTTPAddr(),
+		Path:   "/",
+	}
+	q := url.Values{}
+	q.Set("channel", strconv.Itoa(c.Channel))
+	q.Set("stream", c.Stream.String())
+	if c.HTTPS {
+		q.Set("https", "1")
+	}
+	if c.Insecure {
+		q.Set("insecure", "1")
+	}
+	if c.CertSHA256 != "" {
+		q.Set("cert_sha256", c.CertSHA256)
+	}
+	if c.RTSPPort != 0 {
+		q.Set("rtsp_port", strconv.Itoa(c.RTSPPort))
+	}
+	if c.TalkChannel != "" {
+		q.Set("talk_channel", c.TalkChannel)
+	}
+	u.RawQuery = q.Encode()
+	s := u.String()
+	if !c.Backchannel {
+		s += "#backchannel=0"
+	}
+	if c.Timeout != 0 {
+		s += "#timeout=" + strconv.Itoa(int(c.Timeout/time.Second))
+	}
+	return s
+}
+
+// ParseURL parses and checks a hikvision:// URL without any network traffic.
+// Errors are *ConfigError.
+func ParseURL(source string) (*Config, error) {
+	main, frag, _ := strings.Cut(source, "#")
+
+	scheme, _, ok := strings.Cut(main, "://")
+	if !ok {
+		return nil, &ConfigError{Param: "url", Value: redact.URL(source), Reason: "not a hikvision:// URL"}
+	}
+	if !strings.EqualFold(scheme, "hikvision") {
+		return nil, &ConfigError{Param: "scheme", Value: scheme, Reason: "want hikvision"}
+	}
+
+	// A '/', '?' or '#' left unencoded in the password splits the URL in the
+	// wrong place: catch it before the parser quotes parts of the password.
+	if rest := main[len(scheme)+3:]; strings.Contains(frag, "@") ||
+		(!strings.Contains(cutAny(rest, "/?"), "@") && strings.Contains(rest, "@")) {
+		return nil, &ConfigError{Param: "password", Reason: "'/', '?' and '#' in the password must be percent-encoded (%2F, %3F, %23)"}
+	}
+
+	u, err := url.Parse(main)
+	if err != nil {
+		// url.Error quotes the whole URL: never return it.
+		var perr *url.Error
+		reason := "cannot parse"
+		if errors.As(err, &perr) {
+			reason = strings.TrimSpace(perr.Err.Error())
+		}
+		if strings.Contains(reason, "invalid port") {
+			return nil, &ConfigError{Param: "port", Value: badPort(reason), Reason: "not a port number"}
+		}
+		return nil, &ConfigError{Param: "url", Value: redact.URL(main), Reason: redact.String(reason, userPassGuess(main)...)}
+	}
+
+	c := &Config{Channel: 1, Stream: StreamMain, Backchannel: true}
+
+	c.Host = u.Hostname()
+	if c.Host == "" {
+		return nil, &ConfigError{Param: "host", Reason: "missing"}
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, &ConfigError{Param: "port", Value: p, Reason: "want 1-65535"}
+		}
+		c.HTTPPort = n
+	}
+
+	if u.User == nil || u.User.Username() == "" {
+		return nil, &ConfigError{Param: "user", Reason: "missing (hikvision://USER:PASS@HOST/)"}
+	}
+	c.Username = u.User.Username()
+	c.Password, _ = u.User.Password()
+	if c.Password == "" {
+		return nil, &ConfigError{Param: "password", Reason: "missing (hikvision://USER:PASS@HOST/)"}
+	}
+
+	if u.Path != "" && u.Path != "/" {
+		return nil, &ConfigError{Param: "path", Value: u.Path, Reason: "want / (choose the stream with ?channel=N&stream=main|sub|third)"}
+	}
+	if u.Opaque != "" {
+		return nil, &ConfigError{Param: "url", Value: redact.URL(main), Reason: "want hikvision://USER:PASS@HOST/"}
+	}
+
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, &ConfigError{Param: "query", Value: u.RawQuery, Reason: "cannot parse"}
+	}
+	for name, values := range query {
+		if len(values) > 1 {
+			return nil, &ConfigError{Param: name, Value: strings.Join(values, ","), Reason: "given more than once"}
+		}
+		if err := c.setParam(name, values[0]); err != nil {
+			return nil, err
+		}
+	}
+	if (c.Insecure || c.CertSHA256 != "") && !c.HTTPS {
+		p := "insecure"
+		if c.CertSHA256 != "" {
+			p = "cert_sha256"
+		}
+		return nil, &ConfigError{Param: p, Reason: "only with https=1"}
+	}
+	if c.Insecure && c.CertSHA256 != "" {
+		return nil, &ConfigError{Param: "insecure", Value: "1", Reason: "conflicts with cert_sha256 (the pin already accepts that certificate)"}
+	}
+
+	// go2rtc-style options after '#': #backchannel=0#timeout=5 (or '&' separated)
+	if frag != "" {
+		seen := map[string]bool{}
+		for _, opt := range strings.FieldsFunc(frag, func(r rune) bool { return r == '#' || r == '&' }) {
+			name, value, _ := strings.Cut(opt, "=")
+			if seen[name] {
+				return nil, &ConfigError{Param: name, Value: value, Reason: "given more than once"}
+			}
+			seen[name] = true
+			if err := c.setOption(name, value); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *Config) setParam(name, value string) error {
+	switch name {
+	case "channel":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > 999 {
+			return &ConfigError{Param: name, Value: value, Reason: "want a channel number 1-999"}
+		}
+		c.Channel = n
+	case "stream":
+		switch strings.ToLower(value) {
+		case "main", "1", "01":
+			c.Stream = StreamMain
+		case "sub", "2", "02":
+			c.Stream = StreamSub
+		case "third", "3", "03":
+			c.Stream = StreamThird
+		default:
+			return &ConfigError{Param: name, Value: value, Reason: "want main, sub or third"}
+		}
+	case "https":
+		b, err := parseBool(name, value)
+		if err != nil {
+			return err
+		}
+		c.HTTPS = b
+	case "insecure":
+		b, err := parseBool(name, value)
+		if err != nil {
+			return err
+		}
+		c.Insecure = b
+	case "cert_sha256":
+		h := strings.ToLower(strings.ReplaceAll(value, ":", ""))
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+			return &ConfigError{Param: name, Value: value, Reason: "want 64 hex digits (colons allowed)"}
+		}
+		c.CertSHA256 = h
+	case "rtsp_port":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > 65535 {
+			return &ConfigError{Param: name, Value: value, Reason: "want 1-65535"}
+		}
+		c.RTSPPort = n
+	case "talk_channel":
+		if value == "" || strings.IndexFunc(value, func(r rune) bool {
+			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' || r == '_')
+		}) >= 0 {
+			return &ConfigError{Param: name, Value: value, Reason: "want a two-way audio channel id such as 1"}
+		}
+		c.TalkChannel = value
+	default:
+		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel)"}
+	}
+	return nil
+}
+
+func (c *Config) setOption(name, value string) error {
+	switch name {
+	case "backchannel":
+		b, err := parseBool(name, value)
+		if err != nil {
+			return err
+		}
+		c.Backchannel = b
+	case "timeout":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > 3600 {
+			return &ConfigError{Param: name, Value: value, Reason: "want seconds 1-3600"}
+		}
+		c.Timeout = time.Duration(n) * time.Second
+	default:
+		return &ConfigError{Param: "#" + name, Value: value, Reason: "unknown option (known: #backchannel, #timeout)"}
+	}
+	return nil
+}
+
+func parseBool(name, value string) (bool, error) {
+	switch strings.ToLower(value) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "0", "false", "no", "off":
+		return false, nil
+	}
+	return false, &ConfigError{Param: name, Value: value, Reason: "want 1 or 0"}
+}
+
+// cutAny returns s up to the first of chars.
+func cutAny(s, chars string) string {
+	if i := strings.IndexAny(s, chars); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// badPort extracts the port from url's `invalid port ":abc" after host`.
+func badPort(reason string) string {
+	if i := strings.IndexByte(reason, '"'); i >= 0 {
+		if j := strings.IndexByte(reason[i+1:], '"'); j >= 0 {
+			return strings.TrimPrefix(reason[i+1:i+1+j], ":")
+		}
+	}
+	return ""
+}
+
+// userPassGuess returns the raw password-looking part of a URL that url.Parse
+// refused, so that it can be masked from the parser's message.
+func userPassGuess(s string) []string {
+	_, rest, _ := strings.Cut(s, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return nil
+	}
+	_, pass, ok := strings.Cut(rest[:at], ":")
+	if !ok {
+		return nil
+	}
+	return []string{pass}
+}
