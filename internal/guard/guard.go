@@ -1,0 +1,498 @@
+// Package guard keeps one login guard per device (host + user) for the whole
+// process, so that every producer, snapshot and talk session of a device
+// shares one budget of failed logins and respects the device's login lock.
+//
+// The guard is pure logic: it never touches the network and never logs. The
+// caller asks Allow before every authenticated request, and tells the guard
+// the outcome with Report (failure) or Success.
+//
+// Rules (defaults in Config):
+//   - Budget: at most MaxFailedLogins (2) failed authenticated logins per
+//     device in any Window (30 min); then Allow holds until the oldest failure
+//     leaves the window. Only wrong-credentials and locked answers count.
+//   - RetryLoginTime: after a failed login the device may say how many tries
+//     are left before it locks. The guard tries again only if more than
+//     ReserveTries (1) are left, so at least ReserveTries tries always stay
+//     unused for a person at the device; otherwise it holds for Window after
+//     that failure.
+//   - Lock: when the device says it locked this client, Allow holds until
+//     unlockTime has passed plus LockMargin (if the device did not say when,
+//     for LockHold, 30 min).
+//   - In flight: until a login has succeeded, at most as many logins as the
+//     budget has left may be in flight at once, so concurrent sessions cannot
+//     overrun it together. After a success (credentials known good) there is
+//     no such limit.
+//   - A changed password (a different secret in Registry.Get) resets all of it.
+package guard
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+)
+
+// Config sets a guard's rules. Zero fields take the defaults.
+type Config struct {
+	// MaxFailedLogins per Window. Default 2.
+	MaxFailedLogins int
+	// Window over which failed logins are counted. Default 30 min.
+	Window time.Duration
+	// ReserveTries: the guard never uses a device's last ReserveTries login
+	// tries (from RetryLoginTime). Default 1. Negative means 0.
+	ReserveTries int
+	// LockMargin is added to the device's unlockTime. Default 5 s.
+	LockMargin time.Duration
+	// LockHold is how long to hold after a lock without unlockTime. Default 30 min.
+	LockHold time.Duration
+	// PendingTimeout: a login allowed but never reported is forgotten after
+	// this long. Default 1 min.
+	PendingTimeout time.Duration
+	// PendingRetry: how long a hold for logins in flight lasts. Default 1 s.
+	PendingRetry time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxFailedLogins = 2
+	DefaultWindow          = 30 * time.Minute
+	DefaultReserveTries    = 1
+	DefaultLockMargin      = 5 * time.Second
+	DefaultLockHold        = 30 * time.Minute
+	DefaultPendingTimeout  = time.Minute
+	DefaultPendingRetry    = time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxFailedLogins <= 0 {
+		c.MaxFailedLogins = DefaultMaxFailedLogins
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.ReserveTries == 0 {
+		c.ReserveTries = DefaultReserveTries
+	} else if c.ReserveTries < 0 {
+		c.ReserveTries = 0
+	}
+	if c.LockMargin <= 0 {
+		c.LockMargin = DefaultLockMargin
+	}
+	if c.LockHold <= 0 {
+		c.LockHold = DefaultLockHold
+	}
+	if c.PendingTimeout <= 0 {
+		c.PendingTimeout = DefaultPendingTimeout
+	}
+	if c.PendingRetry <= 0 {
+		c.PendingRetry = DefaultPendingRetry
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Registry hands out one Guard per device key (host + user).
+type Registry struct {
+	cfg    Config
+	mu     sync.Mutex
+	guards map[string]*Guard
+}
+
+// NewRegistry returns an empty registry whose guards use cfg.
+func NewRegistry(cfg Config) *Registry {
+	return &Registry{cfg: cfg.withDefaults(), guards: map[string]*Guard{}}
+}
+
+var defaultRegistry = NewRegistry(Config{})
+
+// Default returns the process-wide registry (default Config).
+func Default() *Registry { return defaultRegistry }
+
+// Get returns the guard of the device at host for user, creating it. host may
+// carry a port, which is ignored (all services of a device share its lock);
+// it is compared case-insensitively. secret identifies the password (use
+// Secret; never pass the password itself): when it differs from the one the
+// guard was last given, the guard's history is reset, because a changed
+// password deserves a fresh try. The same *Guard is returned for a key
+// whatever the secret, so every session of the device shares it.
+func (r *Registry) Get(host, user, secret string) *Guard {
+	host = normalizeHost(host)
+	key := host + "\x00" + user
+
+	r.mu.Lock()
+	g := r.guards[key]
+	if g == nil {
+		g = &Guard{cfg: r.cfg, host: host, user: user, secret: secret, retryLeft: -1}
+		r.guards[key] = g
+	}
+	r.mu.Unlock()
+
+	g.mu.Lock()
+	if g.secret != secret {
+		g.secret = secret
+		g.reset()
+	}
+	g.mu.Unlock()
+	return g
+}
+
+func normalizeHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.ToLower(host)
+}
+
+var (
+	secretKeyOnce sync.Once
+	secretKey     []byte
+)
+
+// Secret returns a value that identifies password within this process (an
+// HMAC-SHA256 under a random per-process key), for Registry.Get. It cannot
+// be used to recover or check the password outside the process.
+func Secret(password string) string {
+	secretKeyOnce.Do(func() {
+		secretKey = make([]byte, 32)
+		if _, err := rand.Read(secretKey); err != nil {
+			panic(err) // crypto/rand does not fail on supported platforms
+		}
+	})
+	m := hmac.New(sha256.New, secretKey)
+	m.Write([]byte(password))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Guard is the login guard of one device. It is safe for concurrent use.
+type Guard struct {
+	cfg    Config
+	host   string
+	user   string
+	secret string
+
+	mu          sync.Mutex
+	failures    []time.Time // failed logins, oldest first
+	pending     []time.Time // logins allowed and not yet reported, oldest first
+	verified    bool        // the last authenticated outcome was a success
+	lockedUntil time.Time
+	retryLeft   int // tries left the device last reported; -1 unknown
+	retryAt     time.Time
+	lastErr     error
+	lastKind    Kind
+	lastErrAt   time.Time
+	consecutive int
+
+	allowed   int
+	held      int
+	successes int
+	failed    int
+}
+
+// Host and User name the device the guard protects.
+func (g *Guard) Host() string { return g.host }
+func (g *Guard) User() string { return g.user }
+
+func (g *Guard) reset() {
+	g.failures = nil
+	g.pending = nil
+	g.verified = false
+	g.lockedUntil = time.Time{}
+	g.retryLeft = -1
+	g.retryAt = time.Time{}
+	g.lastErr = nil
+	g.lastKind = KindNone
+	g.lastErrAt = time.Time{}
+	g.consecutive = 0
+}
+
+// HoldError is Allow's answer while the guard holds logins.
+type HoldError struct {
+	Host string
+	User string
+	// Reason is why: KindWrongCredentials (budget spent), KindLocked,
+	// KindLoginPending, or the kind of the failure that spent the budget.
+	Reason Kind
+	// Until is the earliest time the next login may be tried.
+	Until time.Time
+	// Detail says what the guard saw, e.g. "wrong credentials twice in 30m0s".
+	Detail string
+	// LastErr is the last failure reported to the guard, if any.
+	LastErr error
+}
+
+func (e *HoldError) Error() string {
+	return fmt.Sprintf("hikvision: %s (%s): holding logins: %s; next try after %s",
+		e.Host, e.User, e.Detail, e.Until.Format("15:04:05"))
+}
+
+// Unwrap returns the last failure, so errors.Is(err, isapi.ErrUnauthorized)
+// works on a hold.
+func (e *HoldError) Unwrap() error { return e.LastErr }
+
+// Permanent reports whether redialling before Until is useless. It matches
+// go2rtc's core.PermanentError interface from patches/0004.
+func (e *HoldError) Permanent() bool { return Permanent(e.Reason) }
+
+// Allow returns nil if an authenticated request to the device may be made
+// now, or a *HoldError saying why not and until when. A nil answer reserves
+// a login in flight until Report or Success is called (or PendingTimeout
+// passes), so call one of them after every allowed request.
+func (g *Guard) Allow() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+
+	now := g.cfg.Now()
+	g.prune(now)
+
+	if err := g.holdLocked(now); err != nil {
+		g.held++
+		return err
+	}
+	g.allowed++
+	g.pending = append(g.pending, now)
+	return nil
+}
+
+func (g *Guard) prune(now time.Time) {
+	cut := now.Add(-g.cfg.Window)
+	i := 0
+	for i < len(g.failures) && !g.failures[i].After(cut) {
+		i++
+	}
+	g.failures = g.failures[i:]
+
+	cut = now.Add(-g.cfg.PendingTimeout)
+	i = 0
+	for i < len(g.pending) && !g.pending[i].After(cut) {
+		i++
+	}
+	g.pending = g.pending[i:]
+
+	if g.retryLeft >= 0 && !g.retryAt.Add(g.cfg.Window).After(now) {
+		g.retryLeft = -1
+	}
+}
+
+func (g *Guard) hold(reason Kind, until time.Time, detail string) *HoldError {
+	return &HoldError{Host: g.host, User: g.user, Reason: reason, Until: until, Detail: detail, LastErr: g.lastErr}
+}
+
+// holdLocked returns the hold in force at now, if any; g.mu held, pruned.
+func (g *Guard) holdLocked(now time.Time) *HoldError {
+	if now.Before(g.lockedUntil) {
+		return g.hold(KindLocked, g.lockedUntil, "device locked this client")
+	}
+	if n := len(g.failures); n >= g.cfg.MaxFailedLogins {
+		return g.hold(g.lastLoginKind(), g.failures[n-g.cfg.MaxFailedLogins].Add(g.cfg.Window),
+			fmt.Sprintf("%s %s in %s", g.lastLoginKind(), times(n), g.cfg.Window))
+	}
+	if g.retryLeft >= 0 && g.retryLeft <= g.cfg.ReserveTries {
+		return g.hold(g.lastLoginKind(), g.retryAt.Add(g.cfg.Window),
+			fmt.Sprintf("%s; device allows %d more login tries before it locks, kept for manual logins",
+				g.lastLoginKind(), g.retryLeft))
+	}
+	if !g.verified && len(g.failures)+len(g.pending) >= g.cfg.MaxFailedLogins {
+		return g.hold(KindLoginPending, now.Add(g.cfg.PendingRetry),
+			fmt.Sprintf("%d logins in flight with the budget at %d of %d failed",
+				len(g.pending), len(g.failures), g.cfg.MaxFailedLogins))
+	}
+	return nil
+}
+
+// lastLoginKind is the kind of the last failure that counted as a login.
+func (g *Guard) lastLoginKind() Kind {
+	if countsAsLogin(g.lastKind) {
+		return g.lastKind
+	}
+	return KindWrongCredentials
+}
+
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// Report records a failure and returns its kind. Only failed logins (wrong
+// credentials, locked) count toward the budget; a lock answer also holds
+// until the device's unlockTime; a RetryLoginTime in an *isapi.AuthError is
+// remembered. A *HoldError (the guard's own answer) is not recorded. A nil
+// err is the same as Success.
+func (g *Guard) Report(err error) Kind {
+	kind := Classify(err)
+	if kind == KindNone {
+		g.Success()
+		return kind
+	}
+	var hold *HoldError
+	if errors.As(err, &hold) {
+		return kind
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+
+	now := g.cfg.Now()
+	g.prune(now)
+	g.popPending()
+
+	g.failed++
+	g.consecutive++
+	g.lastErr = err
+	g.lastKind = kind
+	g.lastErrAt = now
+
+	if !countsAsLogin(kind) {
+		return kind
+	}
+
+	g.verified = false
+	g.failures = append(g.failures, now)
+
+	var auth *isapi.AuthError
+	hasAuth := errors.As(err, &auth)
+	if hasAuth && auth.RetryLoginTime >= 0 && !auth.Locked {
+		g.retryLeft = auth.RetryLoginTime
+		g.retryAt = now
+	}
+	if kind == KindLocked {
+		lockFor := g.cfg.LockHold
+		if hasAuth && auth.UnlockTime > 0 {
+			lockFor = auth.UnlockTime + g.cfg.LockMargin
+		}
+		if until := now.Add(lockFor); until.After(g.lockedUntil) {
+			g.lockedUntil = until
+		}
+	}
+	return kind
+}
+
+func (g *Guard) popPending() {
+	if len(g.pending) > 0 {
+		g.pending = g.pending[1:]
+	}
+}
+
+// Success records an authenticated request that succeeded: the credentials
+// are good and the device is not locked, so failure history, lock and
+// RetryLoginTime are cleared (the device resets its own count on a good
+// login). Call it only for authenticated requests, not for TCP probes.
+func (g *Guard) Success() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+
+	g.popPending()
+	g.successes++
+	g.verified = true
+	g.failures = nil
+	g.lockedUntil = time.Time{}
+	g.retryLeft = -1
+	g.retryAt = time.Time{}
+	g.lastErr = nil
+	g.lastKind = KindNone
+	g.consecutive = 0
+}
+
+// Status is the guard's state for status pages.
+type Status string
+
+const (
+	StatusIdle    Status = "idle"    // nothing known yet
+	StatusOK      Status = "ok"      // last authenticated request succeeded
+	StatusFailing Status = "failing" // failures, but logins allowed
+	StatusHolding Status = "holding" // Allow holds (budget, tries left, in flight)
+	StatusLocked  Status = "locked"  // device lock; Allow holds until LockedUntil
+)
+
+// State is a snapshot of a guard.
+type State struct {
+	Host   string `json:"host"`
+	User   string `json:"user"`
+	Status Status `json:"state"`
+	// Reason is the hold's reason or the last failure's kind.
+	Reason Kind `json:"reason"`
+	// HoldUntil is when the hold ends; zero if not holding.
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+	// LockedUntil is when the device's lock ends (plus margin); zero if none.
+	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// FailedLogins in the current window, of Budget allowed per Window.
+	FailedLogins int           `json:"failed_logins"`
+	Budget       int           `json:"budget"`
+	Window       time.Duration `json:"window"`
+	// RetryLoginTime is the tries left the device last reported; -1 unknown.
+	RetryLoginTime int `json:"retry_login_time"`
+	// LastError is the last failure's message (no passwords: the guard only
+	// sees errors, and callers must not put passwords in errors).
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// ConsecutiveFailures since the last success (any kind): the attempt
+	// number for Backoff.
+	ConsecutiveFailures int `json:"consecutive_failures"`
+	// Totals since the guard was created (not reset by a password change).
+	Allowed   int `json:"allowed"`
+	Held      int `json:"held"`
+	Successes int `json:"successes"`
+	Failures  int `json:"failures"`
+}
+
+// State returns a snapshot of the guard.
+func (g *Guard) State() State {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+
+	now := g.cfg.Now()
+	g.prune(now)
+
+	s := State{
+		Host:                g.host,
+		User:                g.user,
+		Reason:              g.lastKind,
+		FailedLogins:        len(g.failures),
+		Budget:              g.cfg.MaxFailedLogins,
+		Window:              g.cfg.Window,
+		RetryLoginTime:      g.retryLeft,
+		LastErrorAt:         g.lastErrAt,
+		ConsecutiveFailures: g.consecutive,
+		Allowed:             g.allowed,
+		Held:                g.held,
+		Successes:           g.successes,
+		Failures:            g.failed,
+	}
+	if g.lastErr != nil {
+		s.LastError = g.lastErr.Error()
+	}
+	if now.Before(g.lockedUntil) {
+		s.LockedUntil = g.lockedUntil
+	}
+
+	switch hold := g.holdLocked(now); {
+	case hold != nil && hold.Reason == KindLocked:
+		s.Status, s.Reason, s.HoldUntil = StatusLocked, hold.Reason, hold.Until
+	case hold != nil:
+		s.Status, s.Reason, s.HoldUntil = StatusHolding, hold.Reason, hold.Until
+	case g.lastErr != nil:
+		s.Status = StatusFailing
+	case g.verified:
+		s.Status = StatusOK
+	default:
+		s.Status = StatusIdle
+	}
+	return s
+}
