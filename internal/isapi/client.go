@@ -1,0 +1,435 @@
+// Package isapi is a client for Hikvision's ISAPI (HTTP/HTTPS) interface:
+// digest authentication that respects the device's login lock, typed calls
+// for device, streaming and voice-talk resources, and snapshots.
+//
+// The package does not log; it returns typed errors (see errors.go) and never
+// puts the password into an error.
+package isapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// Config describes one device. Zero fields take defaults in New.
+type Config struct {
+	Host               string // "host" or "host:port" (HTTP port; default 80, or 443 with HTTPS)
+	HTTPS              bool
+	Username, Password string
+	InsecureSkipVerify bool          // accept any certificate (self-signed devices)
+	CertSHA256         string        // optional pin: hex SHA-256 of the leaf certificate (colons allowed)
+	Timeout            time.Duration // per request (headers + body), default 10s
+	MaxBodyBytes       int64         // cap for any body read, default 1 MiB
+}
+
+// Client talks ISAPI to one device. It is safe for concurrent use.
+type Client struct {
+	cfg      Config
+	hostport string // with port
+	scheme   string
+	pin      []byte // nil: no pin
+	tlsConf  *tls.Config
+	tr       *http.Transport
+	hc       *http.Client
+
+	mu   sync.Mutex // guards auth, nc
+	auth *Challenge // cached challenge, set after it was accepted once
+	nc   uint32
+
+	loginMu  sync.Mutex // serialises fresh challenge exchanges
+	loginGen uint64     // guarded by mu: count of finished fresh exchanges
+	loginErr error      // guarded by mu: result of the last fresh exchange if it was an auth failure
+}
+
+// New validates cfg and builds a client. It does no network I/O.
+func New(cfg Config) (*Client, error) {
+	host := strings.TrimSpace(cfg.Host)
+	if host == "" {
+		return nil, errors.New("isapi: config: empty host")
+	}
+	if strings.ContainsAny(host, "/@?# ") {
+		return nil, fmt.Errorf("isapi: config: host %q must be host or host:port", redactHost(host))
+	}
+	if cfg.Username == "" {
+		return nil, errors.New("isapi: config: empty username")
+	}
+	if cfg.Timeout < 0 || cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("isapi: config: negative timeout or body cap")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	port := "80"
+	scheme := "http"
+	if cfg.HTTPS {
+		port, scheme = "443", "https"
+	}
+	h, p, err := net.SplitHostPort(host)
+	if err != nil {
+		// no port (or a bare IPv6 literal)
+		h = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		p = port
+	}
+	if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+		return nil, fmt.Errorf("isapi: config: bad port %q", p)
+	}
+	if h == "" {
+		return nil, errors.New("isapi: config: empty host")
+	}
+	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme}
+
+	if cfg.CertSHA256 != "" {
+		pin, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(cfg.CertSHA256), ":", ""))
+		if err != nil || len(pin) != sha256.Size {
+			return nil, errors.New("isapi: config: CertSHA256 must be 64 hex digits (colons allowed)")
+		}
+		c.pin = pin
+	}
+	c.tlsConf = &tls.Config{ServerName: h, MinVersion: tls.VersionTLS10}
+	if cfg.InsecureSkipVerify || c.pin != nil {
+		// devices use self-signed certificates: a pin replaces chain verification
+		c.tlsConf.InsecureSkipVerify = true
+	}
+	if c.pin != nil {
+		pin := c.pin
+		c.tlsConf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no peer certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if !bytes.Equal(sum[:], pin) {
+				return &CertPinError{Got: hex.EncodeToString(sum[:])}
+			}
+			return nil
+		}
+	}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	c.tr = &http.Transport{
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       c.tlsConf,
+		TLSHandshakeTimeout:   cfg.Timeout,
+		ResponseHeaderTimeout: cfg.Timeout,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       60 * time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+		Proxy:                 nil,
+	}
+	c.hc = &http.Client{
+		Transport: c.tr,
+		// Redirects are never followed: a digest answer is bound to its URI
+		// and credentials must not travel to another host. The 3xx comes back
+		// as a *StatusError.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return c, nil
+}
+
+// CertPinError: the device's leaf certificate does not match Config.CertSHA256.
+type CertPinError struct {
+	Got string // hex SHA-256 of the certificate the device presented
+}
+
+func (e *CertPinError) Error() string {
+	return "isapi: certificate SHA-256 " + e.Got + " does not match the pinned fingerprint"
+}
+
+// Close drops idle connections. Raw voice-talk connections are closed by
+// their own writers.
+func (c *Client) Close() { c.tr.CloseIdleConnections() }
+
+// Host returns "host:port" of the device.
+func (c *Client) Host() string { return c.hostport }
+
+func redactHost(h string) string {
+	if i := strings.LastIndex(h, "@"); i >= 0 {
+		return "***@" + h[i+1:]
+	}
+	return h
+}
+
+// response is one HTTP exchange with the body read (capped).
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send performs one HTTP request with an optional Authorization header.
+func (c *Client) send(ctx context.Context, method, path string, body []byte, authz string) (*response, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+c.hostport+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	if len(body) > 0 {
+		req.Header.Set("Content-Type", "application/xml; charset=UTF-8")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, unwrapURLError(err)
+	}
+	defer resp.Body.Close()
+	b, err := readCapped(resp.Body, c.cfg.MaxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// unwrapURLError drops *url.Error's `Get "http://..."` prefix: the caller
+// wraps with method and path already.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
+	}
+	return err
+}
+
+func readCapped(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w (over %d bytes)", ErrTooLarge, max)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	return b, nil
+}
+
+// Do sends an authenticated request and returns the HTTP status and body.
+// Non-2xx answers and non-OK ResponseStatus bodies are returned as
+// *StatusError (with status and body still filled), a refused login as
+// *AuthError.
+func (c *Client) Do(ctx context.Context, method, path string, body []byte) (status int, respBody []byte, err error) {
+	if !strings.HasPrefix(path, "/") {
+		return 0, nil, fmt.Errorf("isapi %s %s: path must start with /", method, path)
+	}
+	r, err := c.authedDo(ctx, method, path, body)
+	if err != nil {
+		return 0, nil, wrapOp(method, path, err)
+	}
+	if err := checkResponse(method, path, r); err != nil {
+		return r.status, r.body, err
+	}
+	return r.status, r.body, nil
+}
+
+func wrapOp(method, path string, err error) error {
+	var ae *AuthError
+	var se *StatusError
+	if errors.As(err, &ae) || errors.As(err, &se) {
+		return err // already names method and path
+	}
+	return fmt.Errorf("isapi %s %s: %w", method, path, err)
+}
+
+// authedDo runs the authentication state machine (PROTOCOL.md §1):
+// cached challenge with growing nc; stale / invalidOperation → re-challenge
+// once; a 401 to a freshly answered challenge is a failed login.
+func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
+	c.mu.Lock()
+	ch := c.auth
+	var nc uint32
+	if ch != nil {
+		c.nc++
+		nc = c.nc
+	}
+	c.mu.Unlock()
+
+	if ch != nil {
+		r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case r.status == http.StatusUnauthorized:
+			// The cached challenge had been accepted before: a 401 now means the
+			// nonce expired (stale=TRUE, or a device that forgot it, e.g. after
+			// a reboot). Re-challenge once with the challenge of this answer.
+			c.dropAuth(ch)
+			if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok {
+				return c.answerFresh(ctx, method, path, body, &nch)
+			}
+			return c.freshExchange(ctx, method, path, body)
+		case isInvalidOperation(r.body):
+			// Some firmware reports an expired nonce as ResponseStatus
+			// invalidOperation: re-challenge once.
+			c.dropAuth(ch)
+			return c.freshExchange(ctx, method, path, body)
+		}
+		return r, nil
+	}
+	return c.freshExchange(ctx, method, path, body)
+}
+
+func (c *Client) dropAuth(ch *Challenge) {
+	c.mu.Lock()
+	if c.auth == ch {
+		c.auth = nil
+	}
+	c.mu.Unlock()
+}
+
+// freshExchange sends the request without credentials (never counted toward
+// the login lock), reads the challenge and answers it. Concurrent callers are
+// serialised so a client makes one challenge round trip and, on a wrong
+// password, only one failed login.
+func (c *Client) freshExchange(ctx context.Context, method, path string, body []byte) (*response, error) {
+	c.mu.Lock()
+	gen := c.loginGen
+	c.mu.Unlock()
+
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+
+	c.mu.Lock()
+	ch := c.auth
+	var nc uint32
+	if ch != nil {
+		c.nc++
+		nc = c.nc
+	}
+	lastErr := c.loginErr
+	regen := c.loginGen != gen
+	c.mu.Unlock()
+
+	if ch != nil {
+		// another caller logged in while we waited
+		r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	if regen && lastErr != nil {
+		// another caller's login just failed: do not try the same password again
+		var ae *AuthError
+		if errors.As(lastErr, &ae) {
+			cp := *ae
+			cp.Method, cp.Path = method, path
+			return nil, &cp
+		}
+		return nil, lastErr
+	}
+
+	r, err := c.send(ctx, method, path, body, "")
+	if err != nil {
+		return nil, err
+	}
+	if r.status != http.StatusUnauthorized {
+		return r, nil // the device did not ask for credentials
+	}
+	if isNotActivated(r.body) {
+		return r, nil // checkResponse turns it into ErrNotActivated; no login attempt
+	}
+	nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
+	if !ok {
+		return nil, fmt.Errorf("%w: 401 without a usable WWW-Authenticate challenge (%s)",
+			ErrProtocol, schemesOf(r.header.Values("WWW-Authenticate")))
+	}
+	return c.answerFreshLocked(ctx, method, path, body, &nch)
+}
+
+// answerFresh answers a challenge just received, holding loginMu.
+func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	return c.answerFreshLocked(ctx, method, path, body, ch)
+}
+
+func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loginGen++
+	c.loginErr = nil
+	if err != nil {
+		return nil, err
+	}
+	if r.status == http.StatusUnauthorized {
+		if isNotActivated(r.body) {
+			return r, nil
+		}
+		ae := authErrorFromBody(method, path, r.body)
+		c.loginErr = ae
+		return nil, ae
+	}
+	c.auth, c.nc = ch, 1
+	return r, nil
+}
+
+func schemesOf(hs []string) string {
+	var names []string
+	for _, ch := range ParseChallenges(hs) {
+		s := ch.Scheme
+		if ch.Algorithm != "" {
+			s += " " + ch.Algorithm
+		}
+		names = append(names, s)
+	}
+	if len(names) == 0 {
+		return "none offered"
+	}
+	return "offered: " + strings.Join(names, ", ")
+}
+
+// authorization returns an Authorization value for a request outside the
+// http.Client (voice talk audioData), from the cached challenge. ok is false
+// when there is none yet.
+func (c *Client) authorization(method, uri string) (string, bool) {
+	c.mu.Lock()
+	ch := c.auth
+	if ch == nil {
+		c.mu.Unlock()
+		return "", false
+	}
+	c.nc++
+	nc := c.nc
+	c.mu.Unlock()
+	return ch.Authorization(method, uri, c.cfg.Username, c.cfg.Password, nc, ""), true
+}
+
+// GetXML GETs path and decodes the XML body into v (elements matched by local
+// name, so any namespace works).
+func (c *Client) GetXML(ctx context.Context, path string, v any) error {
+	_, b, err := c.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if err := decodeXML(b, v); err != nil {
+		return fmt.Errorf("isapi GET %s: %w: %v", path, ErrProtocol, err)
+	}
+	return nil
+}
