@@ -1,23 +1,20 @@
 // Package hikvision is the go2rtc source for Hikvision cameras, door stations
 // and NVRs (scheme hikvision://).
 //
-// STUB: replaced by the real implementation.
+//	hikvision://USER:PASS@HOST[:HTTP_PORT]/?channel=1&stream=main
+//
+// Dial checks the URL, probes the device over ISAPI (model, firmware, type,
+// channel, RTSP port; cached per device/channel/stream for ProbeTTL so that
+// go2rtc's reconnects make no ISAPI request) and plays the stream over RTSP
+// (TCP) with go2rtc's pkg/rtsp client.
 package hikvision
 
 import (
-	"errors"
-
-	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/rs/zerolog"
 )
 
 var log = zerolog.Nop()
 
 // SetLogger sets the logger the module writes to (go2rtc's glue passes
-// app.GetLogger("hikvision")).
+// app.GetLogger("hikvision")). Call it before the first Dial.
 func SetLogger(l zerolog.Logger) { log = l }
-
-// Dial is go2rtc's source handler for hikvision:// URLs.
-func Dial(source string) (core.Producer, error) {
-	return nil, errors.New("hikvision: not implemented")
-}

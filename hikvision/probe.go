@@ -1,0 +1,227 @@
+package hikvision
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+)
+
+// ProbeTTL is how long a probe result is reused: a reconnect within it (go2rtc
+// calls Dial again after every Start return) makes no ISAPI request.
+const ProbeTTL = 10 * time.Minute
+
+// deviceProbe is what Dial learns from ISAPI before opening RTSP.
+type deviceProbe struct {
+	Info isapi.DeviceInfo
+	NVR  bool
+	// Channel is the streaming channel as the device describes it; nil when
+	// the device refused to say (403, notSupport, lowPrivilege, NVR without
+	// the channel in /ISAPI/Streaming/channels).
+	Channel *isapi.StreamingChannel
+	// RTSPPort is the device's RTSP port (adminAccesses, 554 if absent);
+	// 0 when it was not asked because the URL gave rtsp_port.
+	RTSPPort int
+	// Requests is how many ISAPI calls the probe made (for tests/logs).
+	Requests int
+}
+
+// probeCache is process-wide: go2rtc builds a new producer on every
+// reconnect.
+type probeCache struct {
+	mu  sync.Mutex
+	m   map[string]probeEntry
+	ttl time.Duration
+	now func() time.Time
+}
+
+type probeEntry struct {
+	p       *deviceProbe
+	expires time.Time
+}
+
+var probes = &probeCache{m: map[string]probeEntry{}, ttl: ProbeTTL, now: time.Now}
+
+// probeKey identifies device + channel + stream (and the user, whose
+// privileges decide what the device tells). No password.
+func probeKey(cfg *Config) string {
+	scheme := "http"
+	if cfg.HTTPS {
+		scheme = "https"
+	}
+	return scheme + "://" + cfg.Username + "@" + cfg.HTTPAddr() + "/" + strconv.Itoa(cfg.StreamID())
+}
+
+func (c *probeCache) get(cfg *Config) *deviceProbe {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[probeKey(cfg)]
+	if !ok || !c.now().Before(e.expires) {
+		return nil
+	}
+	if cfg.RTSPPort == 0 && e.p.RTSPPort == 0 {
+		return nil // cached without the port; this URL needs it
+	}
+	return e.p
+}
+
+func (c *probeCache) put(cfg *Config, p *deviceProbe) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for k, e := range c.m { // drop expired entries; the map stays small
+		if !now.Before(e.expires) {
+			delete(c.m, k)
+		}
+	}
+	c.m[probeKey(cfg)] = probeEntry{p: p, expires: now.Add(c.ttl)}
+}
+
+func (c *probeCache) reset() {
+	c.mu.Lock()
+	c.m = map[string]probeEntry{}
+	c.mu.Unlock()
+}
+
+// Sentinel errors of Dial (match with errors.Is; ISAPI causes also match the
+// isapi package's sentinels such as isapi.ErrUnauthorized and isapi.ErrLocked).
+var (
+	// ErrChannelNotFound: the device has no such channel/stream.
+	ErrChannelNotFound = errors.New("hikvision: no such channel or stream on the device")
+	// ErrNoMedia: the RTSP stream has no video or audio this source can pass on.
+	ErrNoMedia = errors.New("hikvision: no supported video or audio in the stream")
+	// ErrRTSPUnauthorized: the RTSP server refused the credentials.
+	ErrRTSPUnauthorized = errors.New("hikvision: RTSP refused the credentials")
+)
+
+// probe asks the device what Dial needs, concurrently:
+//
+//	GET /ISAPI/System/deviceInfo           model, firmware, type (NVR?)
+//	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 = no such channel
+//	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
+//
+// The isapi client serialises its first login, so the three cost one
+// challenge round trip, and a wrong password costs one failed login (not
+// three). Two more requests happen only in rare cases, sequentially:
+// InputProxy when deviceType is empty (NVR detection), and the NVR
+// StreamingProxy channel when an NVR does not list the channel itself.
+func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
+	id := cfg.StreamID()
+	host := cfg.HTTPAddr()
+	p := &deviceProbe{}
+
+	var (
+		wg                 sync.WaitGroup
+		info               *isapi.DeviceInfo
+		ch                 *isapi.StreamingChannel
+		port               int
+		infoErr, chErr, pe error
+	)
+	wg.Add(2)
+	go func() { defer wg.Done(); info, infoErr = c.DeviceInfo(ctx) }()
+	go func() { defer wg.Done(); ch, chErr = c.StreamingChannel(ctx, id) }()
+	p.Requests = 2
+	if cfg.RTSPPort == 0 {
+		wg.Add(1)
+		p.Requests++
+		go func() { defer wg.Done(); port, pe = c.RTSPPort(ctx) }()
+	}
+	wg.Wait()
+
+	if infoErr != nil {
+		return nil, newDialError("probe deviceInfo", host, infoErr, cfg)
+	}
+	p.Info = *info
+	p.NVR = info.IsNVR()
+
+	// An auth failure on any call is fatal (the lock counter is ticking).
+	for _, e := range []struct {
+		step string
+		err  error
+	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe}} {
+		if isAuthErr(e.err) {
+			return nil, newDialError(e.step, host, e.err, cfg)
+		}
+	}
+
+	if pe != nil {
+		log.Warn().Str("device", host).Str("err", redactErr(pe, cfg)).Msg("[hikvision] RTSP port unknown, using 554")
+		port = isapi.DefaultRTSPPort
+	}
+	p.RTSPPort = port
+
+	if info.DeviceType == "" {
+		// Not every firmware says what it is: an NVR answers InputProxy.
+		p.Requests++
+		if chs, err := c.InputProxyChannels(ctx); err == nil && len(chs) > 0 {
+			p.NVR = true
+		} else if isAuthErr(err) {
+			return nil, newDialError("probe InputProxy", host, err, cfg)
+		}
+	}
+
+	switch {
+	case chErr == nil:
+		p.Channel = ch
+	case p.NVR:
+		// IP channels of an NVR may only be described under StreamingProxy.
+		// (Snapshots of them likewise need
+		// /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture.)
+		// RTSP uses /Streaming/Channels/<id> either way.
+		p.Requests++
+		if sc, err := streamingProxyChannel(ctx, c, id); err == nil {
+			p.Channel = sc
+		} else if isAuthErr(err) {
+			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, err, cfg)
+		}
+	case isNotFound(chErr):
+		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host,
+			&causeError{sentinel: ErrChannelNotFound, cause: chErr}, cfg)
+	default:
+		// 403/notSupport/lowPrivilege/odd XML: RTSP will tell.
+		log.Debug().Str("device", host).Str("err", redactErr(chErr, cfg)).
+			Msg("[hikvision] streaming channel not described by the device")
+	}
+	return p, nil
+}
+
+// streamingProxyChannel reads GET /ISAPI/ContentMgmt/StreamingProxy/channels/<id>.
+func streamingProxyChannel(ctx context.Context, c *isapi.Client, id int) (*isapi.StreamingChannel, error) {
+	var x struct {
+		ID      string `xml:"id"`
+		Name    string `xml:"channelName"`
+		Enabled string `xml:"enabled"`
+		Video   struct {
+			Codec  string `xml:"videoCodecType"`
+			Width  string `xml:"videoResolutionWidth"`
+			Height string `xml:"videoResolutionHeight"`
+			FPS    string `xml:"maxFrameRate"`
+		} `xml:"Video"`
+		Audio struct {
+			Enabled string `xml:"enabled"`
+			Codec   string `xml:"audioCompressionType"`
+		} `xml:"Audio"`
+	}
+	if err := c.GetXML(ctx, "/ISAPI/ContentMgmt/StreamingProxy/channels/"+strconv.Itoa(id), &x); err != nil {
+		return nil, err
+	}
+	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	return &isapi.StreamingChannel{
+		ID: atoi(x.ID), ChannelName: x.Name, Enabled: x.Enabled == "true",
+		VideoCodec: x.Video.Codec, Width: atoi(x.Video.Width), Height: atoi(x.Video.Height),
+		MaxFrameRate: atoi(x.Video.FPS), AudioEnabled: x.Audio.Enabled == "true", AudioCodec: x.Audio.Codec,
+	}, nil
+}
+
+func isAuthErr(err error) bool {
+	return err != nil && (errors.Is(err, isapi.ErrUnauthorized) || errors.Is(err, isapi.ErrLocked) ||
+		errors.Is(err, isapi.ErrNotActivated))
+}
+
+func isNotFound(err error) bool {
+	var se *isapi.StatusError
+	return errors.As(err, &se) && se.HTTPStatus == 404
+}

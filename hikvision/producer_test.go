@@ -1,0 +1,438 @@
+package hikvision
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/AlexxIT/go2rtc/pkg/core"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+)
+
+func testURL(hostPort, query string) string {
+	return "hikvision://" + url.UserPassword(testUser, testPass).String() + "@" + hostPort + "/" + query
+}
+
+// waitGoroutines polls until the goroutine count is back to base.
+func waitGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("goroutines: %d, want <= %d\n%s", n, base, buf)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline, not synchronisation
+	}
+}
+
+func noPassword(t *testing.T, what, s string) {
+	t.Helper()
+	for _, form := range []string{testPass, url.QueryEscape(testPass), url.PathEscape(testPass), "p@ss", "w?rd"} {
+		if strings.Contains(s, form) {
+			t.Errorf("%s shows the password (%q): %s", what, form, s)
+		}
+	}
+}
+
+// count returns how many ISAPI requests match prefix.
+func count(log []string, prefix string) int {
+	n := 0
+	for _, l := range log {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+type env struct {
+	isapi *fakeISAPI
+	rtsp  *fakeRTSP
+}
+
+func newEnv(t *testing.T, sdp string) *env {
+	probes.reset()
+	t.Cleanup(probes.reset)
+	e := &env{isapi: newFakeISAPI(t), rtsp: newFakeRTSP(t, sdp)}
+	e.isapi.rtspPort.Store(int32(e.rtsp.port()))
+	return e
+}
+
+func TestDialPlayStop(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	base := runtime.NumGoroutine()
+
+	prod, err := Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prod.(*Producer)
+
+	// ISAPI: one challenge, then deviceInfo, channel 101, adminAccesses once each.
+	log := e.isapi.log()
+	for _, want := range []string{"GET /ISAPI/System/deviceInfo auth", "GET /ISAPI/Streaming/channels/101 auth", "GET /ISAPI/Security/adminAccesses auth"} {
+		if n := count(log, want); n != 1 {
+			t.Errorf("%q requested %d times, want 1 (log %v)", want, n, log)
+		}
+	}
+	if n := count(log, "GET "); n > 4 {
+		t.Errorf("cold Dial made %d ISAPI requests, want <= 4: %v", n, log)
+	}
+
+	// Medias: H.264 video and PCMA audio recvonly; the metadata track dropped.
+	medias := p.GetMedias()
+	var got []string
+	for _, m := range medias {
+		got = append(got, m.Kind+"/"+m.Direction+"/"+m.Codecs[0].Name)
+	}
+	if want := "video/recvonly/H264 audio/recvonly/PCMA"; strings.Join(got, " ") != want {
+		t.Fatalf("medias %v, want %s", got, want)
+	}
+
+	// Receivers, each with a child node that signals packets.
+	packets := make(chan string, 100)
+	for _, m := range medias {
+		r, err := p.GetTrack(m, m.Codecs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		kind := m.Kind
+		child := &core.Node{Codec: r.Codec}
+		child.Input = func(*core.Packet) {
+			select {
+			case packets <- kind:
+			default:
+			}
+		}
+		r.AppendChild(child)
+	}
+
+	// Connection info.
+	if p.FormatName != "hikvision" || p.Protocol != "rtsp+tcp" || p.RemoteAddr == "" {
+		t.Errorf("connection info %q %q %q", p.FormatName, p.Protocol, p.RemoteAddr)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := string(b)
+	noPassword(t, "MarshalJSON", js)
+	for _, want := range []string{`"format_name":"hikvision"`, `"model":"DS-2CD2143G2-I"`, `"firmware":"V5.7.18"`,
+		`"type":"IPCamera"`, `"channel":1`, `"stream":"main"`, `"stream_id":101`, `"video_codec":"H.264"`, `"source":"hikvision://admin:xxxxx@`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("MarshalJSON lacks %s: %s", want, js)
+		}
+	}
+
+	startErr := make(chan error, 1)
+	go func() { startErr <- p.Start() }()
+
+	seen := map[string]bool{}
+	timeout := time.After(5 * time.Second)
+	for !seen["video"] || !seen["audio"] {
+		select {
+		case k := <-packets:
+			seen[k] = true
+		case err := <-startErr:
+			t.Fatalf("Start returned early: %v", err)
+		case <-timeout:
+			t.Fatalf("no packets; seen %v", seen)
+		}
+	}
+
+	if err := p.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	select {
+	case err := <-startErr:
+		if err != nil {
+			t.Errorf("Start after Stop returned %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start did not return after Stop")
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+
+	// The device saw SETUP twice, PLAY, and a TEARDOWN.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		td, methods := e.rtsp.stats()
+		if td == 1 && count(methods, "SETUP") == 2 && count(methods, "PLAY") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RTSP methods %v, teardowns %d", methods, td)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitGoroutines(t, base)
+}
+
+func TestWarmDialMakesNoISAPIRequest(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	src := testURL(e.isapi.hostPort(), "?channel=1&stream=main")
+
+	p1, err := Dial(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p1.Stop()
+	cold := len(e.isapi.log())
+	if cold == 0 {
+		t.Fatal("cold Dial made no ISAPI request")
+	}
+
+	base := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		p, err := Dial(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.(*Producer).Device().Model; got != "DS-2CD2143G2-I" {
+			t.Errorf("warm Dial model %q", got)
+		}
+		go func() { _ = p.Start() }()
+		_ = p.Stop()
+	}
+	if n := len(e.isapi.log()); n != cold {
+		t.Errorf("warm Dials made %d ISAPI requests: %v", n-cold, e.isapi.log()[cold:])
+	}
+	if n := e.rtsp.conns.Load(); n != 4 {
+		t.Errorf("RTSP connections %d, want 4", n)
+	}
+
+	// Another stream of the same device is a different cache entry.
+	p, err := Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=sub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Stop()
+	if n := count(e.isapi.log(), "GET /ISAPI/Streaming/channels/102 auth"); n != 1 {
+		t.Errorf("sub stream probe: channel 102 asked %d times", n)
+	}
+	waitGoroutines(t, base)
+}
+
+func TestProbeCacheExpires(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	now := time.Now()
+	probes.now = func() time.Time { return now }
+	defer func() { probes.now = time.Now }()
+	src := testURL(e.isapi.hostPort(), "")
+
+	for i, advance := range []time.Duration{0, ProbeTTL - time.Second, 2 * time.Second} {
+		now = now.Add(advance)
+		p, err := Dial(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Stop()
+		want := 1
+		if i == 2 {
+			want = 2
+		}
+		if n := count(e.isapi.log(), "GET /ISAPI/System/deviceInfo auth"); n != want {
+			t.Errorf("dial %d: deviceInfo asked %d times, want %d", i, n, want)
+		}
+	}
+}
+
+func TestDialRTSPPortFromURL(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	e.isapi.rtspPort.Store(1) // the device would say a wrong port
+	p, err := Dial(testURL(e.isapi.hostPort(), fmt.Sprintf("?rtsp_port=%d", e.rtsp.port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Stop()
+	if n := count(e.isapi.log(), "GET /ISAPI/Security/adminAccesses"); n != 0 {
+		t.Errorf("adminAccesses asked %d times though rtsp_port was given", n)
+	}
+	// A URL without rtsp_port must not use the port-less cache entry.
+	if _, err := Dial(testURL(e.isapi.hostPort(), "")); err == nil {
+		t.Error("Dial to the device's (wrong) port 1 succeeded")
+	}
+	if n := count(e.isapi.log(), "GET /ISAPI/Security/adminAccesses auth"); n != 1 {
+		t.Errorf("adminAccesses asked %d times, want 1", n)
+	}
+}
+
+func TestDialWrongPassword(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	e.isapi.pass = "other"
+	base := runtime.NumGoroutine()
+
+	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	var de *DialError
+	if !errors.As(err, &de) {
+		t.Fatalf("err %v (%T), want *DialError", err, err)
+	}
+	if de.Step != "probe deviceInfo" || !errors.Is(err, isapi.ErrUnauthorized) {
+		t.Errorf("step %q, err %v", de.Step, err)
+	}
+	want := "hikvision: probe deviceInfo on " + e.isapi.hostPort() + ": wrong credentials (6 tries left before lock)"
+	if err.Error() != want {
+		t.Errorf("err %q\nwant %q", err, want)
+	}
+	noPassword(t, "error", err.Error())
+	e.isapi.mu.Lock()
+	failed := e.isapi.failedLogin
+	e.isapi.mu.Unlock()
+	if failed != 1 {
+		t.Errorf("one Dial cost %d failed logins, want 1", failed)
+	}
+	if n := e.rtsp.conns.Load(); n != 0 {
+		t.Errorf("RTSP dialed %d times after an ISAPI auth failure", n)
+	}
+	// A failed probe is not cached: the next Dial asks again.
+	_, _ = Dial(testURL(e.isapi.hostPort(), ""))
+	bad := 0
+	for _, l := range e.isapi.log() {
+		if strings.HasSuffix(l, " badauth") {
+			bad++
+		}
+	}
+	if bad != 2 {
+		t.Errorf("after two Dials: %d failed logins, want 2 (%v)", bad, e.isapi.log())
+	}
+	waitGoroutines(t, base)
+}
+
+func TestDialChannelNotFound(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	_, err := Dial(testURL(e.isapi.hostPort(), "?channel=5&stream=sub"))
+	if !errors.Is(err, ErrChannelNotFound) {
+		t.Fatalf("err %v, want ErrChannelNotFound", err)
+	}
+	var de *DialError
+	if !errors.As(err, &de) || de.Step != "probe streaming channel 502" {
+		t.Errorf("err %v", err)
+	}
+	if n := e.rtsp.conns.Load(); n != 0 {
+		t.Errorf("RTSP dialed %d times for a missing channel", n)
+	}
+}
+
+func TestDialRTSPWrongPassword(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	e.rtsp.pass = "different"
+	base := runtime.NumGoroutine()
+	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	if !errors.Is(err, ErrRTSPUnauthorized) {
+		t.Fatalf("err %v, want ErrRTSPUnauthorized", err)
+	}
+	var de *DialError
+	if !errors.As(err, &de) || de.Step != "rtsp describe" || de.Host != fmt.Sprintf("127.0.0.1:%d", e.rtsp.port()) {
+		t.Errorf("err %v", err)
+	}
+	noPassword(t, "error", err.Error())
+	waitGoroutines(t, base)
+}
+
+func TestDialNoSupportedMedia(t *testing.T) {
+	sdp := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n" +
+		"m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=control:trackID=1\r\n"
+	e := newEnv(t, sdp)
+	base := runtime.NumGoroutine()
+	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	if !errors.Is(err, ErrNoMedia) || !strings.Contains(err.Error(), "JPEG") {
+		t.Fatalf("err %v, want ErrNoMedia naming JPEG", err)
+	}
+	waitGoroutines(t, base)
+}
+
+func TestDialUnreachable(t *testing.T) {
+	probes.reset()
+	_, err := Dial(testURL("127.0.0.1:1", "#timeout=2"))
+	var de *DialError
+	if !errors.As(err, &de) || de.Step != "probe deviceInfo" || de.Host != "127.0.0.1:1" {
+		t.Fatalf("err %v", err)
+	}
+	noPassword(t, "error", err.Error())
+}
+
+func TestBadURLNoTraffic(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	_, err := Dial(testURL(e.isapi.hostPort(), "?channel=0"))
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Param != "channel" {
+		t.Fatalf("err %v", err)
+	}
+	if n := len(e.isapi.log()); n != 0 {
+		t.Errorf("bad URL made %d ISAPI requests", n)
+	}
+}
+
+func TestDeviceDropsStream(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	base := runtime.NumGoroutine()
+	prod, err := Dial(testURL(e.isapi.hostPort(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prod.(*Producer)
+	packets := make(chan struct{}, 1)
+	m := p.GetMedias()[0]
+	r, err := p.GetTrack(m, m.Codecs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := &core.Node{Codec: r.Codec, Input: func(*core.Packet) {
+		select {
+		case packets <- struct{}{}:
+		default:
+		}
+	}}
+	r.AppendChild(child)
+	startErr := make(chan error, 1)
+	go func() { startErr <- p.Start() }()
+	select {
+	case <-packets:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no packets")
+	}
+	e.rtsp.dropClients()
+	select {
+	case err := <-startErr:
+		var de *DialError
+		if !errors.As(err, &de) || de.Step != "rtsp play" {
+			t.Errorf("Start: %v, want *DialError step rtsp play", err)
+		}
+		if err != nil {
+			noPassword(t, "Start error", err.Error())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Start did not return after the device dropped the stream")
+	}
+	_ = p.Stop()
+	waitGoroutines(t, base)
+}
+
+func TestStopBeforeStart(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	base := runtime.NumGoroutine()
+	p, err := Dial(testURL(e.isapi.hostPort(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		t.Errorf("Start after Stop: %v", err)
+	}
+	waitGoroutines(t, base)
+}
