@@ -255,11 +255,11 @@ func TestWrongPasswordIsOneFailedLogin(t *testing.T) {
 
 func TestRefusedLoginBodies(t *testing.T) {
 	cases := []struct {
-		fixture    string
-		locked     bool
-		unlock     time.Duration
-		retry      int
-		sentinel   error
+		fixture  string
+		locked   bool
+		unlock   time.Duration
+		retry    int
+		sentinel error
 	}{
 		{"userCheck_lock.xml", true, 1796 * time.Second, 0, isapi.ErrLocked},
 		{"userCheck_locked.xml", true, 598 * time.Second, -1, isapi.ErrLocked},

@@ -27,17 +27,17 @@ type fakeDevice struct {
 	// offers is one WWW-Authenticate header value per entry, with %s for the
 	// nonce, e.g. `Digest realm="r", nonce="%s", algorithm="MD5"`. Defaults
 	// to one MD5 digest challenge as Hikvision sends it.
-	offers    []string
+	offers     []string
 	hexTSNonce bool   // nonce "<hex>:<unix-ts>" instead of plain hex
-	wrongBody string // userCheck body for a wrong answer (default userCheck_unlock)
+	wrongBody  string // userCheck body for a wrong answer (default userCheck_unlock)
 
 	mu             sync.Mutex
 	routes         map[string]http.HandlerFunc // by path (no query)
 	nonce          string
 	nonces         int
-	challenges     int            // 401 challenges to requests without credentials
-	wrongAnswers   int            // requests whose digest/basic answer was wrong
-	staleAnswers   int            // 401 stale=TRUE sent
+	challenges     int              // 401 challenges to requests without credentials
+	wrongAnswers   int              // requests whose digest/basic answer was wrong
+	staleAnswers   int              // 401 stale=TRUE sent
 	ncs            map[string][]int // nonce → nc values seen with a right answer
 	algorithms     []string         // algorithm of each right digest answer
 	basicOK        int

@@ -250,4 +250,3 @@ func TestTalkChannelValidated(t *testing.T) {
 		}
 	}
 }
-
