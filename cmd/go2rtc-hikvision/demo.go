@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -43,12 +42,18 @@ func stripComment(line string) string {
 
 // simulators are the simulated devices started for the demo.
 type simulators struct {
+	log     zerolog.Logger
 	closers []func() error
 }
 
 func (s *simulators) Close() {
 	for i := len(s.closers) - 1; i >= 0; i-- {
-		_ = s.closers[i]()
+		if err := s.closers[i](); err != nil {
+			s.log.Warn().Err(err).Msg("[go2rtc-hikvision] stop simulator")
+		}
+	}
+	if len(s.closers) > 0 {
+		s.log.Info().Msg("[go2rtc-hikvision] simulator stopped")
 	}
 	s.closers = nil
 }
@@ -56,7 +61,7 @@ func (s *simulators) Close() {
 // startSimulators starts the simulated camera and/or NVR that config refers
 // to, on the fixed demo addresses.
 func startSimulators(config string, log zerolog.Logger) (*simulators, error) {
-	s := &simulators{}
+	s := &simulators{log: log}
 	camera, nvr := demoNeeds(config)
 	if camera {
 		closer, err := startSim("camera", DemoCameraHTTP, DemoCameraRTSP, log)
@@ -74,12 +79,4 @@ func startSimulators(config string, log zerolog.Logger) (*simulators, error) {
 		s.closers = append(s.closers, closer)
 	}
 	return s, nil
-}
-
-// errNoSimulator is returned while internal/sim has no Start.
-var errNoSimulator = errors.New("the built-in simulator is not in this build yet; point the config at a real device")
-
-// startSim starts one simulated device (personality "camera" or "nvr").
-func startSim(personality, httpAddr, rtspAddr string, log zerolog.Logger) (closer func() error, err error) {
-	return nil, errNoSimulator
 }

@@ -174,7 +174,7 @@ func runCmd(args []string, log zerolog.Logger) int {
 	for _, c := range configs {
 		goArgs = append(goArgs, "-config", c)
 	}
-	return runGo2rtc(bin, goArgs, log)
+	return runGo2rtc(bin, goArgs, os.Stdout, os.Stderr, log)
 }
 
 // defaultConfig returns ./go2rtc.yaml if it exists, else a temporary copy of
@@ -237,9 +237,9 @@ func configText(configs []string) (string, error) {
 
 // runGo2rtc runs go2rtc in the foreground, forwarding SIGINT/SIGTERM, and
 // returns its exit status.
-func runGo2rtc(bin string, args []string, log zerolog.Logger) int {
+func runGo2rtc(bin string, args []string, stdout, stderr io.Writer, log zerolog.Logger) int {
 	cmd := exec.Command(bin, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)

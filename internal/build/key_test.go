@@ -1,0 +1,174 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeRepo writes a minimal repository tree and returns its root.
+func fakeRepo(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	base := map[string]string{
+		"go.mod":                        "module " + ModulePath + "\n\ngo 1.24.0\n",
+		"patches/0001-a.patch":          "patch one\n",
+		"hikvision/hikvision.go":        "package hikvision\n",
+		"hikvision/hikvision_test.go":   "package hikvision\n",
+		"hikvision/testdata/fixture.go": "package fixture\n",
+		".cache/x.go":                   "package x\n",
+		"_old/x.go":                     "package x\n",
+		"nested/go.mod":                 "module example.com/nested\n",
+		"nested/n.go":                   "package nested\n",
+		"README.md":                     "readme\n",
+	}
+	for k, v := range files {
+		base[k] = v
+	}
+	for name, content := range base {
+		path := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestSourceFilesSelection(t *testing.T) {
+	root := fakeRepo(t, nil)
+	got, err := SourceFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"go.mod", "hikvision/hikvision.go"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("SourceFiles = %q, want %q", got, want)
+	}
+}
+
+func TestKeyChangesWithInputs(t *testing.T) {
+	ctx := context.Background()
+	key := func(root string) string {
+		t.Helper()
+		k, err := Key(ctx, Options{RepoRoot: root})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	root := fakeRepo(t, nil)
+	base := key(root)
+	if again := key(root); again != base {
+		t.Fatalf("key not stable: %s then %s", base, again)
+	}
+
+	write := func(name, content string) {
+		t.Helper()
+		path := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Files outside the key: no change.
+	for _, name := range []string{"hikvision/hikvision_test.go", "hikvision/testdata/fixture.go",
+		".cache/x.go", "_old/x.go", "nested/n.go", "README.md", "patches/notes.txt"} {
+		write(name, "changed "+name)
+		if k := key(root); k != base {
+			t.Errorf("changing %s changed the key", name)
+		}
+	}
+
+	// Inputs: every change gives a new key.
+	seen := map[string]string{base: "base"}
+	for _, c := range []struct{ name, content string }{
+		{"patches/0001-a.patch", "patch one, edited\n"},
+		{"patches/0002-b.patch", "patch two\n"},
+		{"hikvision/hikvision.go", "package hikvision // edited\n"},
+		{"internal/x/x.go", "package x\n"},
+		{"go.sum", "example.com/m v1.0.0 h1:x=\n"},
+		{"go.mod", "module " + ModulePath + "\n\ngo 1.25.0\n"},
+	} {
+		write(c.name, c.content)
+		k := key(root)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("after changing %s the key equals the one after %s", c.name, prev)
+		}
+		seen[k] = c.name
+	}
+
+	// The target platform is an input too.
+	k1, err := Key(ctx, Options{RepoRoot: root, GOOS: "linux", GOARCH: "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Key(ctx, Options{RepoRoot: root, GOOS: "linux", GOARCH: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1 == k2 {
+		t.Errorf("arm64 and amd64 builds share key %s", k1)
+	}
+}
+
+func TestKeyNeedsPatches(t *testing.T) {
+	root := fakeRepo(t, nil)
+	if err := os.Remove(filepath.Join(root, "patches/0001-a.patch")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Key(context.Background(), Options{RepoRoot: root}); !errors.Is(err, ErrNoPatches) {
+		t.Fatalf("Key without patches: err = %v, want ErrNoPatches", err)
+	}
+}
+
+func TestFindRepoRoot(t *testing.T) {
+	root := fakeRepo(t, nil)
+	for _, dir := range []string{root, filepath.Join(root, "hikvision"), filepath.Join(root, "hikvision/testdata")} {
+		got, err := FindRepoRoot(dir)
+		if err != nil || got != root {
+			t.Errorf("FindRepoRoot(%s) = %q, %v; want %q", dir, got, err, root)
+		}
+	}
+	// A nested module with another path is skipped on the way up.
+	if got, err := FindRepoRoot(filepath.Join(root, "nested")); err != nil || got != root {
+		t.Errorf("FindRepoRoot(nested) = %q, %v; want %q", got, err, root)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "go.mod"), []byte("module example.com/other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FindRepoRoot(other); !errors.Is(err, ErrRepoRootNotFound) {
+		t.Errorf("FindRepoRoot(other module) err = %v, want ErrRepoRootNotFound", err)
+	}
+}
+
+func TestModulePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"module a/b\n":                   "a/b",
+		"// c\nmodule \"a/b\"\ngo 1.2\n": "a/b",
+		"modulex a/b\n":                  "",
+		"go 1.2\n":                       "",
+	} {
+		if got := modulePath([]byte(in)); got != want {
+			t.Errorf("modulePath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestDefaultCacheDirEnv(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(CacheEnv, dir)
+	got, err := DefaultCacheDir()
+	if err != nil || got != dir {
+		t.Fatalf("DefaultCacheDir = %q, %v; want %q", got, err, dir)
+	}
+}
