@@ -354,9 +354,6 @@ func (p *Producer) Device() DeviceInfo {
 	return d
 }
 
-// Config returns a copy of the parsed URL (it holds the password).
-func (p *Producer) Config() Config { return *p.cfg }
-
 // MarshalJSON is core.Connection plus device, channel and stream. It never
 // includes the inner RTSP connection (whose URL holds the password).
 func (p *Producer) MarshalJSON() ([]byte, error) {
