@@ -334,7 +334,9 @@ func times(n int) string {
 // credentials, locked) count toward the budget; a lock answer also holds
 // until the device's unlockTime; a RetryLoginTime in an *isapi.AuthError is
 // remembered. A *HoldError (the guard's own answer) is not recorded. A nil
-// err is the same as Success.
+// err is the same as Success. Report the outcome of every request Allow
+// allowed; failures of unauthenticated probes (TCP connect) need not be
+// reported, and if they are, they count as transient failures only.
 func (g *Guard) Report(err error) Kind {
 	kind := Classify(err)
 	if kind == KindNone {
