@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,6 +25,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/AlexxIT/go2rtc/pkg/yaml"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/build"
 	"github.com/rs/zerolog"
 )
@@ -147,18 +149,22 @@ func runCmd(args []string, log zerolog.Logger) int {
 		configs = configFlag{path}
 	}
 
-	bin, err := buildBinary(ctx, log, build.Options{})
-	if err != nil {
-		log.Error().Err(err).Msg("[go2rtc-hikvision] build failed")
-		return 1
-	}
-
-	text, err := configText(configs)
+	texts, err := readConfigs(configs)
 	if err != nil {
 		log.Error().Err(err).Msg("[go2rtc-hikvision] read config")
 		return 1
 	}
-	sims, err := startSimulators(text, log)
+
+	bin, err := buildBinary(ctx, log, build.Options{})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 130
+		}
+		log.Error().Err(err).Msg("[go2rtc-hikvision] build failed")
+		return 1
+	}
+
+	sims, err := startSimulators(strings.Join(texts, "\n"), log)
 	if err != nil {
 		log.Error().Err(err).Msg("[go2rtc-hikvision] simulator")
 		return 1
@@ -173,6 +179,9 @@ func runCmd(args []string, log zerolog.Logger) int {
 	goArgs := make([]string, 0, 2*len(configs))
 	for _, c := range configs {
 		goArgs = append(goArgs, "-config", c)
+	}
+	if u := apiURL(texts); u != "" {
+		log.Info().Msgf("[go2rtc-hikvision] starting go2rtc; open %s", u)
 	}
 	return runGo2rtc(bin, goArgs, os.Stdout, os.Stderr, log)
 }
@@ -213,26 +222,49 @@ func defaultConfig(log zerolog.Logger) (path string, remove func(), err error) {
 	return path, func() { os.RemoveAll(dir) }, nil
 }
 
-// configText is the text of every config (files read, inline values as is).
-func configText(configs []string) (string, error) {
-	var sb strings.Builder
+// readConfigs returns the text of every -config value, as go2rtc reads them:
+// inline YAML/JSON ("{...}") and key.path=value as is, anything else a file.
+func readConfigs(configs []string) ([]string, error) {
+	texts := make([]string, 0, len(configs))
 	for _, c := range configs {
 		if strings.HasPrefix(c, "{") {
-			sb.WriteString(c + "\n")
+			texts = append(texts, c)
 			continue
 		}
 		data, err := os.ReadFile(c)
 		if errors.Is(err, os.ErrNotExist) && strings.Contains(c, "=") {
-			sb.WriteString(c + "\n") // go2rtc's key.path=value form
+			texts = append(texts, c) // go2rtc's key.path=value form
 			continue
 		}
 		if err != nil {
-			return "", err
+			return nil, err
 		}
-		sb.Write(data)
-		sb.WriteByte('\n')
+		texts = append(texts, string(data))
 	}
-	return sb.String(), nil
+	return texts, nil
+}
+
+// apiURL is the web UI address go2rtc will have with these configs (later
+// ones override earlier ones, default ":1984"), "" if the API is off or the
+// address cannot be told.
+func apiURL(texts []string) string {
+	var cfg struct {
+		API struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"api"`
+	}
+	cfg.API.Listen = ":1984"
+	for _, text := range texts {
+		_ = yaml.Unmarshal([]byte(text), &cfg) // go2rtc itself reports bad YAML
+	}
+	host, port, err := net.SplitHostPort(cfg.API.Listen)
+	if err != nil || port == "" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
 
 // runGo2rtc runs go2rtc in the foreground, forwarding SIGINT/SIGTERM, and
@@ -249,7 +281,7 @@ func runGo2rtc(bin string, args []string, stdout, stderr io.Writer, log zerolog.
 		log.Error().Err(err).Msg("[go2rtc-hikvision] start go2rtc")
 		return 1
 	}
-	log.Info().Int("pid", cmd.Process.Pid).Msg("[go2rtc-hikvision] go2rtc started; open http://127.0.0.1:1984/ (or the api listen address of your config)")
+	log.Info().Int("pid", cmd.Process.Pid).Msg("[go2rtc-hikvision] go2rtc started")
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -175,49 +174,37 @@ func TestRunPassesExitStatus(t *testing.T) {
 	}
 }
 
-// SIGTERM sent to the runner reaches go2rtc, which exits cleanly.
-func TestRunForwardsSIGTERM(t *testing.T) {
-	bin := go2rtcBinary(t)
-	args, api := go2rtcConfig(t)
-	var out lockedBuffer
-	exited := make(chan int, 1)
-	go func() { exited <- runGo2rtc(bin, args, &out, &out, zerolog.Nop()) }()
-	// runGo2rtc has registered for SIGTERM before it started go2rtc, so once
-	// the API answers this process will not die of the signal.
-	waitAPI(t, api, exited)
-
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Fatalf("runGo2rtc = %d after SIGTERM, want 0; output:\n%s", code, out.String())
-		}
-		if !strings.Contains(out.String(), "exit with signal: terminated") {
-			t.Errorf("go2rtc did not report the forwarded SIGTERM; output:\n%s", out.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("go2rtc did not exit after SIGTERM; output:\n%s", out.String())
-	}
-}
-
-func TestConfigText(t *testing.T) {
+func TestReadConfigs(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "a.yaml")
 	if err := os.WriteFile(file, []byte("streams:\n  a: hikvision://u:p@127.0.0.1:18080/\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	text, err := configText([]string{file, `{"log":{"level":"debug"}}`, "log.level=trace"})
+	texts, err := readConfigs([]string{file, `{"log":{"level":"debug"}}`, "log.level=trace"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"127.0.0.1:18080", `{"log":`, "log.level=trace"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("configText lacks %q:\n%s", want, text)
-		}
+	if len(texts) != 3 || !strings.Contains(texts[0], "127.0.0.1:18080") || texts[1] != `{"log":{"level":"debug"}}` || texts[2] != "log.level=trace" {
+		t.Errorf("readConfigs = %q", texts)
 	}
-	if _, err := configText([]string{filepath.Join(dir, "missing.yaml")}); err == nil {
-		t.Error("configText of a missing file: no error")
+	if _, err := readConfigs([]string{filepath.Join(dir, "missing.yaml")}); err == nil {
+		t.Error("readConfigs of a missing file: no error")
+	}
+}
+
+func TestAPIURL(t *testing.T) {
+	for _, c := range []struct {
+		texts []string
+		want  string
+	}{
+		{nil, "http://127.0.0.1:1984/"},
+		{[]string{"api:\n  listen: \":1985\"\n"}, "http://127.0.0.1:1985/"},
+		{[]string{"api:\n  listen: 192.0.2.7:2000\n", `{"api":{"listen":"127.0.0.2:3000"}}`}, "http://127.0.0.2:3000/"},
+		{[]string{"api:\n  listen: \"\"\n"}, ""},
+		{[]string{"streams: {}\n"}, "http://127.0.0.1:1984/"},
+	} {
+		if got := apiURL(c.texts); got != c.want {
+			t.Errorf("apiURL(%q) = %q, want %q", c.texts, got, c.want)
+		}
 	}
 }

@@ -119,6 +119,7 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 	binPath = filepath.Join(dir, binName(env.GOOS))
 
 	if isFile(binPath) {
+		touch(dir)
 		log.Info().Str("key", key).Msg("[build] up to date (cache hit)")
 		return binPath, nil
 	}
@@ -161,6 +162,7 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 		return "", fmt.Errorf("build: store binary: %w", err)
 	}
 	log.Info().Str("path", binPath).Str("took", time.Since(start).Round(time.Second).String()).Msg("[build] done")
+	prune(opts.CacheDir, key, time.Now())
 	return binPath, nil
 }
 

@@ -36,6 +36,9 @@ func Key(ctx context.Context, opts Options) (string, error) {
 	return computeKey(opts.RepoRoot, env)
 }
 
+// keyLen is the length of a key: 24 hex digits (96 bits).
+const keyLen = 24
+
 func computeKey(root string, env goEnvironment) (string, error) {
 	h := sha256.New()
 	field := func(name, value string) {
@@ -64,7 +67,7 @@ func computeKey(root string, env goEnvironment) (string, error) {
 			return "", err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:24], nil
+	return hex.EncodeToString(h.Sum(nil))[:keyLen], nil
 }
 
 // SourceFiles lists (slash-separated, relative to root, sorted) the files of

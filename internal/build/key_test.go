@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeRepo writes a minimal repository tree and returns its root.
@@ -170,5 +171,47 @@ func TestDefaultCacheDirEnv(t *testing.T) {
 	got, err := DefaultCacheDir()
 	if err != nil || got != dir {
 		t.Fatalf("DefaultCacheDir = %q, %v; want %q", got, err, dir)
+	}
+}
+
+func TestPruneRemovesOnlyOldEntries(t *testing.T) {
+	cache := t.TempDir()
+	now := time.Now()
+	old := now.Add(-PruneAfter - time.Hour)
+	mk := func(name string, mtime time.Time) string {
+		t.Helper()
+		dir := filepath.Join(cache, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "go2rtc"), []byte("bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dir, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	oldKey := mk("0123456789abcdef01234567", old)
+	if err := os.WriteFile(oldKey+".lock", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keep := mk("aaaaaaaaaaaaaaaaaaaaaaaa", old) // the key just built
+	recent := mk("bbbbbbbbbbbbbbbbbbbbbbbb", now.Add(-time.Hour))
+	notKey := mk("my-notes", old)
+	staleWork := mk("work-123", now.Add(-48*time.Hour))
+	freshWork := mk("work-456", now.Add(-time.Minute))
+
+	prune(cache, "aaaaaaaaaaaaaaaaaaaaaaaa", now)
+
+	for _, gone := range []string{oldKey, oldKey + ".lock", staleWork} {
+		if _, err := os.Stat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s not pruned (err %v)", filepath.Base(gone), err)
+		}
+	}
+	for _, kept := range []string{keep, recent, notKey, freshWork} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s pruned: %v", filepath.Base(kept), err)
+		}
 	}
 }
