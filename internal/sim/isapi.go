@@ -13,14 +13,15 @@ const contentTypeXML = `application/xml; charset="UTF-8"`
 // serveISAPI authenticates every request, then routes it.
 func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r.RemoteAddr)
+	d.mu.Lock()
+	d.clientLocked(ip).Requests[r.URL.Path]++
+	d.mu.Unlock()
 	if !d.stall(r.Context()) {
 		// stalled until the client gave up or the device went away: never answer
 		return
 	}
 
 	d.mu.Lock()
-	cs := d.clientLocked(ip)
-	cs.Requests[r.URL.Path]++
 	outcome := d.checkAuthLocked(r, ip)
 	if outcome != authOK {
 		d.unauthorizedLocked(w, r, ip, outcome)
