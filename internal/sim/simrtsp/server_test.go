@@ -511,8 +511,11 @@ func TestDropAllAndRefuse(t *testing.T) {
 	}
 	ts.DropAll()
 	var err error
-	for err == nil {
+	for deadline := time.Now().Add(5 * time.Second); err == nil && time.Now().Before(deadline); {
 		_, _, err = c.readFrame()
+	}
+	if err == nil {
+		t.Fatal("connection still open 5 s after DropAll")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -612,4 +615,44 @@ func (c *client) play2(path string) {
 	if r := c.do("PLAY", c.base+path); r.code != 200 {
 		c.t.Fatalf("PLAY: %d", r.code)
 	}
+}
+
+// TestSessionTimeout: a client that sends nothing is dropped after the
+// session timeout; one that sends GET_PARAMETER keep-alives is not.
+func TestSessionTimeout(t *testing.T) {
+	ts := startServer(t, simrtsp.Config{SessionTimeout: time.Second})
+	silent := dial(t, ts.addr)
+	silent.play("/Streaming/Channels/301", 1)
+	alive := dial(t, ts.addr)
+	r := alive.play("/Streaming/Channels/301", 1)
+	if got := r.header.Get("Session"); !strings.HasSuffix(got, ";timeout=1") {
+		t.Errorf("Session header %q, want ;timeout=1", got)
+	}
+	start := time.Now()
+	for time.Since(start) < 2500*time.Millisecond {
+		if r := alive.do("GET_PARAMETER", alive.base+"/Streaming/Channels/301"); r.code != 200 {
+			t.Fatalf("keep-alive: %d", r.code)
+		}
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) { // consume RTP meanwhile
+			if _, _, err := alive.readFrame(); err != nil {
+				t.Fatalf("kept-alive session dropped after %v: %v", time.Since(start), err)
+			}
+		}
+	}
+	var err error
+	for err == nil && time.Since(start) < 6*time.Second {
+		_, _, err = silent.readFrame()
+	}
+	if err == nil {
+		t.Fatal("silent session still open after 6 s")
+	}
+	if el := time.Since(start); el > 4*time.Second {
+		t.Errorf("silent session closed after %v, want about 1 s", el)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Errorf("silent session not closed by the server: %v", err)
+	}
+	waitFor(t, 5*time.Second, "one session left", func() bool { return ts.Stats().ActiveSessions == 1 })
 }

@@ -74,10 +74,10 @@ func (c *conn) stream(sess *session) {
 					out = appendSR(out, t, now, start)
 				}
 			}
+			c.srv.rtcp.Add(uint64(len(out) / 32))
 			if err := c.writeRaw(out); err != nil {
 				return
 			}
-			c.srv.rtcp.Add(uint64(len(out) / 32))
 			nextSR = nextSR.Add(c.srv.cfg.RTCPInterval)
 			continue
 		}
@@ -104,12 +104,11 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// send writes RTP packets; they are counted before the write so a client
+// that has read them always sees them in Stats.
 func (c *conn) send(b []byte, packets int) bool {
-	if err := c.writeRaw(b); err != nil {
-		return false
-	}
 	c.srv.packets.Add(uint64(packets))
-	return true
+	return c.writeRaw(b) == nil
 }
 
 // appendRTP appends one interleaved RTP packet ('$', channel, length, RFC 3550 header, payload).
