@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,14 +23,18 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	if err := run(os.Args[1:], os.Stdout, sig); err != nil {
 		fmt.Fprintln(os.Stderr, "hikvision-sim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run starts the devices, prints what they serve to out and blocks until stop delivers a signal.
+func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 	fs := flag.NewFlagSet("hikvision-sim", flag.ContinueOnError)
+	fs.SetOutput(out)
 	var (
 		httpAddr    = fs.String("http", "127.0.0.1:18080", "ISAPI (HTTP) listen address of the first device; empty = no first device")
 		rtspAddr    = fs.String("rtsp", "127.0.0.1:18554", "RTSP listen address of the first device")
@@ -78,13 +83,13 @@ func run(args []string) error {
 		}
 		devices = append(devices, d)
 		c := d.Config()
-		fmt.Printf("%s %s (%s, firmware %s)\n", c.Personality, c.DeviceName, c.Model, c.Firmware)
-		fmt.Printf("  ISAPI   http://%s/ISAPI/System/deviceInfo (user %q, auth %s %v)\n", d.HTTPAddr(), *user, c.Auth, c.DigestAlgorithms)
+		fmt.Fprintf(out, "%s %s (%s, firmware %s)\n", c.Personality, c.DeviceName, c.Model, c.Firmware)
+		fmt.Fprintf(out, "  ISAPI   http://%s/ISAPI/System/deviceInfo (user %q, auth %s %v)\n", d.HTTPAddr(), *user, c.Auth, c.DigestAlgorithms)
 		for _, ch := range d.Channels() {
-			fmt.Printf("  RTSP    rtsp://%s%s  %s %dx%d + %s, sub %s\n", d.RTSPAddr(), ch.MainPath(), ch.Video, ch.Width, ch.Height, ch.Audio, ch.SubPath())
+			fmt.Fprintf(out, "  RTSP    rtsp://%s%s  %s %dx%d + %s, sub %s\n", d.RTSPAddr(), ch.MainPath(), ch.Video, ch.Width, ch.Height, ch.Audio, ch.SubPath())
 		}
 		if d.ControlAddr() != "" {
-			fmt.Printf("  control http://%s (POST /reboot?seconds=N /stall?on=1 /refuse-rtsp?on=1 /lock?ip=A /bad-xml?count=N /password?user=U&password=P, GET /stats)\n", d.ControlAddr())
+			fmt.Fprintf(out, "  control http://%s (POST /reboot?seconds=N /stall?on=1 /refuse-rtsp?on=1 /lock?ip=A /bad-xml?count=N /password?user=U&password=P, GET /stats)\n", d.ControlAddr())
 		}
 		return nil
 	}
@@ -104,10 +109,7 @@ func run(args []string) error {
 		}
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	signal.Stop(sig)
-	fmt.Printf("%v: stopping\n", s)
+	s := <-stop
+	fmt.Fprintf(out, "%v: stopping\n", s)
 	return nil
 }
