@@ -139,7 +139,9 @@ func (f *fakeDevice) setForeign(open bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if open {
-		f.open, f.foreign = true, true
+		if !f.open { // the device refuses a second talker too
+			f.open, f.foreign = true, true
+		}
 	} else if f.foreign {
 		f.open, f.foreign = false, false
 	}
@@ -147,14 +149,17 @@ func (f *fakeDevice) setForeign(open bool) {
 
 func (f *fakeDevice) AudioData(ctx context.Context, sid string) (io.WriteCloser, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.record("audioData", 0, "")
 	f.audioDatas++
-	if f.audioDataHook != nil {
-		if err := f.audioDataHook(f.audioDatas); err != nil {
+	n, hook := f.audioDatas, f.audioDataHook
+	f.mu.Unlock()
+	if hook != nil {
+		if err := hook(n); err != nil {
 			return nil, err
 		}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if !f.open || f.foreign || sid != fmt.Sprintf("sid-%d", f.sessNo) {
 		return nil, &isapi.StatusError{Method: "PUT", Path: "/audioData", HTTPStatus: 403, StatusCode: 4, SubStatusCode: "invalidOperation"}
 	}
