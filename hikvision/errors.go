@@ -14,7 +14,8 @@ import (
 //	hikvision: probe deviceInfo on 192.168.1.64: wrong credentials (2 tries left before lock)
 //
 // Step is "probe deviceInfo", "probe streaming channel 101", "probe RTSP
-// port", "probe InputProxy", "rtsp connect", "rtsp describe" or "rtsp medias".
+// port", "probe InputProxy", "probe streaming proxy channel 101", "rtsp connect",
+// "rtsp describe", "rtsp medias", "rtsp setup" (GetTrack) or "rtsp play" (Start).
 // Host is host[:port] of the step's protocol. The message never holds the
 // password; errors.Is/As reach the cause (isapi.ErrUnauthorized,
 // *isapi.AuthError, ErrChannelNotFound, ...) unless the cause's own text

@@ -259,7 +259,7 @@ func (p *Producer) Start() error {
 	if err == nil {
 		return nil
 	}
-	return &DialError{Step: "rtsp play", Host: p.rtspH, Err: rtspCause(err), msg: redactErr(err, p.cfg)}
+	return newDialError("rtsp play", p.rtspH, rtspCause(err), p.cfg)
 }
 
 // Stop ends the RTSP session (TEARDOWN, close) and waits until Start's
