@@ -105,6 +105,14 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 			return "", err
 		}
 	}
+	// Absolute: the build runs go commands in another directory, and the
+	// replace directive needs this repository's absolute path.
+	if opts.RepoRoot, err = filepath.Abs(opts.RepoRoot); err != nil {
+		return "", fmt.Errorf("build: %w", err)
+	}
+	if opts.CacheDir, err = filepath.Abs(opts.CacheDir); err != nil {
+		return "", fmt.Errorf("build: %w", err)
+	}
 	log := opts.Logger
 
 	env, err := goEnv(ctx, opts)
