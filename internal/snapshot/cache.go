@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -182,7 +183,7 @@ func (c *Cache) Get(ctx context.Context, width, height int) (*Result, error) {
 	}
 	if waitErr != nil {
 		r := ReasonCanceled
-		if waitErr == context.DeadlineExceeded {
+		if errors.Is(waitErr, context.DeadlineExceeded) {
 			r = ReasonTimeout
 		}
 		return c.answer(e, now, &FetchError{Reason: r, Err: waitErr, Detail: "gave up waiting for the device"})
@@ -282,9 +283,6 @@ func (c *Cache) fetchOnce(key sizeKey) (jpeg []byte, ferr *FetchError) {
 	body, err := c.fetch(ctx, key.w, key.h)
 	if err != nil {
 		return nil, classify(err, ctx.Err(), c.ctx.Err() != nil)
-	}
-	if ctx.Err() != nil && c.ctx.Err() != nil {
-		return nil, &FetchError{Reason: ReasonClosed, Err: ErrClosed}
 	}
 	jpeg, err = Validate(body)
 	if err != nil {
