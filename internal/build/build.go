@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -260,6 +261,42 @@ func buildEnv(opts Options) []string {
 }
 
 func buildInto(ctx context.Context, opts Options, env goEnvironment, src, out string) error {
+	if err := prepareSource(ctx, opts, src); err != nil {
+		return err
+	}
+	// -mod=mod lets go add go.sum lines for our dependencies.
+	opts.Logger.Info().Msg("[build] go build (CGO_ENABLED=0 -trimpath)")
+	return run(ctx, src, buildEnv(opts), "go build", "go", "build", "-mod=mod", "-buildvcs=false", "-trimpath",
+		"-ldflags", "-s -w", "-o", out, ".")
+}
+
+// PrepareSource writes the patched go2rtc source tree to dst (which must not
+// exist or be empty): a writable copy of go2rtc Go2rtcVersion from the module
+// cache, every patches/*.patch applied in order, and go.mod requiring this
+// repository with a replace pointing at opts.RepoRoot. Build uses it; tests
+// use it to run the patches' own tests in go2rtc's tree.
+func PrepareSource(ctx context.Context, opts Options, dst string) error {
+	if opts.RepoRoot == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return fmt.Errorf("build: working directory: %w", err)
+		}
+		if opts.RepoRoot, err = FindRepoRoot(wd); err != nil {
+			return err
+		}
+	}
+	root, err := filepath.Abs(opts.RepoRoot)
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	opts.RepoRoot = root
+	if dst, err = filepath.Abs(dst); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	return prepareSource(ctx, opts, dst)
+}
+
+func prepareSource(ctx context.Context, opts Options, src string) error {
 	log := opts.Logger
 	goenv := buildEnv(opts)
 
@@ -298,15 +335,41 @@ func buildInto(ctx context.Context, opts Options, env goEnvironment, src, out st
 	}
 
 	// 4. Point go2rtc at this repository.
-	if err = run(ctx, src, goenv, "go mod edit", "go", "mod", "edit",
-		"-require="+ModulePath+"@v0.0.0", "-replace="+ModulePath+"="+opts.RepoRoot); err != nil {
-		return err
-	}
+	return run(ctx, src, goenv, "go mod edit", "go", "mod", "edit",
+		"-require="+ModulePath+"@v0.0.0", "-replace="+ModulePath+"="+opts.RepoRoot)
+}
 
-	// 5. Build. -mod=mod lets go add go.sum lines for our dependencies.
-	log.Info().Msg("[build] go build (CGO_ENABLED=0 -trimpath)")
-	return run(ctx, src, goenv, "go build", "go", "build", "-mod=mod", "-buildvcs=false", "-trimpath",
-		"-ldflags", "-s -w", "-o", out, ".")
+// PatchedPackages lists the go2rtc packages (as "./dir" patterns, sorted)
+// that the repository's patches add or change files in.
+func PatchedPackages(repoRoot string) ([]string, error) {
+	patches, err := Patches(repoRoot)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var pkgs []string
+	for _, p := range patches {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			path, ok := strings.CutPrefix(line, "+++ b/")
+			if !ok || !strings.HasSuffix(path, ".go") {
+				continue
+			}
+			dir := "./" + filepath.ToSlash(filepath.Dir(filepath.FromSlash(strings.TrimSpace(path))))
+			if dir == "./." {
+				dir = "."
+			}
+			if !seen[dir] {
+				seen[dir] = true
+				pkgs = append(pkgs, dir)
+			}
+		}
+	}
+	slices.Sort(pkgs)
+	return pkgs, nil
 }
 
 // run runs one command in dir; env nil means the process environment plus

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,4 +176,57 @@ func mustWrite(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The patches' own tests (and go2rtc's existing tests in the packages the
+// patches touch) pass in the patched go2rtc tree, with the race detector.
+func TestPatchedGo2rtcPackageTests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles and tests go2rtc packages")
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := build.FindRepoRoot(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs, err := build.PatchedPackages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pkgs, "./internal/hikvision") {
+		t.Fatalf("PatchedPackages = %q, want ./internal/hikvision among them", pkgs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	src := filepath.Join(t.TempDir(), "go2rtc")
+	if err := build.PrepareSource(ctx, build.Options{RepoRoot: root}, src); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(src, "internal", "hikvision", "hikvision.go")); err != nil {
+		t.Fatalf("patched tree lacks the glue: %v", err)
+	}
+
+	// Only packages with tests: the main package cannot be built with cgo
+	// (go2rtc's alsa/v4l2 packages carry C files), and -race needs cgo.
+	var tested []string
+	for _, p := range pkgs {
+		if files, _ := filepath.Glob(filepath.Join(src, filepath.FromSlash(p), "*_test.go")); len(files) > 0 {
+			tested = append(tested, p)
+		}
+	}
+	if len(tested) == 0 {
+		t.Skipf("no tests in the patched packages %q", pkgs)
+	}
+	args := append([]string{"test", "-race", "-count=1", "-mod=mod", "-buildvcs=false"}, tested...)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go %s in the patched go2rtc: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("go %s:\n%s", strings.Join(args, " "), out)
 }

@@ -215,3 +215,20 @@ func TestPruneRemovesOnlyOldEntries(t *testing.T) {
 		}
 	}
 }
+
+func TestPatchedPackages(t *testing.T) {
+	root := fakeRepo(t, map[string]string{
+		"patches/0001-a.patch": "header\n+++ b/ignored-in-header.txt\n--- a/main.go\n+++ b/main.go\n@@\n" +
+			"--- /dev/null\n+++ b/internal/x/x.go\n@@\n",
+		"patches/0002-b.patch": "--- a/internal/x/x_test.go\n+++ b/internal/x/x_test.go\n" +
+			"--- a/pkg/core/core.go\n+++ b/pkg/core/core.go\n--- a/README.md\n+++ b/README.md\n",
+	})
+	got, err := PatchedPackages(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{".", "./internal/x", "./pkg/core"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("PatchedPackages = %q, want %q", got, want)
+	}
+}
