@@ -381,6 +381,11 @@ func (s *Session) onTimer() {
 			s.timer.Reset(left)
 			return
 		}
+		if len(s.in) > 0 {
+			// Audio is waiting (a slow write held us up): not silence.
+			s.timer.Reset(s.cfg.IdleTimeout)
+			return
+		}
 		s.closeWriter()
 		if _, err := s.devClose(); err != nil && !errors.Is(err, errStopped) {
 			s.setState(StateIdle, fmt.Errorf("talk: close after %s of silence: %w", s.cfg.IdleTimeout, err))
@@ -522,6 +527,9 @@ func (s *Session) openSession() {
 		return
 	}
 	w, err := s.cfg.Device.AudioData(ctx, sid)
+	if err == nil && w == nil {
+		err = errors.New("talk: device gave no audio writer")
+	}
 	if s.end() {
 		if w != nil {
 			_ = w.Close()

@@ -710,3 +710,32 @@ func BenchmarkAddedLatency(b *testing.B) {
 		<-d.w.got
 	}
 }
+
+func TestSlowWriteIsNotSilence(t *testing.T) {
+	f := newFake()
+	release := make(chan struct{})
+	first := true
+	f.writeHook = func(w *fakeWriter) error {
+		if first { // only the session goroutine writes
+			first = false
+			<-release
+		}
+		return nil
+	}
+	l := newStateLog()
+	cfg := testConfig(f, l)
+	cfg.IdleTimeout = 20 * time.Millisecond
+	s := newSession(t, cfg)
+	s.Write(packet(0))
+	f.waitEvent(t, "write")
+	for i := 1; i < 10; i++ {
+		s.Write(packet(i))
+	}
+	time.Sleep(3 * cfg.IdleTimeout) // the scenario: the device stalls longer than the idle time
+	close(release)
+	waitFor(t, "all audio", func() bool { return len(f.received()) == 10*160 })
+	l.waitState(t, StateIdle)
+	if got, want := f.ops(), []string{"open", "audioData", "close"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %v, want %v", got, want)
+	}
+}
