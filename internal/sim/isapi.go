@@ -17,8 +17,9 @@ func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	d.clientLocked(ip).Requests[r.URL.Path]++
 	d.mu.Unlock()
 	if !d.stall(r.Context()) {
-		// stalled until the client gave up or the device went away: never answer
-		return
+		// stalled until the client gave up or the device went away: never answer. Returning would make
+		// net/http send an empty 200; aborting closes the connection without a response.
+		panic(http.ErrAbortHandler)
 	}
 
 	d.mu.Lock()
