@@ -172,7 +172,7 @@ func (d *Device) RTSPAddr() string { return d.rtspAddr }
 // ControlAddr is the control API listener, "" without one.
 func (d *Device) ControlAddr() string { return d.ctlAddr }
 
-// Config returns the device configuration with defaults filled in (Users as configured at Start).
+// Config returns the device configuration with defaults filled in; Users is left out (no passwords).
 func (d *Device) Config() Config {
 	c := d.cfg
 	c.Channels = append([]Channel(nil), d.cfg.Channels...)
