@@ -24,3 +24,5 @@ func (d ISAPIDevice) Close(ctx context.Context) error {
 func (d ISAPIDevice) AudioData(ctx context.Context, sessionID string) (io.WriteCloser, error) {
 	return d.Client.TalkAudioData(ctx, d.Channel, sessionID)
 }
+
+var _ Device = ISAPIDevice{}
