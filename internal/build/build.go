@@ -159,7 +159,7 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 	defer os.RemoveAll(work)
 
 	tmpBin := filepath.Join(work, binName(env.GOOS))
-	if err = buildInto(ctx, opts, env, filepath.Join(work, "src"), tmpBin); err != nil {
+	if err = buildInto(ctx, opts, filepath.Join(work, "src"), tmpBin); err != nil {
 		return "", err
 	}
 
@@ -260,7 +260,7 @@ func buildEnv(opts Options) []string {
 	return env
 }
 
-func buildInto(ctx context.Context, opts Options, env goEnvironment, src, out string) error {
+func buildInto(ctx context.Context, opts Options, src, out string) error {
 	if err := prepareSource(ctx, opts, src); err != nil {
 		return err
 	}
