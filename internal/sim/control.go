@@ -19,6 +19,7 @@ import (
 //	POST /unlock?ip=A                  lift the lock of a client IP
 //	POST /bad-xml?count=N              the next N ISAPI answers are malformed XML
 //	POST /password?user=U&password=P   set a password (empty password removes the user)
+//	POST /snapshot-faults?rate=R&modes=timeout,xml,truncated,html[&seed=N][&next=N&mode=M]
 //	GET  /stats                        counters (Stats as JSON)
 //	GET  /status                       addresses, personality, rebooting
 func (d *Device) controlHandler() http.Handler {
@@ -92,6 +93,7 @@ func (d *Device) controlHandler() http.Handler {
 		q := r.URL.Query()
 		return nil, d.SetPassword(q.Get("user"), q.Get("password"))
 	})
+	post("/snapshot-faults", d.snapshotFaultsControl) // snapshot.go
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Stats())
 	})

@@ -35,6 +35,9 @@ func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	d.mu.Unlock()
 
+	if d.servePicture(w, r, bad) { // snapshots: snapshot.go
+		return
+	}
 	status, body := d.route(r)
 	if bad {
 		body = malformed(body)
