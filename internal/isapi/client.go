@@ -233,9 +233,16 @@ func readCapped(r io.Reader, max int64) ([]byte, error) {
 // *StatusError (with status and body still filled), a refused login as
 // *AuthError.
 func (c *Client) Do(ctx context.Context, method, path string, body []byte) (status int, respBody []byte, err error) {
-	if !strings.HasPrefix(path, "/") {
-		return 0, nil, fmt.Errorf("isapi %s %s: path must start with /", method, path)
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+		return 0, nil, fmt.Errorf("isapi %s %s: path must start with a single /", method, path)
 	}
+	// The digest answer covers the request-target exactly as sent: use the
+	// form net/http will put on the wire.
+	u, err := url.Parse(path)
+	if err != nil {
+		return 0, nil, fmt.Errorf("isapi %s %s: bad path: %w", method, path, err)
+	}
+	path = u.RequestURI()
 	r, err := c.authedDo(ctx, method, path, body)
 	if err != nil {
 		return 0, nil, wrapOp(method, path, err)
@@ -363,14 +370,48 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 }
 
 // answerFresh answers a challenge just received, holding loginMu.
+// If another caller refreshed the cached challenge meanwhile (several
+// requests hit the same expired nonce), that one is used instead so the
+// device sees one new nonce in use.
 func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
 	c.loginMu.Lock()
 	defer c.loginMu.Unlock()
-	return c.answerFreshLocked(ctx, method, path, body, ch)
+	c.mu.Lock()
+	cached := c.auth
+	var nc uint32
+	if cached != nil {
+		c.nc++
+		nc = c.nc
+	}
+	c.mu.Unlock()
+	if cached == nil {
+		return c.answerFreshLocked(ctx, method, path, body, ch)
+	}
+	r, err := c.send(ctx, method, path, body, cached.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
+	if err != nil {
+		return nil, err
+	}
+	if r.status == http.StatusUnauthorized && !isNotActivated(r.body) {
+		c.dropAuth(cached)
+		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+			return c.answerFreshLocked(ctx, method, path, body, &nch)
+		}
+		return nil, authErrorFromBody(method, path, r.body)
+	}
+	return r, nil
 }
 
 func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
+	if err == nil && r.status == http.StatusUnauthorized {
+		// stale=TRUE says the answer was right but the nonce outdated (another
+		// request got a newer one meanwhile): not a failed login; answer the
+		// new nonce once.
+		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+			ch = &nch
+			r, err = c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.loginGen++

@@ -541,3 +541,37 @@ func waitGoroutines(t *testing.T, base int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestConcurrentStaleIsNotAFailedLogin(t *testing.T) {
+	d := newFakeDevice(t)
+	d.handle("/ISAPI/System/deviceInfo", serveFile(t, 200, "deviceInfo_camera.xml"))
+	c, _ := start(t, d, nil)
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	d.staleNext = true
+	d.mu.Unlock()
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.DeviceInfo(ctxT(t))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("after stale: %v", err)
+		}
+	}
+	ch, wrong, stale, _ := d.counts()
+	if ch != 1 || wrong != 0 || stale == 0 {
+		t.Fatalf("challenges %d wrong %d stale %d; want 1 0 >0", ch, wrong, stale)
+	}
+}

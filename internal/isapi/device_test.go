@@ -33,7 +33,8 @@ type fakeDevice struct {
 
 	mu             sync.Mutex
 	routes         map[string]http.HandlerFunc // by path (no query)
-	nonce          string
+	nonce          string                      // latest nonce issued
+	valid          map[string]bool             // nonces issued and not expired
 	nonces         int
 	challenges     int              // 401 challenges to requests without credentials
 	wrongAnswers   int              // requests whose digest/basic answer was wrong
@@ -52,6 +53,7 @@ func newFakeDevice(t *testing.T) *fakeDevice {
 		t: t, user: "admin", pass: "Secret#Pa55", realm: "IP Camera(K2195)",
 		routes: map[string]http.HandlerFunc{},
 		ncs:    map[string][]int{},
+		valid:  map[string]bool{},
 	}
 }
 
@@ -88,6 +90,7 @@ func (d *fakeDevice) newNonceLocked() string {
 		n += ":" + strconv.Itoa(1700000000+d.nonces)
 	}
 	d.nonce = n
+	d.valid[n] = true
 	return n
 }
 
@@ -203,8 +206,12 @@ func (d *fakeDevice) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			d.unauthorized(w, wrong)
 			return
 		}
-		if p["nonce"] != d.nonce || d.staleNext {
+		if d.staleNext {
+			// every nonce issued so far expires now (as a device's nonce lifetime ends)
 			d.staleNext = false
+			d.valid = map[string]bool{}
+		}
+		if !d.valid[p["nonce"]] {
 			d.staleAnswers++
 			d.challengeLocked(w, true)
 			d.mu.Unlock()
