@@ -59,6 +59,8 @@ type Config struct {
 	// TalkCodec is the TwoWayAudio audioCompressionType: "G.711ulaw" (default), "G.711alaw", "AAC",
 	// "G.726", ... or "none" for a device without two-way audio.
 	TalkCodec string
+	// Talk is the voice-talk behaviour (idle hang-up, stale session, refusal style): see TalkConfig.
+	Talk TalkConfig
 
 	Namespace string // XML namespace, default NamespaceHikvision
 

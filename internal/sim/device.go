@@ -51,14 +51,9 @@ type Device struct {
 	locks      map[string]*lockState
 	stats      Stats
 	rtspBase   uint64 // RTSP sessions of servers already closed (reboots)
-	// talk: voice-talk sessions per TwoWayAudio channel id. Sessions (open/audioData/close) are a later
-	// task; today the channel list reports enabled=false and the session paths answer 403 notSupport.
+	// talk: the open voice-talk session per TwoWayAudio channel id; tk: the rest of the talk side (talk.go).
 	talk map[string]*talkSession
-}
-
-// talkSession is an open voice-talk session (placeholder for the talk task).
-type talkSession struct {
-	id string
+	tk   talkSide
 }
 
 // Start starts a device: the ISAPI HTTP listener, the RTSP listener and, if cfg.ControlAddr is set, the
@@ -205,6 +200,7 @@ func (d *Device) Close() error {
 		if d.ctlSrv != nil {
 			err = errors.Join(err, ignoreClosed(d.ctlSrv.Close()))
 		}
+		d.closeTalk(true) // hijacked audioData connections: http.Server.Close does not know them
 		d.wg.Wait()
 	})
 	return err
@@ -267,6 +263,7 @@ func (d *Device) Reboot(dur time.Duration) error {
 		d.rtspBase += rtsp.TotalSessions()
 		d.mu.Unlock()
 	}
+	d.closeTalk(false) // talk sessions end with the reboot
 	return err
 }
 

@@ -38,6 +38,9 @@ func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	if d.servePicture(w, r, bad) { // snapshots: snapshot.go
 		return
 	}
+	if d.serveTalkAudio(w, r, ip) {
+		return // PUT .../TwoWayAudio/channels/<id>/audioData: raw audio on the connection (talk.go)
+	}
 	status, body := d.route(r)
 	if bad {
 		body = malformed(body)
@@ -160,9 +163,9 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 		}
 		return get(d.twoWayAudioXML)
 	case hasPrefixFold(p, "/ISAPI/System/TwoWayAudio/channels/"):
-		// Voice-talk sessions (capabilities, open, audioData, close: PROTOCOL.md §4) are the next task;
-		// they belong in talk.go, keyed by channel id in d.talk.
-		return notSupported()
+		// Voice-talk sessions (capabilities, open, close: PROTOCOL.md §4) in talk.go; audioData is
+		// served by serveTalkAudio before routing.
+		return d.talkRequest(r, p[len("/ISAPI/System/TwoWayAudio/channels/"):])
 	}
 	return http.StatusNotFound, responseStatus(ns, r.RequestURI, 4, "invalidOperation")
 }
@@ -263,7 +266,7 @@ func (d *Device) twoWayAudioXML() []byte {
 		Enabled   bool
 	}
 	d.mu.Lock()
-	_, open := d.talk["1"]
+	open := d.talkOpenLocked("1")
 	d.mu.Unlock()
 	return render("twoWayAudioChannels", struct {
 		NS       string
