@@ -169,6 +169,15 @@ func (f *AACFramer) ADTSHeader(dst []byte, auLen int) []byte {
 
 func isADTS(b []byte) bool { return len(b) >= 2 && b[0] == 0xFF && b[1]&0xF0 == 0xF0 }
 
+// adtsFrameLen is the frame_length of the ADTS header at b; -1 when b is
+// shorter than a header.
+func adtsFrameLen(b []byte) int {
+	if len(b) < adtsHeaderLen {
+		return -1
+	}
+	return int(b[3]&0x03)<<11 | int(b[4])<<3 | int(b[5])>>5
+}
+
 func (f *AACFramer) Append(dst, payload []byte) ([]byte, time.Duration, error) {
 	start := len(dst)
 	if isADTS(payload) {
@@ -212,7 +221,11 @@ func (f *AACFramer) Append(dst, payload []byte) ([]byte, time.Duration, error) {
 		unit := units[:size]
 		units = units[size:]
 		if isADTS(unit) {
-			// Some senders put whole ADTS frames in AUs: pass them as they are.
+			// Some senders put whole ADTS frames in AUs: pass them as they are
+			// when the frame's own frame_length agrees with the AU size.
+			if n := adtsFrameLen(unit); n != len(unit) {
+				return dst[:start], 0, fmt.Errorf("%w: AU of %d bytes starts with an ADTS header of frame_length %d", ErrFrame, len(unit), n)
+			}
 			dst = binary.BigEndian.AppendUint32(dst, uint32(len(unit)))
 			dst = append(dst, unit...)
 		} else {
