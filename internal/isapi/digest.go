@@ -38,6 +38,7 @@ func ParseChallenges(headers []string) []Challenge {
 func parseChallengeHeader(s string) []Challenge {
 	var out []Challenge
 	var cur *Challenge
+	var lastParam string
 	i := 0
 	skipSpaceComma := func() {
 		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == ',') {
@@ -85,7 +86,8 @@ func parseChallengeHeader(s string) []Challenge {
 				}
 				val = s[vs:i]
 			}
-			cur.setParam(strings.ToLower(tok), val)
+			lastParam = strings.ToLower(tok)
+			cur.setParam(lastParam, val)
 			continue
 		}
 		if cur != nil && j < len(s) && s[j] == '=' {
@@ -95,11 +97,45 @@ func parseChallengeHeader(s string) []Challenge {
 			}
 			continue
 		}
+		if cur != nil && lastParam != "" && !knownScheme(tok) && !paramFollows(s, i) {
+			// a list value left unquoted: qop=auth,auth-int
+			cur.setParam(lastParam, cur.Params[lastParam]+","+tok)
+			continue
+		}
 		// a new scheme
 		out = append(out, Challenge{Scheme: canonScheme(tok), Params: map[string]string{}})
 		cur = &out[len(out)-1]
+		lastParam = ""
 	}
 	return out
+}
+
+func knownScheme(tok string) bool {
+	switch strings.ToLower(tok) {
+	case "digest", "basic", "bearer", "negotiate", "ntlm", "hoba", "mutual":
+		return true
+	}
+	return false
+}
+
+// paramFollows reports whether s[i:] is whitespace then "token=" (the
+// first parameter of a new challenge).
+func paramFollows(s string, i int) bool {
+	j := i
+	for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+		j++
+	}
+	if j == i {
+		return false
+	}
+	k := j
+	for k < len(s) && s[k] != ' ' && s[k] != '\t' && s[k] != ',' && s[k] != '=' {
+		k++
+	}
+	for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+		k++
+	}
+	return k > j && k < len(s) && s[k] == '='
 }
 
 // isToken68Tail reports whether the '=' at j is trailing padding of a token68
