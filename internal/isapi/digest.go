@@ -19,7 +19,7 @@ type Challenge struct {
 	Opaque    string
 	HasOpaque bool   // opaque was present (Hikvision sends opaque="")
 	Algorithm string // upper case: "MD5", "SHA-256", "MD5-SESS", "SHA-256-SESS"; "" means MD5
-	QOP       string // "auth" if offered, "" for RFC 2069 digest
+	QOP       string // "auth" if offered, "" for RFC 2069 digest, "unsupported" if only auth-int
 	Stale     bool
 	Params    map[string]string // every parameter, lower-case names
 }
