@@ -1,0 +1,419 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// KeepaliveInterval is how often a Reader sends an OPTIONS keepalive while
+// packets arrive. Like ffmpeg, it sends nothing while no packet arrives (its
+// read blocks), so go2rtc's 60 s consumer read timeout applies in an outage.
+var KeepaliveInterval = 25 * time.Second
+
+// RTSPError is an RTSP answer other than 200 to one of the Reader's requests.
+type RTSPError struct {
+	Method string
+	URL    string
+	Status string // "404 Not Found"
+}
+
+func (e *RTSPError) Error() string {
+	return fmt.Sprintf("bench: RTSP %s %s: %s", e.Method, e.URL, e.Status)
+}
+
+// Reader is a minimal RTSP client (TCP interleaved) that plays every media a
+// server offers in DESCRIBE and records when RTP packets arrive. It is the
+// "plain consumer" of the bench: one per stream on go2rtc's RTSP output.
+type Reader struct {
+	URL string
+
+	// Start is when Dial began (before the TCP connect).
+	Start time.Time
+
+	conn  net.Conn
+	br    *bufio.Reader
+	cseq  int
+	wmu   sync.Mutex // guards writes to conn (keepalive vs Close's TEARDOWN)
+	video int        // interleaved channel of the first video media, -1 if none
+
+	mu         sync.Mutex
+	packets    uint64
+	last       time.Time
+	first      time.Time // first RTP packet, any media
+	firstVideo time.Time // first RTP packet of the first video media
+	waiters    []waiter
+	err        error
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type waiter struct {
+	after time.Time
+	video bool // only a packet of the first video media
+	ch    chan time.Time
+}
+
+// DialReader connects to url (rtsp://host:port/name), does DESCRIBE, SETUP of
+// every media (TCP interleaved) and PLAY, then reads in a goroutine until
+// Close or the connection ends. It returns once PLAY is answered; the first
+// packet time is then available through WaitFirst.
+func DialReader(ctx context.Context, url string) (*Reader, error) {
+	r := &Reader{URL: url, Start: time.Now(), video: -1, done: make(chan struct{})}
+	hostport, err := rtspHostPort(url)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	if r.conn, err = d.DialContext(ctx, "tcp", hostport); err != nil {
+		return nil, fmt.Errorf("bench: RTSP connect %s: %w", hostport, err)
+	}
+	r.br = bufio.NewReaderSize(r.conn, 64<<10)
+	stop := context.AfterFunc(ctx, func() { _ = r.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	hdr, body, err := r.request("DESCRIBE", url, "Accept: application/sdp\r\n")
+	if err != nil {
+		r.conn.Close()
+		return nil, err
+	}
+	base := url
+	if cb := hdr.Get("Content-Base"); cb != "" {
+		base = cb
+	}
+	controls, kinds := sdpControls(body)
+	if len(controls) == 0 {
+		r.conn.Close()
+		return nil, fmt.Errorf("bench: RTSP DESCRIBE %s: no media in SDP", url)
+	}
+	session := ""
+	for i, c := range controls {
+		extra := fmt.Sprintf("Transport: RTP/AVP/TCP;unicast;interleaved=%d-%d\r\n", 2*i, 2*i+1)
+		if session != "" {
+			extra += "Session: " + session + "\r\n"
+		}
+		hdr, _, err = r.request("SETUP", trackURL(base, c), extra)
+		if err != nil {
+			r.conn.Close()
+			return nil, err
+		}
+		if s := hdr.Get("Session"); s != "" {
+			session, _, _ = strings.Cut(s, ";")
+		}
+		if r.video < 0 && kinds[i] == "video" {
+			r.video = 2 * i
+		}
+	}
+	extra := ""
+	if session != "" {
+		extra = "Session: " + session + "\r\n"
+	}
+	if _, _, err = r.request("PLAY", url, extra); err != nil {
+		r.conn.Close()
+		return nil, err
+	}
+	_ = r.conn.SetDeadline(time.Time{})
+	go r.readLoop()
+	return r, nil
+}
+
+func rtspHostPort(url string) (string, error) {
+	rest, ok := strings.CutPrefix(url, "rtsp://")
+	if !ok {
+		return "", fmt.Errorf("bench: %q is not an rtsp:// URL", url)
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host += ":554"
+	}
+	return host, nil
+}
+
+func trackURL(base, control string) string {
+	if strings.HasPrefix(control, "rtsp://") {
+		return control
+	}
+	if control == "" || control == "*" {
+		return base
+	}
+	return strings.TrimSuffix(base, "/") + "/" + control
+}
+
+// sdpControls returns each media's a=control value and kind ("video",
+// "audio", ...) in SDP order.
+func sdpControls(sdp []byte) (controls, kinds []string) {
+	inMedia := false
+	for _, line := range strings.Split(string(sdp), "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case strings.HasPrefix(line, "m="):
+			kind, _, _ := strings.Cut(line[2:], " ")
+			kinds = append(kinds, kind)
+			controls = append(controls, "")
+			inMedia = true
+		case inMedia && strings.HasPrefix(line, "a=control:"):
+			controls[len(controls)-1] = strings.TrimPrefix(line, "a=control:")
+		}
+	}
+	return controls, kinds
+}
+
+// request sends one RTSP request and reads its answer (skipping interleaved
+// data, which cannot arrive before PLAY anyway).
+func (r *Reader) request(method, url, extra string) (textproto.MIMEHeader, []byte, error) {
+	r.cseq++
+	msg := fmt.Sprintf("%s %s RTSP/1.0\r\nCSeq: %d\r\nUser-Agent: hikvision-bench\r\n%s\r\n", method, url, r.cseq, extra)
+	r.wmu.Lock()
+	_, err := io.WriteString(r.conn, msg)
+	r.wmu.Unlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: RTSP %s %s: %w", method, url, err)
+	}
+	status, hdr, body, err := readResponse(r.br)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: RTSP %s %s: %w", method, url, err)
+	}
+	if !strings.HasPrefix(status, "200") {
+		return hdr, body, &RTSPError{Method: method, URL: url, Status: status}
+	}
+	return hdr, body, nil
+}
+
+// readResponse reads "RTSP/1.0 <status>", headers and a Content-Length body.
+func readResponse(br *bufio.Reader) (status string, hdr textproto.MIMEHeader, body []byte, err error) {
+	tp := textproto.NewReader(br)
+	line, err := tp.ReadLine()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	proto, status, ok := strings.Cut(line, " ")
+	if !ok || !strings.HasPrefix(proto, "RTSP/") {
+		return "", nil, nil, fmt.Errorf("not an RTSP response: %q", truncate(line, 40))
+	}
+	if hdr, err = tp.ReadMIMEHeader(); err != nil && !errors.Is(err, io.EOF) {
+		return "", nil, nil, err
+	}
+	if cl := hdr.Get("Content-Length"); cl != "" {
+		n, err := strconv.Atoi(cl)
+		if err != nil || n < 0 || n > 1<<20 {
+			return "", nil, nil, fmt.Errorf("bad Content-Length %q", cl)
+		}
+		body = make([]byte, n)
+		if _, err = io.ReadFull(br, body); err != nil {
+			return "", nil, nil, err
+		}
+	}
+	return status, hdr, body, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// readInterleaved reads one '$' frame (channel, payload) or, when the next
+// byte is not '$', one RTSP message, which it discards (channel -1).
+func readInterleaved(br *bufio.Reader, buf []byte) (channel int, payload []byte, err error) {
+	b, err := br.Peek(1)
+	if err != nil {
+		return 0, nil, err
+	}
+	if b[0] != '$' {
+		if _, _, _, err = readResponse(br); err != nil {
+			return 0, nil, err
+		}
+		return -1, nil, nil
+	}
+	var h [4]byte
+	if _, err = io.ReadFull(br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint16(h[2:]))
+	if n > len(buf) {
+		buf = make([]byte, n)
+	}
+	if _, err = io.ReadFull(br, buf[:n]); err != nil {
+		return 0, nil, err
+	}
+	return int(h[1]), buf[:n], nil
+}
+
+func (r *Reader) readLoop() {
+	defer close(r.done)
+	buf := make([]byte, 64<<10)
+	lastKeepalive := time.Now()
+	for {
+		ch, _, err := readInterleaved(r.br, buf)
+		now := time.Now()
+		if err != nil {
+			r.mu.Lock()
+			r.err = err
+			r.mu.Unlock()
+			return
+		}
+		if ch < 0 || ch%2 == 1 { // RTSP answer or RTCP
+			continue
+		}
+		r.mu.Lock()
+		r.packets++
+		r.last = now
+		if r.first.IsZero() {
+			r.first = now
+		}
+		if r.firstVideo.IsZero() && ch == r.video {
+			r.firstVideo = now
+		}
+		kept := r.waiters[:0]
+		for _, w := range r.waiters {
+			if now.After(w.after) && (!w.video || ch == r.video) {
+				w.ch <- now
+			} else {
+				kept = append(kept, w)
+			}
+		}
+		r.waiters = kept
+		r.mu.Unlock()
+		if now.Sub(lastKeepalive) >= KeepaliveInterval {
+			lastKeepalive = now
+			r.cseq++ // only this goroutine touches cseq after PLAY
+			msg := fmt.Sprintf("OPTIONS %s RTSP/1.0\r\nCSeq: %d\r\nUser-Agent: hikvision-bench\r\n\r\n", r.URL, r.cseq)
+			r.wmu.Lock()
+			_ = r.conn.SetWriteDeadline(now.Add(5 * time.Second))
+			_, _ = io.WriteString(r.conn, msg)
+			r.wmu.Unlock()
+		}
+	}
+}
+
+// NextPacket returns a channel that receives the arrival time of the first
+// RTP packet that arrives after t.
+func (r *Reader) NextPacket(after time.Time) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	r.mu.Lock()
+	r.waiters = append(r.waiters, waiter{after: after, ch: ch})
+	r.mu.Unlock()
+	return ch
+}
+
+// NextVideo is NextPacket for packets of the first video media only.
+func (r *Reader) NextVideo(after time.Time) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	r.mu.Lock()
+	r.waiters = append(r.waiters, waiter{after: after, video: true, ch: ch})
+	r.mu.Unlock()
+	return ch
+}
+
+// WaitFirst waits for the first RTP packet and returns the time from Start to
+// it.
+func (r *Reader) WaitFirst(ctx context.Context) (time.Duration, error) {
+	ch := r.NextPacket(time.Time{})
+	select {
+	case <-ch:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.first.Sub(r.Start), nil
+	case <-r.done:
+		return 0, fmt.Errorf("bench: %s: connection ended before the first packet: %v", r.URL, r.Err())
+	case <-ctx.Done():
+		return 0, fmt.Errorf("bench: %s: no packet: %w", r.URL, ctx.Err())
+	}
+}
+
+// WaitFirstVideo waits for the first video RTP packet and returns the time
+// from Start to it.
+func (r *Reader) WaitFirstVideo(ctx context.Context) (time.Duration, error) {
+	if r.video < 0 {
+		return 0, fmt.Errorf("bench: %s: no video media", r.URL)
+	}
+	ch := r.NextVideo(time.Time{})
+	select {
+	case <-ch:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.firstVideo.Sub(r.Start), nil
+	case <-r.done:
+		return 0, fmt.Errorf("bench: %s: connection ended before the first video packet: %v", r.URL, r.Err())
+	case <-ctx.Done():
+		return 0, fmt.Errorf("bench: %s: no video packet: %w", r.URL, ctx.Err())
+	}
+}
+
+// Packets is the number of RTP packets received so far.
+func (r *Reader) Packets() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.packets
+}
+
+// Done is closed when the read loop has ended (connection closed by either
+// side).
+func (r *Reader) Done() <-chan struct{} { return r.done }
+
+// Alive reports whether the connection is still being read.
+func (r *Reader) Alive() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Err is why the read loop ended (nil while it runs).
+func (r *Reader) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// Close sends TEARDOWN (best effort), closes the connection and waits for the
+// read loop.
+func (r *Reader) Close() {
+	r.closeOnce.Do(func() {
+		r.wmu.Lock()
+		_ = r.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = fmt.Fprintf(r.conn, "TEARDOWN %s RTSP/1.0\r\nCSeq: %d\r\n\r\n", r.URL, 1000000)
+		r.wmu.Unlock()
+		_ = r.conn.Close()
+		<-r.done
+	})
+}
+
+// Describe connects, sends one DESCRIBE and closes: the "client asking
+// go2rtc for the stream" of the failed-login test. It returns the status line
+// ("200 OK", "404 Not Found", ...).
+func Describe(ctx context.Context, url string) (string, error) {
+	hostport, err := rtspHostPort(url)
+	if err != nil {
+		return "", err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return "", fmt.Errorf("bench: RTSP connect %s: %w", hostport, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err = fmt.Fprintf(conn, "DESCRIBE %s RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n", url); err != nil {
+		return "", fmt.Errorf("bench: RTSP DESCRIBE %s: %w", url, err)
+	}
+	status, _, _, err := readResponse(bufio.NewReader(conn))
+	if err != nil {
+		return "", fmt.Errorf("bench: RTSP DESCRIBE %s: %w", url, err)
+	}
+	return status, nil
+}
