@@ -38,7 +38,7 @@ func (s Stream) String() string {
 // Config is a parsed hikvision:// URL:
 //
 //	hikvision://USER:PASS@HOST[:HTTP_PORT]/?channel=1&stream=main[&https=1][&rtsp_port=N]
-//	    [&insecure=1|&cert_sha256=HEX][&talk_channel=ID][#backchannel=0][#timeout=SECONDS]
+//	    [&insecure=1|&cert_sha256=HEX][&talk_channel=ID][&talk_takeover=1][#backchannel=0][#timeout=SECONDS]
 type Config struct {
 	Host     string // host name or IP, without port
 	HTTPPort int    // 0: default (80, or 443 with HTTPS)
@@ -56,6 +56,11 @@ type Config struct {
 	TalkChannel string // two-way audio channel id; "" = choose automatically
 	Backchannel bool   // #backchannel=0 turns the talk media off (default on)
 	Timeout     time.Duration
+
+	// TalkTakeover (talk_takeover=1): close the device's talk session before
+	// each open (the old go2rtc behaviour), cutting off whoever is talking.
+	// Default off: a busy line is reported, not taken.
+	TalkTakeover bool
 }
 
 // ConfigError is a hikvision:// URL that cannot be used. It is returned before
@@ -135,6 +140,9 @@ func (c *Config) String() string {
 	}
 	if c.TalkChannel != "" {
 		q.Set("talk_channel", c.TalkChannel)
+	}
+	if c.TalkTakeover {
+		q.Set("talk_takeover", "1")
 	}
 	u.RawQuery = q.Encode()
 	s := u.String()
@@ -301,8 +309,14 @@ func (c *Config) setParam(name, value string) error {
 			return &ConfigError{Param: name, Value: value, Reason: "want a two-way audio channel id such as 1"}
 		}
 		c.TalkChannel = value
+	case "talk_takeover":
+		b, err := parseBool(name, value)
+		if err != nil {
+			return err
+		}
+		c.TalkTakeover = b
 	default:
-		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel)"}
+		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel, talk_takeover)"}
 	}
 	return nil
 }

@@ -40,6 +40,7 @@ type Producer struct {
 	mu      sync.Mutex
 	rtsp    *rtsp.Conn    // the RTSP session; replaced by a future reconnect loop
 	client  *isapi.Client // lazily made; for talk and snapshots (other files)
+	talk    *backchannel  // voice talk (backchannel.go); nil without a talk media; set by dial
 	started bool
 	stopped bool
 	done    chan struct{} // closed when Start's session ends
@@ -107,14 +108,17 @@ func dial(cfg *Config) (*Producer, error) {
 	p.RemoteAddr = conn.Connection.RemoteAddr
 	p.SDP = conn.SDP
 	p.Medias = supportedMedias(conn.Medias)
+	// Seam: the talk (backchannel) media, Direction sendonly, unless
+	// #backchannel=0 (backchannel.go). Before the check: talk alone is a media.
+	if m := p.talkMedia(); m != nil {
+		p.Medias = append(p.Medias, m)
+	}
 	if len(p.Medias) == 0 {
 		_ = conn.Stop()
 		p.closeClient()
 		return nil, newDialError("rtsp medias", p.rtspH, &causeError{sentinel: ErrNoMedia,
 			cause: errors.New("SDP has " + mediaList(conn.Medias))}, cfg)
 	}
-	// Seam: a talk (backchannel) media with Direction sendonly is appended to
-	// p.Medias here by the voice-talk file, unless cfg.Backchannel is false.
 	return p, nil
 }
 
@@ -274,6 +278,7 @@ func (p *Producer) Stop() error {
 	conn, started, done := p.rtsp, p.started, p.done
 	p.mu.Unlock()
 
+	p.stopTalk() // nothing more to the talk endpoints but the one close (backchannel.go)
 	if started {
 		// rtsp.Conn.Stop changes its state while its read loop runs (a data
 		// race in go2rtc): end the loop first by closing the socket, after a

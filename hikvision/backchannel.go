@@ -1,0 +1,349 @@
+package hikvision
+
+// Voice talk (the backchannel): a sendonly audio media in the device's talk
+// codec, fed by go2rtc through AddTrack into the internal/talk engine (lazy
+// session, idle close, busy line, stop contract; PROTOCOL.md §4, issue 3).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/AlexxIT/go2rtc/pkg/core"
+	"github.com/pion/rtp"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
+)
+
+// aacTalkFmtp is the RTP fmtp of AAC-LC talk (RFC 3640 AAC-hbr); config= is
+// the AudioSpecificConfig, filled per sample rate (1408: 16 kHz mono).
+const aacTalkFmtp = "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config="
+
+// talkProbe is what Dial learned about the device's talk channels; cached per
+// device (and user) for ProbeTTL like the main probe, so that a warm Dial
+// makes no request.
+type talkProbe struct {
+	channels []isapi.TwoWayAudioChannel
+	err      error // the device's answer when it refused to list them (403, notSupport...)
+}
+
+type talkProbeCache struct {
+	mu sync.Mutex
+	m  map[string]talkProbeEntry
+}
+
+type talkProbeEntry struct {
+	p       *talkProbe
+	expires time.Time
+}
+
+var talkProbes = &talkProbeCache{m: map[string]talkProbeEntry{}}
+
+// talkProbeKey: the talk channels are the device's, whatever channel/stream
+// is played.
+func talkProbeKey(cfg *Config) string {
+	scheme := "http"
+	if cfg.HTTPS {
+		scheme = "https"
+	}
+	return scheme + "://" + cfg.Username + "@" + cfg.HTTPAddr()
+}
+
+func (c *talkProbeCache) get(cfg *Config) *talkProbe {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[talkProbeKey(cfg)]
+	if !ok || !time.Now().Before(e.expires) {
+		return nil
+	}
+	return e.p
+}
+
+func (c *talkProbeCache) put(cfg *Config, p *talkProbe) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for k, e := range c.m {
+		if !now.Before(e.expires) {
+			delete(c.m, k)
+		}
+	}
+	c.m[talkProbeKey(cfg)] = talkProbeEntry{p: p, expires: now.Add(ProbeTTL)}
+}
+
+func (c *talkProbeCache) reset() {
+	c.mu.Lock()
+	c.m = map[string]talkProbeEntry{}
+	c.mu.Unlock()
+}
+
+// talkConfigHook lets tests shorten the talk engine's timings.
+var talkConfigHook func(*talk.Config)
+
+// backchannel is the talk side of a Producer.
+type backchannel struct {
+	channel string // TwoWayAudio channel id
+	codec   string // the device's audioCompressionType
+	media   *core.Media
+
+	mu      sync.Mutex
+	sess    *talk.Session // made by the first AddTrack
+	senders []*core.Sender
+	stopped bool
+}
+
+// talkMedia reads the device's talk channels (cached) and returns the
+// sendonly media to append to the producer's medias, or nil: #backchannel=0,
+// no talk channel, or a talk codec this source cannot send (logged once per
+// Dial). A failure never fails Dial.
+func (p *Producer) talkMedia() *core.Media {
+	cfg := p.cfg
+	if !cfg.Backchannel {
+		return nil
+	}
+	host := cfg.HTTPAddr()
+	tp := talkProbes.get(cfg)
+	if tp == nil {
+		client, err := p.isapiClient()
+		if err != nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		chs, err := client.TwoWayAudioChannels(ctx)
+		cancel()
+		var se *isapi.StatusError
+		switch {
+		case err == nil:
+			tp = &talkProbe{channels: chs}
+		case errors.As(err, &se):
+			tp = &talkProbe{err: err} // the device's answer: cache it
+		default:
+			log.Warn().Str("device", host).Str("err", redactErr(err, cfg)).
+				Msg("[hikvision] two-way audio channels unknown: no talk this time")
+			return nil
+		}
+		talkProbes.put(cfg, tp)
+	}
+	if tp.err != nil {
+		log.Debug().Str("device", host).Str("err", redactErr(tp.err, cfg)).Msg("[hikvision] no two-way audio")
+		return nil
+	}
+	ch := chooseTalkChannel(tp.channels, cfg.TalkChannel)
+	if ch == nil {
+		if cfg.TalkChannel != "" {
+			log.Warn().Str("device", host).Str("talk_channel", cfg.TalkChannel).
+				Msg("[hikvision] the device has no such two-way audio channel: no talk")
+		} else if len(tp.channels) > 0 {
+			log.Info().Str("device", host).Msg("[hikvision] no two-way audio channel with a speaker: no talk")
+		}
+		return nil
+	}
+	codec, err := talkCodec(ch)
+	if err != nil {
+		log.Warn().Str("device", host).Str("channel", ch.ID).Str("codec", ch.AudioCodec).
+			Msg("[hikvision] talk codec " + ch.AudioCodec + " cannot be sent (G.711ulaw, G.711alaw or AAC needed; change it in the device's audio settings): no talk")
+		return nil
+	}
+	media := &core.Media{Kind: core.KindAudio, Direction: core.DirectionSendonly, Codecs: []*core.Codec{codec}}
+	p.talk = &backchannel{channel: ch.ID, codec: ch.AudioCodec, media: media}
+	return media
+}
+
+// chooseTalkChannel: the one named by talk_channel, else the first with a
+// speaker (audioOutputType Speaker), else the first that does not say.
+func chooseTalkChannel(chs []isapi.TwoWayAudioChannel, want string) *isapi.TwoWayAudioChannel {
+	if want != "" {
+		for i := range chs {
+			if chs[i].ID == want {
+				return &chs[i]
+			}
+		}
+		return nil
+	}
+	for i := range chs {
+		if strings.Contains(strings.ToLower(chs[i].AudioOutputType), "speaker") {
+			return &chs[i]
+		}
+	}
+	for i := range chs {
+		if chs[i].AudioOutputType == "" {
+			return &chs[i]
+		}
+	}
+	return nil
+}
+
+// talkCodec maps the device's talk codec to the RTP codec go2rtc sends us.
+func talkCodec(ch *isapi.TwoWayAudioChannel) (*core.Codec, error) {
+	switch strings.ToLower(ch.AudioCodec) {
+	case "g.711ulaw", "g711ulaw", "g.711u":
+		return &core.Codec{Name: core.CodecPCMU, ClockRate: 8000}, nil
+	case "g.711alaw", "g711alaw", "g.711a":
+		return &core.Codec{Name: core.CodecPCMA, ClockRate: 8000}, nil
+	case "aac":
+		rate := uint32(16000) // PROTOCOL.md §4: AAC talk is 16 kHz
+		if r := ch.AudioSamplingRate; r > 0 {
+			rate = uint32(r)
+		}
+		if _, err := talk.NewAACFramerLC(rate, 1); err != nil { // a rate ADTS cannot say
+			return nil, err
+		}
+		return &core.Codec{Name: core.CodecAAC, ClockRate: rate, Channels: 1, FmtpLine: aacTalkFmtp + aacConfig(rate)}, nil
+	}
+	return nil, fmt.Errorf("%w: %s", talk.ErrCodec, ch.AudioCodec)
+}
+
+// aacConfig is the hex AudioSpecificConfig of AAC-LC mono at rate.
+func aacConfig(rate uint32) string {
+	rates := []uint32{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+	idx := 8
+	for i, r := range rates {
+		if r == rate {
+			idx = i
+		}
+	}
+	asc := uint16(2)<<11 | uint16(idx)<<7 | uint16(1)<<3 // object type 2 (LC), index, 1 channel
+	return fmt.Sprintf("%04X", asc)
+}
+
+// AddTrack is go2rtc handing us the audio to speak through the device (a
+// browser microphone, an RTSP client's backchannel, a played file). Nothing is
+// sent to the device here: the talk session opens on the first audio packet.
+func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Receiver) error {
+	bc := p.talk
+	if bc == nil || media != bc.media {
+		return errors.New("hikvision: AddTrack for a media this producer does not have: " + media.String())
+	}
+	if codec == nil || track == nil {
+		return errors.New("hikvision: AddTrack without codec or track")
+	}
+	framer, err := talk.NewFramer(codec)
+	if err != nil {
+		return fmt.Errorf("hikvision: talk: %w", err)
+	}
+
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	if bc.stopped {
+		return errors.New("hikvision: producer stopped")
+	}
+	if bc.sess == nil {
+		client, err := p.isapiClient()
+		if err != nil {
+			return err
+		}
+		tc := talk.Config{
+			Device:   talk.ISAPIDevice{Client: client, Channel: bc.channel},
+			Framer:   framer,
+			TakeOver: p.cfg.TalkTakeover,
+			OnState:  p.onTalkState,
+		}
+		if talkConfigHook != nil {
+			talkConfigHook(&tc)
+		}
+		if bc.sess, err = talk.New(tc); err != nil {
+			return fmt.Errorf("hikvision: talk: %w", err)
+		}
+	}
+	sess := bc.sess
+
+	sender := core.NewSender(media, track.Codec)
+	sender.Handler = func(packet *rtp.Packet) { sess.Write(packet.Payload) }
+	sender.HandleRTP(track)
+	bc.senders = append(bc.senders, sender)
+
+	p.mu.Lock()
+	p.Senders = append(p.Senders, sender)
+	p.mu.Unlock()
+	return nil
+}
+
+// onTalkState logs one line per talk state change.
+func (p *Producer) onTalkState(st talk.State, err error) {
+	ev := log.Debug()
+	switch st {
+	case talk.StateOpen:
+		ev = log.Info()
+	case talk.StateBusy:
+		ev = log.Warn()
+	case talk.StateFailed:
+		ev = log.Error()
+	case talk.StateIdle:
+		if err != nil {
+			ev = log.Warn()
+		}
+	}
+	ev = ev.Str("device", p.cfg.HTTPAddr()).Str("channel", p.talk.channel)
+	if err != nil {
+		ev = ev.Str("err", redactErr(err, p.cfg))
+	}
+	ev.Msg("[hikvision] talk " + st.String())
+}
+
+// stopTalk ends talk for good: the stop contract of talk.Session (nothing more
+// is sent but the one close of a session that was open) and the senders'
+// goroutines. Called by Stop before the ISAPI client is closed.
+func (p *Producer) stopTalk() {
+	bc := p.talk
+	if bc == nil {
+		return
+	}
+	bc.mu.Lock()
+	bc.stopped = true
+	sess, senders := bc.sess, bc.senders
+	bc.senders = nil
+	bc.mu.Unlock()
+	if sess != nil {
+		sess.Stop()
+	}
+	for _, s := range senders {
+		s.Close()
+		s.Wait()
+	}
+}
+
+// TalkStatus is the talk side of a producer, as /api/streams shows it.
+type TalkStatus struct {
+	Channel      string `json:"channel"`
+	Codec        string `json:"codec"` // the device's audioCompressionType
+	State        string `json:"state"` // idle (nothing sent yet), opening, open, busy, failed, stopped
+	Error        string `json:"error,omitempty"`
+	Opens        uint64 `json:"opens"`
+	Closes       uint64 `json:"closes"`
+	BusyRefusals uint64 `json:"busy_refusals,omitempty"`
+	Failures     uint64 `json:"failures,omitempty"`
+	Packets      uint64 `json:"packets"`
+	Bytes        uint64 `json:"bytes"`
+	Drops        uint64 `json:"drops,omitempty"`
+	FrameErrors  uint64 `json:"frame_errors,omitempty"`
+}
+
+// Talk returns the talk status, nil when the producer has no talk media.
+func (p *Producer) Talk() *TalkStatus {
+	bc := p.talk
+	if bc == nil {
+		return nil
+	}
+	bc.mu.Lock()
+	sess, stopped := bc.sess, bc.stopped
+	bc.mu.Unlock()
+	ts := &TalkStatus{Channel: bc.channel, Codec: bc.codec, State: talk.StateIdle.String()}
+	if sess == nil {
+		if stopped {
+			ts.State = talk.StateStopped.String()
+		}
+		return ts
+	}
+	ts.State = sess.State().String()
+	if err := sess.Err(); err != nil {
+		ts.Error = redactErr(err, p.cfg)
+	}
+	st := sess.Stats()
+	ts.Opens, ts.Closes, ts.BusyRefusals, ts.Failures = st.Opens, st.Closes, st.BusyRefusals, st.Failures
+	ts.Packets, ts.Bytes, ts.Drops, ts.FrameErrors = st.Packets, st.Bytes, st.Drops, st.FrameErrors
+	return ts
+}
