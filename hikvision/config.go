@@ -195,6 +195,10 @@ func ParseURL(source string) (*Config, error) {
 	if c.Host == "" {
 		return nil, &ConfigError{Param: "host", Reason: "missing"}
 	}
+	if strings.Contains(c.Host, ":") && !strings.HasPrefix(u.Host, "[") {
+		// "h::" parses as host "h:" with an empty port
+		return nil, &ConfigError{Param: "host", Value: c.Host, Reason: "an IPv6 address must be in brackets, e.g. [fe80::1]"}
+	}
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 || n > 65535 {
