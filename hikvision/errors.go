@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
@@ -85,3 +87,99 @@ type causeError struct {
 
 func (e *causeError) Error() string   { return e.sentinel.Error() + ": " + describe(e.cause) }
 func (e *causeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
+
+// Permanent reports whether redialling cannot help until something changes
+// outside the program: wrong or missing credentials, the device's login lock,
+// a device that is not activated, a user without the rights, an unsupported
+// request, or a channel/stream the device does not have. Patched go2rtc
+// (patches/0004) stops reconnecting a source whose Dial or Start returns such
+// an error.
+func (e *DialError) Permanent() bool { return permanentCause(e.Err) }
+
+func permanentCause(err error) bool {
+	if errors.Is(err, ErrChannelNotFound) || errors.Is(err, ErrNoMedia) {
+		return true
+	}
+	return guard.Permanent(guard.Classify(err))
+}
+
+// HoldError is the answer of Dial (and of Start while reconnecting) when the
+// device's login guard holds authenticated requests: nothing was sent to the
+// device. One guard per device (host + user) is shared by every producer,
+// snapshot and talk session of the process.
+//
+//	hikvision: 192.168.1.64: wrong credentials: not trying again before 15:04:05 (2 failed logins of 2 allowed in 30m0s)
+//	hikvision: 192.168.1.64: locked until 15:34:05 (the device locked this client after failed logins)
+type HoldError struct {
+	Host string
+	// Reason is "wrong credentials", "locked", "login pending", ... (the
+	// guard's classification).
+	Reason string
+	// Until is the earliest time the next authenticated request may be made.
+	Until time.Time
+	// Detail is what the guard saw, e.g. "wrong credentials twice in 30m0s".
+	Detail string
+
+	hold *guard.HoldError
+}
+
+func newHoldError(host string, h *guard.HoldError) *HoldError {
+	return &HoldError{Host: host, Reason: h.Reason.String(), Until: h.Until, Detail: h.Detail, hold: h}
+}
+
+func (e *HoldError) Error() string {
+	until := e.Until.Format("15:04:05")
+	switch e.hold.Reason {
+	case guard.KindLocked:
+		return "hikvision: " + e.Host + ": locked until " + until + " (" + e.Detail + "); no login tried"
+	case guard.KindLoginPending:
+		return "hikvision: " + e.Host + ": login pending (" + e.Detail + "); next try after " + until
+	}
+	return "hikvision: " + e.Host + ": " + e.Reason + ": not trying again before " + until + " (" + e.Detail + ")"
+}
+
+// Unwrap returns the guard's hold, whose Unwrap is the failure that caused it
+// (errors.Is(err, isapi.ErrUnauthorized) works on a hold for wrong credentials).
+func (e *HoldError) Unwrap() error { return e.hold }
+
+// Permanent is true for holds after wrong credentials or a lock (go2rtc
+// stops redialling); false for a short "login pending" hold.
+func (e *HoldError) Permanent() bool { return e.hold.Permanent() }
+
+// ErrStreamChanged: after a reconnect the device no longer offers a track the
+// consumers were given (e.g. the codec changed while the device rebooted).
+var ErrStreamChanged = errors.New("hikvision: the device's stream changed (a track set up before is gone)")
+
+// ReconnectError is Start's answer when the RTSP link dropped and could not
+// be restored for GiveUpAfter although the device's RTSP port answered
+// (errors that cannot be fixed by retrying end Start at once instead, as
+// *DialError or *HoldError). It is not permanent: go2rtc may dial again.
+type ReconnectError struct {
+	Host     string
+	Since    time.Time     // first failed attempt of this reconnect
+	For      time.Duration // how long it failed
+	Attempts int           // authenticated attempts made
+	Err      error         // the last attempt's error (redacted)
+}
+
+func (e *ReconnectError) Error() string {
+	return fmt.Sprintf("hikvision: rtsp reconnect to %s: gave up after %s and %d attempts: %v",
+		e.Host, e.For.Round(time.Second), e.Attempts, e.Err)
+}
+
+func (e *ReconnectError) Unwrap() error { return e.Err }
+
+// Permanent is false: the device answers, so a later dial may succeed.
+func (e *ReconnectError) Permanent() bool { return false }
+
+// StallError ends a session that carried no RTP for the stall timeout (the
+// link may still be open, e.g. with RTCP flowing). Start reconnects after it;
+// it shows as the last error in the status.
+type StallError struct {
+	Host string
+	For  time.Duration // time since the last RTP packet
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("hikvision: rtsp on %s: no media for %s (stalled)", e.Host, e.For.Round(100*time.Millisecond))
+}

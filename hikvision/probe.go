@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 )
 
@@ -80,10 +81,62 @@ func (c *probeCache) put(cfg *Config, p *deviceProbe) {
 	c.m[probeKey(cfg)] = probeEntry{p: p, expires: now.Add(c.ttl)}
 }
 
+// reset forgets every cached probe and every device's login guard (tests:
+// each test starts from a device nobody has logged in to).
 func (c *probeCache) reset() {
 	c.mu.Lock()
 	c.m = map[string]probeEntry{}
 	c.mu.Unlock()
+	setGuards(guard.NewRegistry(guard.Config{}))
+}
+
+// guards holds one login guard per device (host + user) for the process:
+// every producer of a device shares it (and so should snapshot and talk).
+var (
+	guardsMu sync.Mutex
+	guards   = guard.Default()
+)
+
+func setGuards(r *guard.Registry) {
+	guardsMu.Lock()
+	guards = r
+	guardsMu.Unlock()
+}
+
+// deviceGuard returns the login guard of cfg's device. A changed password
+// resets it (guard.Registry.Get).
+func deviceGuard(cfg *Config) *guard.Guard {
+	guardsMu.Lock()
+	r := guards
+	guardsMu.Unlock()
+	return r.Get(cfg.Host, cfg.Username, guard.Secret(cfg.Password))
+}
+
+// guardedProbe runs probe as one authenticated attempt of the device guard:
+// Allow first (a hold returns *HoldError without any request), then the
+// outcome is reported. A probe that failed after the login succeeded (no such
+// channel) reports a success: the credentials are good.
+func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
+	if err := g.Allow(); err != nil {
+		return nil, holdErr(cfg.Host, err)
+	}
+	p, err := probe(ctx, c, cfg)
+	switch {
+	case err == nil, errors.Is(err, ErrChannelNotFound):
+		g.Success()
+	default:
+		g.Report(err)
+	}
+	return p, err
+}
+
+// holdErr turns Allow's answer into *HoldError.
+func holdErr(host string, err error) error {
+	var h *guard.HoldError
+	if errors.As(err, &h) {
+		return newHoldError(host, h)
+	}
+	return err
 }
 
 // Sentinel errors of Dial (match with errors.Is; ISAPI causes also match the
@@ -94,7 +147,7 @@ var (
 	// ErrNoMedia: the RTSP stream has no video or audio this source can pass on.
 	ErrNoMedia = errors.New("hikvision: no supported video or audio in the stream")
 	// ErrRTSPUnauthorized: the RTSP server refused the credentials.
-	ErrRTSPUnauthorized = errors.New("hikvision: RTSP refused the credentials")
+	ErrRTSPUnauthorized = errors.New("hikvision: wrong credentials (RTSP refused the user/password)")
 )
 
 // probe asks the device what Dial needs, concurrently:

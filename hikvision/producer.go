@@ -2,7 +2,6 @@ package hikvision
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/AlexxIT/go2rtc/pkg/rtsp"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
@@ -33,17 +33,29 @@ const probeTimeout = 15 * time.Second
 type Producer struct {
 	core.Connection
 
-	cfg   *Config
-	probe *deviceProbe
-	rtspH string // RTSP host:port, for errors
+	cfg      *Config
+	probe    *deviceProbe
+	rtspH    string // RTSP host:port, for errors and the port probe
+	rtspPort int
+	guard    *guard.Guard // the device's login guard (shared per host+user)
+	opts     ReconnectOptions
+
+	// ctx is cancelled by Stop; restartCh asks Start's session to restart
+	// (a track was added while playing).
+	ctx       context.Context
+	cancel    context.CancelFunc
+	restartCh chan struct{}
 
 	mu      sync.Mutex
-	rtsp    *rtsp.Conn    // the RTSP session; replaced by a future reconnect loop
+	rtsp    *rtsp.Conn    // the current RTSP session (replaced on reconnect)
+	pending *rtsp.Conn    // a session being opened; Stop closes its socket
+	tracks  []*track      // receivers handed to go2rtc; they survive reconnects
 	client  *isapi.Client // lazily made; for talk and snapshots (other files)
 	talk    *backchannel  // voice talk (backchannel.go); nil without a talk media; set by dial
 	started bool
 	stopped bool
-	done    chan struct{} // closed when Start's session ends
+	done    chan struct{} // closed when Start's loop ends
+	status  statusBox
 }
 
 // Dial is go2rtc's source handler for hikvision:// URLs. It parses the URL (a
@@ -71,8 +83,19 @@ func dial(cfg *Config) (*Producer, error) {
 			Source:     cfg.String(),
 			URL:        cfg.String(),
 		},
-		cfg: cfg,
+		cfg:       cfg,
+		guard:     deviceGuard(cfg),
+		opts:      currentReconnectOptions(),
+		restartCh: make(chan struct{}, 1),
 	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.status.state, p.status.since = StateConnecting, time.Now()
+	ok := false
+	defer func() {
+		if !ok {
+			p.cancel()
+		}
+	}()
 
 	pr := probes.get(cfg)
 	if pr == nil {
@@ -81,7 +104,7 @@ func dial(cfg *Config) (*Producer, error) {
 			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		pr, err = probe(ctx, client, cfg)
+		pr, err = guardedProbe(ctx, p.guard, client, cfg)
 		cancel()
 		if err != nil {
 			client.Close()
@@ -98,12 +121,14 @@ func dial(cfg *Config) (*Producer, error) {
 		port = pr.RTSPPort
 	}
 	p.rtspH = hostPort(cfg.Host, strconv.Itoa(port))
+	p.rtspPort = port
 
 	conn, err := p.openSession(port)
 	if err != nil {
 		p.closeClient()
 		return nil, err
 	}
+	p.unpend(conn)
 	p.rtsp = conn
 	p.RemoteAddr = conn.Connection.RemoteAddr
 	p.SDP = conn.SDP
@@ -119,26 +144,47 @@ func dial(cfg *Config) (*Producer, error) {
 		return nil, newDialError("rtsp medias", p.rtspH, &causeError{sentinel: ErrNoMedia,
 			cause: errors.New("SDP has " + mediaList(conn.Medias))}, cfg)
 	}
+	ok = true
 	return p, nil
 }
 
-// openSession connects RTSP over TCP and DESCRIBEs the stream. It is the one
-// place an RTSP session is made: a reconnect loop inside Start can call it
-// again, then GetTrack-equivalent SETUPs for the existing receivers.
+// openSession connects RTSP over TCP and DESCRIBEs the stream, as one
+// authenticated attempt of the device guard (a hold returns *HoldError
+// without connecting). It is the one place an RTSP session is made (Dial and
+// Start's reconnects). The session stays registered as pending (Stop closes
+// its socket) until the caller calls unpend.
 func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
+	if err := p.guard.Allow(); err != nil {
+		return nil, holdErr(p.cfg.Host, err)
+	}
+	p.mu.Lock()
+	p.status.attempts++
+	p.mu.Unlock()
+
 	conn := rtsp.NewClient(p.cfg.RTSPURL(port))
 	conn.UserAgent = UserAgent
 	conn.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
 	conn.Timeout = int(p.cfg.Timeout / time.Second)
 
 	if err := conn.Dial(); err != nil {
-		return nil, newDialError("rtsp connect", p.rtspH, err, p.cfg)
+		de := newDialError("rtsp connect", p.rtspH, err, p.cfg)
+		p.guard.Report(de)
+		return nil, de
+	}
+	if !p.pend(conn) {
+		_ = closeTransport(conn)
+		p.guard.Report(net.ErrClosed)
+		return nil, errStopped
 	}
 	if err := conn.Describe(); err != nil {
 		_ = conn.Stop()
 		_ = closeTransport(conn)
-		return nil, newDialError("rtsp describe", p.rtspH, rtspCause(err), p.cfg)
+		p.unpend(conn)
+		de := newDialError("rtsp describe", p.rtspH, rtspCause(err), p.cfg)
+		p.guard.Report(de)
+		return nil, de
 	}
+	p.guard.Success()
 	return conn, nil
 }
 
@@ -219,21 +265,50 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 	if !known || !supportedCodec(media.Kind, codec.Name) {
 		return nil, errors.New("hikvision: GetTrack for a media this producer does not have: " + media.String())
 	}
-	for _, r := range p.Receivers {
-		if r.Codec == codec {
-			return r, nil
+	for _, t := range p.tracks {
+		if t.codec == codec {
+			return t.recv, nil
 		}
 	}
-	r, err := p.rtsp.GetTrack(media, codec)
-	if err != nil {
-		return nil, newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
+	// go2rtc gets our own receiver; each RTSP session's receiver forwards
+	// into it, so it survives reconnects.
+	t := &track{media: media, codec: codec, recv: core.NewReceiver(media, codec)}
+	if p.started {
+		// playing: the next session SETUPs it too; restart now
+		p.addTrackLocked(t)
+		select {
+		case p.restartCh <- struct{}{}:
+		default:
+		}
+		return t.recv, nil
 	}
-	p.Receivers = append(p.Receivers, r)
-	return r, nil
+	if err := p.guard.Allow(); err != nil {
+		return nil, holdErr(p.cfg.Host, err)
+	}
+	inner, err := p.rtsp.GetTrack(media, codec)
+	if err != nil {
+		de := newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
+		p.guard.Report(de)
+		return nil, de
+	}
+	p.guard.Success()
+	inner.Input = p.forward(t)
+	p.addTrackLocked(t)
+	return t.recv, nil
 }
 
-// Start plays the stream and blocks until it ends or Stop is called (then it
-// returns nil).
+func (p *Producer) addTrackLocked(t *track) {
+	p.tracks = append(p.tracks, t)
+	p.Receivers = append(p.Receivers, t.recv)
+}
+
+// Start plays the stream and blocks until Stop (then it returns nil) or an
+// error it cannot recover from. When the RTSP link drops (EOF, reset, read
+// timeout) or carries no media for StallTimeout, Start reconnects into the
+// same receivers (see ReconnectOptions and reconnect). It returns at once
+// for permanent errors (*DialError or *HoldError with Permanent() true:
+// wrong credentials, lock, ...), ErrStreamChanged, or *ReconnectError after
+// GiveUpAfter of failures with the device answering.
 func (p *Producer) Start() error {
 	p.mu.Lock()
 	if p.stopped {
@@ -246,28 +321,27 @@ func (p *Producer) Start() error {
 	}
 	p.started = true
 	p.done = make(chan struct{})
-	conn := p.rtsp
+	done, conn, tracks := p.done, p.rtsp, len(p.tracks)
 	p.mu.Unlock()
+	defer close(done)
 
-	// Seam: a reconnect loop (with the per-device guard) wraps this call:
-	// openSession, SETUP the receivers again, playSession.
-	err := playSession(conn)
-	close(p.done)
-
-	p.mu.Lock()
-	stopped := p.stopped
-	p.mu.Unlock()
-	if stopped {
+	if tracks == 0 {
+		// Nothing to play (a talk-only consumer): no RTSP session is
+		// needed; stay until Stop.
+		p.endSession(conn)
+		<-p.ctx.Done()
 		return nil
 	}
-	if err == nil {
+	err := p.run(conn)
+	if err == nil || p.isStopped() {
 		return nil
 	}
-	return newDialError("rtsp play", p.rtspH, rtspCause(err), p.cfg)
+	return err
 }
 
-// Stop ends the RTSP session (TEARDOWN, close) and waits until Start's
-// session has ended, so no goroutine of the producer outlives it.
+// Stop ends the RTSP session (TEARDOWN, close), or the reconnect in
+// progress, and waits until Start's loop has ended, so no goroutine, socket
+// or timer of the producer outlives it and nothing is sent afterwards.
 func (p *Producer) Stop() error {
 	p.mu.Lock()
 	if p.stopped {
@@ -275,21 +349,28 @@ func (p *Producer) Stop() error {
 		return nil
 	}
 	p.stopped = true
-	conn, started, done := p.rtsp, p.started, p.done
+	p.cancel()
+	conn, pending, started, done := p.rtsp, p.pending, p.started, p.done
+	receivers := append([]*core.Receiver(nil), p.Receivers...)
 	p.mu.Unlock()
 
 	p.stopTalk() // nothing more to the talk endpoints but the one close (backchannel.go)
-	if started {
-		// rtsp.Conn.Stop changes its state while its read loop runs (a data
-		// race in go2rtc): end the loop first by closing the socket, after a
-		// best-effort TEARDOWN so the device frees the session at once.
-		_ = conn.Teardown()
-		_ = closeTransport(conn)
-		<-done
+	if pending != nil {
+		_ = closeTransport(pending) // an attempt in flight fails at once
 	}
-	err := conn.Stop() // closes receivers
-	_ = closeTransport(conn)
+	var err error
+	if started {
+		// Start's loop ends its session (TEARDOWN, close) and returns.
+		<-done
+	} else {
+		err = conn.Stop() // TEARDOWN, close
+		_ = closeTransport(conn)
+	}
+	for _, r := range receivers {
+		r.Close()
+	}
 	p.closeClient()
+	p.setState(StateStopped, time.Time{}, nil)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
@@ -357,23 +438,4 @@ func (p *Producer) Device() DeviceInfo {
 		d.VideoCodec, d.Width, d.Height = ch.VideoCodec, ch.Width, ch.Height
 	}
 	return d
-}
-
-// MarshalJSON is core.Connection plus device, channel and stream. It never
-// includes the inner RTSP connection (whose URL holds the password).
-func (p *Producer) MarshalJSON() ([]byte, error) {
-	p.mu.Lock()
-	conn := p.Connection
-	conn.Receivers = append([]*core.Receiver(nil), p.Receivers...)
-	p.mu.Unlock()
-	conn.Source = redact.URL(conn.Source)
-	conn.URL = redact.URL(conn.URL)
-	v := struct {
-		core.Connection
-		Device   DeviceInfo `json:"device"`
-		Channel  int        `json:"channel"`
-		Stream   string     `json:"stream"`
-		StreamID int        `json:"stream_id"`
-	}{conn, p.Device(), p.cfg.Channel, p.cfg.Stream.String(), p.cfg.StreamID()}
-	return json.Marshal(v)
 }
