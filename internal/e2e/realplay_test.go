@@ -323,8 +323,10 @@ func TestRealPlay(t *testing.T) {
 	}
 
 	forms := secretForms("admin", e2ePassword)
-	// All at once (t.Parallel would run only GOMAXPROCS of them together,
-	// and these mostly wait on the 25 fps stream).
+	// All at once, on purpose: players open several streams of one NVR (and
+	// of several devices) together, as Frigate does at start-up, so the first
+	// dials of one device run concurrently. (t.Parallel would also run only
+	// GOMAXPROCS of them together; these mostly wait on the 25 fps stream.)
 	var wg sync.WaitGroup
 	for _, c := range cases {
 		wg.Add(1)

@@ -43,6 +43,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -380,6 +381,7 @@ func TestTTFF(t *testing.T) {
 	r := &ttffRig{g: e2e.StartGo2rtc(t, bin, "log:\n  level: info\n")}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	base := runtime.NumGoroutine()
 
 	for si, src := range ttffSources {
 		var cold, warm []ttffTimes
@@ -390,6 +392,9 @@ func TestTTFF(t *testing.T) {
 			tt, cnt = r.run(ctx, t, name, dev)
 			warm, warmCnt = append(warm, tt), append(warmCnt, cnt)
 			r.done(ctx, t, name)
+			if err := dev.Close(); err != nil {
+				t.Error(err)
+			}
 		}
 		t.Logf("%-9s cold (median of %d): %v", src.name, runs, summarise(cold, coldCnt))
 		t.Logf("%-9s warm (median of %d): %v", src.name, runs, summarise(warm, warmCnt))
@@ -417,6 +422,9 @@ func TestTTFF(t *testing.T) {
 			}
 		}
 	}
+	// the RTSP client's and the devices' goroutines are gone
+	http.DefaultClient.CloseIdleConnections()
+	waitGoroutines(t, base)
 }
 
 // BenchmarkTTFF reports, per source and cold/warm: the median time to
