@@ -429,7 +429,8 @@ func TestTTFF(t *testing.T) {
 
 // BenchmarkTTFF reports, per source and cold/warm: the median time to
 // go2rtc's DESCRIBE answer and to the first video packet (ms), and the device
-// round trips per run.
+// round trips per run. Ignore ns/op: it is a whole iteration, including the
+// wait for the keyframe and for go2rtc to stop the producer again.
 //
 //	go test ./internal/e2e -run '^$' -bench TTFF -benchtime 10x
 func BenchmarkTTFF(b *testing.B) {
