@@ -259,7 +259,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 func (r *runner) needsGo2rtc() bool {
 	for _, s := range AllSections {
-		if s != SectionGoBench && s != SectionTalk && r.opts.wants(s) {
+		if s != SectionGoBench && r.opts.wants(s) {
 			return true
 		}
 	}
@@ -314,6 +314,8 @@ func (c *mainConfig) close() {
 
 func (c *mainConfig) yaml() string { return streamsYAML(c.streams) }
 
+// streamsYAML is a go2rtc config with these streams; a value with several
+// lines is a stream with several sources.
 func streamsYAML(streams map[string]string) string {
 	var b strings.Builder
 	b.WriteString("log:\n  level: info\nstreams:\n")
@@ -323,7 +325,15 @@ func streamsYAML(streams map[string]string) string {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %s: %s\n", n, strconv.Quote(streams[n]))
+		srcs := strings.Split(streams[n], "\n") // several sources: one per line
+		if len(srcs) == 1 {
+			fmt.Fprintf(&b, "  %s: %s\n", n, strconv.Quote(srcs[0]))
+			continue
+		}
+		fmt.Fprintf(&b, "  %s:\n", n)
+		for _, src := range srcs {
+			fmt.Fprintf(&b, "    - %s\n", strconv.Quote(src))
+		}
 	}
 	return b.String()
 }

@@ -42,9 +42,17 @@ type Reader struct {
 
 	conn  net.Conn
 	br    *bufio.Reader
+	wmu   sync.Mutex // guards writes to conn and cseq after PLAY
 	cseq  int
-	wmu   sync.Mutex // guards writes to conn (keepalive vs Close's TEARDOWN)
-	video int        // interleaved channel of the first video media, -1 if none
+	video int // interleaved channel of the first video media, -1 if none
+
+	// backchannel: the first sendonly media of the SDP (go2rtc offers one
+	// with ?backchannel=1); back is its interleaved channel, -1 if none.
+	back      int
+	backPT    uint8
+	backCodec string // "PCMU/8000", ...
+	rtpSeq    uint16
+	rtpTS     uint32
 
 	mu         sync.Mutex
 	packets    uint64
@@ -69,7 +77,7 @@ type waiter struct {
 // Close or the connection ends. It returns once PLAY is answered; the first
 // packet time is then available through WaitFirst.
 func DialReader(ctx context.Context, url string) (*Reader, error) {
-	r := &Reader{URL: url, Start: time.Now(), video: -1, done: make(chan struct{})}
+	r := &Reader{URL: url, Start: time.Now(), video: -1, back: -1, done: make(chan struct{})}
 	hostport, err := rtspHostPort(url)
 	if err != nil {
 		return nil, err
@@ -91,18 +99,18 @@ func DialReader(ctx context.Context, url string) (*Reader, error) {
 	if cb := hdr.Get("Content-Base"); cb != "" {
 		base = cb
 	}
-	controls, kinds := sdpControls(body)
-	if len(controls) == 0 {
+	medias := parseSDP(body)
+	if len(medias) == 0 {
 		r.conn.Close()
 		return nil, fmt.Errorf("bench: RTSP DESCRIBE %s: no media in SDP", url)
 	}
 	session := ""
-	for i, c := range controls {
+	for i, m := range medias {
 		extra := fmt.Sprintf("Transport: RTP/AVP/TCP;unicast;interleaved=%d-%d\r\n", 2*i, 2*i+1)
 		if session != "" {
 			extra += "Session: " + session + "\r\n"
 		}
-		hdr, _, err = r.request("SETUP", trackURL(base, c), extra)
+		hdr, _, err = r.request("SETUP", trackURL(base, m.control), extra)
 		if err != nil {
 			r.conn.Close()
 			return nil, err
@@ -110,8 +118,11 @@ func DialReader(ctx context.Context, url string) (*Reader, error) {
 		if s := hdr.Get("Session"); s != "" {
 			session, _, _ = strings.Cut(s, ";")
 		}
-		if r.video < 0 && kinds[i] == "video" {
+		if r.video < 0 && m.kind == "video" && !m.sendonly {
 			r.video = 2 * i
+		}
+		if r.back < 0 && m.sendonly {
+			r.back, r.backPT, r.backCodec = 2*i, m.payloadType, m.codec
 		}
 	}
 	extra := ""
@@ -149,31 +160,59 @@ func trackURL(base, control string) string {
 	return strings.TrimSuffix(base, "/") + "/" + control
 }
 
-// sdpControls returns each media's a=control value and kind ("video",
-// "audio", ...) in SDP order.
-func sdpControls(sdp []byte) (controls, kinds []string) {
-	inMedia := false
+// sdpMedia is what the Reader needs of one SDP media section.
+type sdpMedia struct {
+	kind        string // "video", "audio", ...
+	control     string // a=control value
+	sendonly    bool   // a=sendonly: the client sends (a backchannel)
+	payloadType uint8  // first format of the m= line
+	codec       string // its a=rtpmap, "PCMU/8000"; "" if none
+}
+
+// parseSDP returns the media sections of an SDP in order.
+func parseSDP(sdp []byte) []sdpMedia {
+	var out []sdpMedia
 	for _, line := range strings.Split(string(sdp), "\n") {
 		line = strings.TrimRight(line, "\r")
+		if strings.HasPrefix(line, "m=") {
+			f := strings.Fields(line[2:])
+			m := sdpMedia{}
+			if len(f) > 0 {
+				m.kind = f[0]
+			}
+			if len(f) > 3 {
+				if pt, err := strconv.Atoi(f[3]); err == nil && pt >= 0 && pt < 128 {
+					m.payloadType = uint8(pt)
+				}
+			}
+			out = append(out, m)
+			continue
+		}
+		if len(out) == 0 {
+			continue
+		}
+		m := &out[len(out)-1]
 		switch {
-		case strings.HasPrefix(line, "m="):
-			kind, _, _ := strings.Cut(line[2:], " ")
-			kinds = append(kinds, kind)
-			controls = append(controls, "")
-			inMedia = true
-		case inMedia && strings.HasPrefix(line, "a=control:"):
-			controls[len(controls)-1] = strings.TrimPrefix(line, "a=control:")
+		case strings.HasPrefix(line, "a=control:"):
+			m.control = strings.TrimPrefix(line, "a=control:")
+		case line == "a=sendonly":
+			m.sendonly = true
+		case strings.HasPrefix(line, "a=rtpmap:"):
+			pt, enc, _ := strings.Cut(strings.TrimPrefix(line, "a=rtpmap:"), " ")
+			if n, err := strconv.Atoi(pt); err == nil && n == int(m.payloadType) && m.codec == "" {
+				m.codec = enc
+			}
 		}
 	}
-	return controls, kinds
+	return out
 }
 
 // request sends one RTSP request and reads its answer (skipping interleaved
 // data, which cannot arrive before PLAY anyway).
 func (r *Reader) request(method, url, extra string) (textproto.MIMEHeader, []byte, error) {
+	r.wmu.Lock()
 	r.cseq++
 	msg := fmt.Sprintf("%s %s RTSP/1.0\r\nCSeq: %d\r\nUser-Agent: hikvision-bench\r\n%s\r\n", method, url, r.cseq, extra)
-	r.wmu.Lock()
 	_, err := io.WriteString(r.conn, msg)
 	r.wmu.Unlock()
 	if err != nil {
@@ -287,14 +326,54 @@ func (r *Reader) readLoop() {
 		r.mu.Unlock()
 		if now.Sub(lastKeepalive) >= KeepaliveInterval {
 			lastKeepalive = now
-			r.cseq++ // only this goroutine touches cseq after PLAY
-			msg := fmt.Sprintf("OPTIONS %s RTSP/1.0\r\nCSeq: %d\r\nUser-Agent: hikvision-bench\r\n\r\n", r.URL, r.cseq)
-			r.wmu.Lock()
-			_ = r.conn.SetWriteDeadline(now.Add(5 * time.Second))
-			_, _ = io.WriteString(r.conn, msg)
-			r.wmu.Unlock()
+			_ = r.Keepalive()
 		}
 	}
+}
+
+// Keepalive sends an OPTIONS request (its answer is skipped by the read
+// loop).
+func (r *Reader) Keepalive() error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.cseq++
+	_ = r.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := fmt.Fprintf(r.conn, "OPTIONS %s RTSP/1.0\r\nCSeq: %d\r\nUser-Agent: hikvision-bench\r\n\r\n", r.URL, r.cseq)
+	return err
+}
+
+// Backchannel is the codec of the backchannel media ("PCMU/8000"), "" if the
+// server offered none.
+func (r *Reader) Backchannel() string {
+	if r.back < 0 {
+		return ""
+	}
+	return r.backCodec
+}
+
+// WriteAudio sends one RTP packet with payload on the backchannel; samples
+// advances the RTP timestamp.
+func (r *Reader) WriteAudio(payload []byte, samples uint32) error {
+	if r.back < 0 {
+		return fmt.Errorf("bench: %s: no backchannel media", r.URL)
+	}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	n := 12 + len(payload)
+	pkt := make([]byte, 4+n)
+	pkt[0], pkt[1] = '$', byte(r.back)
+	binary.BigEndian.PutUint16(pkt[2:], uint16(n))
+	h := pkt[4:]
+	h[0], h[1] = 0x80, r.backPT
+	binary.BigEndian.PutUint16(h[2:], r.rtpSeq)
+	binary.BigEndian.PutUint32(h[4:], r.rtpTS)
+	binary.BigEndian.PutUint32(h[8:], 0x42454e43) // SSRC "BENC"
+	copy(h[12:], payload)
+	r.rtpSeq++
+	r.rtpTS += samples
+	_ = r.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := r.conn.Write(pkt)
+	return err
 }
 
 // NextPacket returns a channel that receives the arrival time of the first

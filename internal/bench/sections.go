@@ -295,14 +295,6 @@ func statusSummary(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// talk: the simulator has no voice-talk sessions yet (internal/sim answers
-// the session paths 403 notSupport), so there is nothing to measure.
-func (r *runner) talk(ctx context.Context) Section {
-	_ = ctx
-	return Section{Name: SectionTalk, Title: "Talk (two-way audio)", Stock: "isapi://",
-		Notes: []string{"n/a (simulator talk side missing): internal/sim has no voice-talk session API yet; first-packet-to-device latency, opens per burst, prompts after a burst and HTTP requests per burst are not measured."}}
-}
-
 // gobench: allocations per packet on the module's hot paths.
 func (r *runner) gobench(ctx context.Context) Section {
 	s := Section{Name: SectionGoBench, Title: "Go benchmarks", Stock: "–"}

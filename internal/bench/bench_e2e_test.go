@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestQuickBench runs the whole quick bench against the real patched go2rtc
+// (built and cached by internal/build) and checks that every section produced
+// its figures for both sources. It checks that the bench works, not how fast
+// anything is (no thresholds: CI machines are noisy).
+//
+//	HIKVISION_BENCH=1 go test -run TestQuickBench -v -timeout 10m ./internal/bench
+func TestQuickBench(t *testing.T) {
+	if os.Getenv("HIKVISION_BENCH") != "1" {
+		t.Skip("set HIKVISION_BENCH=1 to run the quick bench (about 2 minutes)")
+	}
+	base := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	start := time.Now()
+	rep, err := Run(ctx, Options{Quick: true, Log: testLog{t}, Bin: os.Getenv("HIKVISION_BENCH_GO2RTC")})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	t.Logf("quick bench took %v\n%s", time.Since(start).Round(time.Second), rep.Markdown())
+
+	byName := map[string]Section{}
+	for _, s := range rep.Sections {
+		if s.Error != "" {
+			t.Errorf("section %s: %s", s.Name, s.Error)
+		}
+		byName[s.Name] = s
+	}
+	for _, name := range AllSections {
+		if _, ok := byName[name]; !ok {
+			t.Errorf("section %s missing", name)
+		}
+	}
+	numbers := func(section string, want int) {
+		t.Helper()
+		n := 0
+		for _, row := range byName[section].Rows {
+			if row.Hikvision != nil && row.Stock != nil {
+				n++
+				if *row.Hikvision < 0 || *row.Stock < 0 {
+					t.Errorf("%s: %q: negative figure %v / %v", section, row.Metric, *row.Hikvision, *row.Stock)
+				}
+			}
+		}
+		if n < want {
+			t.Errorf("%s: %d rows with both figures, want at least %d", section, n, want)
+		}
+	}
+	numbers(SectionTTFF, 4)
+	numbers(SectionLoad, 8)
+	numbers(SectionLogins, 3)
+	for _, row := range byName[SectionTTFF].Rows {
+		if row.Hikvision != nil && (*row.Hikvision <= 0 || *row.Stock <= 0) {
+			t.Errorf("ttff %q: zero time %v / %v", row.Metric, *row.Hikvision, *row.Stock)
+		}
+	}
+	if rows := byName[SectionRecovery].Rows; len(rows) != 2 {
+		t.Errorf("recovery: %d rows, want 2 (one outage in quick mode)", len(rows))
+	}
+	for _, row := range byName[SectionLoad].Rows {
+		if strings.Contains(row.Metric, "go2rtc CPU") && (*row.Hikvision <= 0 || *row.Stock <= 0) {
+			t.Errorf("load %q: no CPU measured", row.Metric)
+		}
+		if strings.Contains(row.Metric, "packets") && (*row.Hikvision < 10 || *row.Stock < 10) {
+			t.Errorf("load %q: consumers got almost no packets", row.Metric)
+		}
+	}
+	if len(rep.GoBench) == 0 {
+		t.Error("no Go benchmark results")
+	}
+	if _, err := rep.JSON(); err != nil {
+		t.Error(err)
+	}
+	waitGoroutines(t, base)
+}
