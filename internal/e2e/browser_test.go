@@ -407,6 +407,11 @@ func TestBrowser(t *testing.T) {
 		"rtsp://"+user+"@"+dev.RTSPAddr()+"/Streaming/Channels/101")
 	g := e2e.StartGo2rtc(t, bin, config)
 	t.Logf("go2rtc %s, simulator ISAPI %s RTSP %s", g.APIAddr, dev.HTTPAddr(), dev.RTSPAddr())
+	yamlPath := filepath.Join(browserArtifacts(t), "go2rtc.yaml")
+	if err := os.WriteFile(yamlPath, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("go2rtc config (e2e.Start adds the listen addresses): %s", yamlPath)
 
 	pages := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -465,6 +470,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("first frame", func(t *testing.T) {
 		const rounds = 11 // alternating, so both see the same machine load
 		times := map[string][]float64{}
+		isapiBefore, rtspBefore := browserISAPIRequests(dev), dev.Stats().RTSPSessions
 		for i := 0; i < rounds; i++ {
 			for _, src := range []string{"hik", "stock"} {
 				tb := openBrowserTab(t, browser, streamPage(src, "webrtc"))
@@ -479,6 +485,8 @@ func TestBrowser(t *testing.T) {
 		t.Logf("page load to first decoded frame, WebRTC, median (min) of %d: hikvision:// %.0f ms (%.0f) %v, "+
 			"stock rtsp:// %.0f ms (%.0f) %v: median %+.1f%%", rounds, hik, slices.Min(times["hik"]), browserRoundMs(times["hik"]),
 			stock, slices.Min(times["stock"]), browserRoundMs(times["stock"]), 100*(hik-stock)/stock)
+		t.Logf("device round trips for the %d pages: %d ISAPI requests, %d RTSP sessions",
+			2*rounds, browserISAPIRequests(dev)-isapiBefore, dev.Stats().RTSPSessions-rtspBefore)
 	})
 
 	t.Logf("browser test took %v (without the go2rtc build)", time.Since(begin).Round(time.Millisecond))
@@ -502,6 +510,20 @@ streams:
 `, hik, stock)
 }
 
+// browserArtifacts is where the test leaves its screenshot and go2rtc.yaml:
+// $ARTIFACTS_DIR, or a fixed folder in the temp dir (overwritten each run).
+func browserArtifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "go2rtc-hikvision-browser-test")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // browserScreenshot saves the page; with UPDATE_SCREENSHOT=1 also the committed
 // README screenshot. It checks the picture shows the video, not a black page.
 func browserScreenshot(t *testing.T, tb *browserTab) {
@@ -519,14 +541,7 @@ func browserScreenshot(t *testing.T, tb *browserTab) {
 	if lit := browserLitFraction(img); lit < 0.2 {
 		t.Errorf("screenshot: only %.0f%% of the pixels are not black: the video is not on the page", 100*lit)
 	}
-	dir := os.Getenv("ARTIFACTS_DIR")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "go2rtc-hikvision-browser-test")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "webrtc.png")
+	out := filepath.Join(browserArtifacts(t), "webrtc.png")
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -638,17 +653,27 @@ func testBrowserTalk(t *testing.T, g *e2e.Go2rtc, dev *sim.Device, browser conte
 	}
 }
 
-// checkBrowserTone checks G.711 µ-law audio is the 1 kHz tone: most of its energy at
-// 1 kHz (Goertzel, against other frequencies) and a zero-crossing frequency of
-// 1 kHz.
+// checkBrowserTone checks G.711 µ-law audio is the 1 kHz tone (browserToneProblems).
 func checkBrowserTone(t *testing.T, ulaw []byte) {
 	t.Helper()
+	report, problems := browserToneProblems(ulaw)
+	t.Logf("talk audio at the device: %d bytes G.711µ; %s", len(ulaw), report)
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+// browserToneProblems analyses one second of G.711 µ-law audio (8 kHz), ending
+// half a second before its end, and says how it is not the 1 kHz tone: most of
+// its energy at 1 kHz (Goertzel, against other frequencies), a zero-crossing
+// frequency of 1 kHz, and not silence.
+func browserToneProblems(ulaw []byte) (report string, problems []string) {
 	const fs = 8000
 	if len(ulaw) < 2*fs {
-		t.Fatalf("%d bytes of talk audio, want at least 2 s", len(ulaw))
+		return "", []string{fmt.Sprintf("%d bytes of talk audio, want at least 2 s", len(ulaw))}
 	}
 	x := make([]float64, 0, fs)
-	for _, b := range ulaw[len(ulaw)-fs-fs/2 : len(ulaw)-fs/2] { // one second, not the very end
+	for _, b := range ulaw[len(ulaw)-fs-fs/2 : len(ulaw)-fs/2] {
 		x = append(x, float64(browserULaw(b)))
 	}
 	var sum float64
@@ -659,23 +684,33 @@ func checkBrowserTone(t *testing.T, ulaw []byte) {
 	tone := browserGoertzel(x, browserToneHz, fs)
 	var others []string
 	worst := 0.0
-	for _, f := range []float64{300, 500, 700, 1300, 1500, 2000, 2500, 3000, 3500} {
+	for _, f := range []float64{300, 500, 700, 850, 1150, 1300, 1500, 2000, 2500, 3000, 3500} {
 		p := browserGoertzel(x, f, fs)
 		worst = max(worst, p)
 		others = append(others, fmt.Sprintf("%g Hz %.1f dB", f, 10*math.Log10(p/tone)))
 	}
 	zc := browserZeroCrossHz(x, fs)
-	t.Logf("talk audio at the device: %d bytes G.711µ; last second rms %.0f, zero-crossing frequency %.1f Hz; vs 1 kHz: %s",
-		len(ulaw), rms, zc, strings.Join(others, ", "))
-	if rms < 100 { // µ-law silence decodes to 0; the tone arrives at about 450 (Chromium's audio processing)
-		t.Errorf("talk audio rms %.0f: silence, want the tone", rms)
+	// A Hann-windowed sine's Goertzel power is N/8 times its energy: share is
+	// the part of all the energy that is the 1 kHz tone (1 for a pure tone).
+	share := 0.0
+	if sum > 0 {
+		share = tone / (sum * float64(len(x)) / 8)
 	}
-	if ratio := 10 * math.Log10(tone/worst); ratio < 20 {
-		t.Errorf("1 kHz is only %.1f dB above the strongest other frequency, want >= 20 dB", ratio)
+	report = fmt.Sprintf("rms %.0f, 1 kHz share of the energy %.2f, zero-crossing frequency %.1f Hz; power vs 1 kHz: %s",
+		rms, share, zc, strings.Join(others, ", "))
+	if rms < 100 { // µ-law silence decodes to 0; the tone arrives at about 450 (Chromium's audio processing)
+		problems = append(problems, fmt.Sprintf("talk audio rms %.0f: silence, want the tone", rms))
+	}
+	if share < 0.5 {
+		problems = append(problems, fmt.Sprintf("only %.0f%% of the energy is at 1 kHz, want most of it", 100*share))
+	}
+	if ratio := 10 * math.Log10(tone/worst); !(ratio >= 20) {
+		problems = append(problems, fmt.Sprintf("1 kHz is %.1f dB above the strongest other frequency, want >= 20 dB", ratio))
 	}
 	if math.Abs(zc-browserToneHz) > 20 {
-		t.Errorf("zero-crossing frequency %.1f Hz, want %g ± 20", zc, browserToneHz)
+		problems = append(problems, fmt.Sprintf("zero-crossing frequency %.1f Hz, want %g ± 20", zc, browserToneHz))
 	}
+	return report, problems
 }
 
 // browserULaw decodes one G.711 µ-law byte (ITU-T G.711) to 16-bit PCM.
@@ -714,6 +749,17 @@ func browserZeroCrossHz(x []float64, fs float64) float64 {
 	return float64(n) / 2 / (float64(len(x)) / fs)
 }
 
+// browserISAPIRequests counts the ISAPI requests the device got, all clients.
+func browserISAPIRequests(d *sim.Device) int {
+	n := 0
+	for _, c := range d.Stats().Clients {
+		for _, v := range c.Requests {
+			n += v
+		}
+	}
+	return n
+}
+
 func browserMedian(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -743,4 +789,81 @@ func (b *browserLog) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The tone check accepts the 1 kHz tone (also quiet, as Chromium delivers it)
+// and rejects silence, noise, other tones and a tone under a loud second one.
+func TestBrowserToneCheck(t *testing.T) {
+	const fs = 8000
+	sine := func(f, amp float64) []float64 {
+		x := make([]float64, 3*fs)
+		for i := range x {
+			x[i] = amp * math.Sin(2*math.Pi*f*float64(i)/fs)
+		}
+		return x
+	}
+	add := func(a, b []float64) []float64 {
+		out := slices.Clone(a)
+		for i := range out {
+			out[i] += b[i]
+		}
+		return out
+	}
+	noise := make([]float64, 3*fs)
+	seed := uint32(1)
+	for i := range noise {
+		seed = seed*1664525 + 1013904223
+		noise[i] = float64(int32(seed)>>16) / 4 // uniform, rms about 2300
+	}
+	tests := []struct {
+		name string
+		x    []float64
+		ok   bool
+	}{
+		{"1 kHz", sine(1000, 4000), true},
+		{"1 kHz quiet", sine(1000, 600), true},
+		{"1 kHz with a little noise", add(sine(1000, 4000), sine(3100, 100)), true},
+		{"silence", make([]float64, 3*fs), false},
+		{"noise", noise, false},
+		{"1.2 kHz", sine(1200, 4000), false},
+		{"440 Hz", sine(440, 4000), false},
+		{"1 kHz under 2 kHz", add(sine(1000, 1000), sine(2000, 4000)), false},
+	}
+	for _, tt := range tests {
+		ulaw := make([]byte, len(tt.x))
+		for i, v := range tt.x {
+			ulaw[i] = browserToULaw(int16(v))
+		}
+		report, problems := browserToneProblems(ulaw)
+		if (len(problems) == 0) != tt.ok {
+			t.Errorf("%s: problems %q, want ok=%v (%s)", tt.name, problems, tt.ok, report)
+		}
+	}
+	if _, problems := browserToneProblems(make([]byte, 100)); len(problems) == 0 {
+		t.Error("100 bytes of audio passed")
+	}
+	// The decoder inverts the encoder (to within µ-law's quantisation).
+	for _, v := range []int16{0, 1, -1, 100, -100, 1000, -1000, 8000, -8000, 32000, -32000} {
+		got := browserULaw(browserToULaw(v))
+		if d := math.Abs(float64(got) - float64(v)); d > math.Max(8, math.Abs(float64(v))/16) {
+			t.Errorf("µ-law %d -> %d", v, got)
+		}
+	}
+}
+
+// browserToULaw encodes 16-bit PCM as G.711 µ-law (for TestBrowserToneCheck).
+func browserToULaw(v int16) byte {
+	const bias, clip = 0x84, 32635
+	s := int32(v)
+	sign := byte(0)
+	if s < 0 {
+		s, sign = -s, 0x80
+	}
+	s = min(s, clip) + bias
+	exp := byte(7)
+	for mask := int32(0x4000); s&mask == 0 && exp > 0; mask >>= 1 {
+		exp--
+	}
+	mant := byte(s>>(exp+3)) & 0x0F
+	return ^(sign | exp<<4 | mant)
 }
