@@ -2,8 +2,11 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -26,6 +29,8 @@ type fakeRTSP struct {
 	ln       net.Listener
 	send     chan []byte // raw bytes to write after PLAY
 	describe string      // status of DESCRIBE answers ("200 OK")
+	back     bool        // offer a sendonly (backchannel) PCMA media
+	recv     chan []byte // interleaved frames from the client ('$' header included)
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	methods  []string
@@ -37,7 +42,7 @@ func newFakeRTSP(t *testing.T) *fakeRTSP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeRTSP{ln: ln, send: make(chan []byte, 16), describe: "200 OK"}
+	f := &fakeRTSP{ln: ln, send: make(chan []byte, 16), describe: "200 OK", recv: make(chan []byte, 16)}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -72,6 +77,19 @@ func (f *fakeRTSP) serve(c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
+		if b, err := br.Peek(1); err == nil && b[0] == '$' {
+			var h [4]byte
+			if _, err := io.ReadFull(br, h[:]); err != nil {
+				return
+			}
+			p := make([]byte, 4+int(h[2])<<8+int(h[3]))
+			copy(p, h[:])
+			if _, err := io.ReadFull(br, p[4:]); err != nil {
+				return
+			}
+			f.recv <- p
+			continue
+		}
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return
@@ -101,6 +119,9 @@ func (f *fakeRTSP) serve(c net.Conn) {
 				return
 			}
 			sdp := "v=0\r\ns=-\r\nm=audio 0 RTP/AVP 0\r\na=control:trackID=0\r\nm=video 0 RTP/AVP 96\r\na=control:trackID=1\r\n"
+			if f.back {
+				sdp += "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=control:trackID=2\r\na=sendonly\r\n"
+			}
 			fmt.Fprintf(c, "RTSP/1.0 200 OK\r\nCSeq: %s\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", cseq, len(sdp), sdp)
 		case "SETUP":
 			fmt.Fprintf(c, "RTSP/1.0 200 OK\r\nCSeq: %s\r\nSession: abc;timeout=60\r\n\r\n", cseq)
@@ -299,5 +320,70 @@ func TestReaderContextCancelsDial(t *testing.T) {
 		c.Close()
 	case <-time.After(5 * time.Second):
 		t.Fatal("server never accepted")
+	}
+}
+
+func TestReaderBackchannel(t *testing.T) {
+	f := newFakeRTSP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rd, err := DialReader(ctx, f.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd.Backchannel() != "" {
+		t.Fatalf("backchannel %q without a sendonly media", rd.Backchannel())
+	}
+	if err := rd.WriteAudio([]byte{1}, 1); err == nil {
+		t.Fatal("WriteAudio without a backchannel: no error")
+	}
+	rd.Close()
+
+	f.back = true
+	if rd, err = DialReader(ctx, f.url()); err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	if rd.Backchannel() != "PCMA/8000" {
+		t.Fatalf("backchannel %q, want PCMA/8000", rd.Backchannel())
+	}
+	payload := bytes.Repeat([]byte{0xD5}, 160)
+	for i := 0; i < 2; i++ {
+		if err := rd.WriteAudio(payload, 160); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rd.Keepalive(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		var p []byte
+		select {
+		case p = <-f.recv:
+		case <-ctx.Done():
+			t.Fatal("server got no audio")
+		}
+		// '$', channel 4 (third media), length; RTP v2, PT 8, seq i, ts 160*i
+		if p[0] != '$' || p[1] != 4 || int(binary.BigEndian.Uint16(p[2:])) != 12+160 {
+			t.Fatalf("frame header % x", p[:4])
+		}
+		h := p[4:]
+		if h[0] != 0x80 || h[1] != 8 || binary.BigEndian.Uint16(h[2:]) != uint16(i) || binary.BigEndian.Uint32(h[4:]) != uint32(160*i) {
+			t.Fatalf("RTP header % x", h[:12])
+		}
+		if !bytes.Equal(h[12:], payload) {
+			t.Fatal("payload changed")
+		}
+	}
+	f.mu.Lock()
+	var ms []string
+	for _, m := range f.methods {
+		if m != "TEARDOWN" { // the first connection's, in any place
+			ms = append(ms, m)
+		}
+	}
+	f.mu.Unlock()
+	if methods := strings.Join(ms, ","); methods != "DESCRIBE,SETUP,SETUP,PLAY,DESCRIBE,SETUP,SETUP,SETUP,PLAY,OPTIONS" {
+		t.Fatalf("requests %s", methods)
 	}
 }

@@ -398,17 +398,7 @@ func (r *Reader) NextVideo(after time.Time) <-chan time.Time {
 // WaitFirst waits for the first RTP packet and returns the time from Start to
 // it.
 func (r *Reader) WaitFirst(ctx context.Context) (time.Duration, error) {
-	ch := r.NextPacket(time.Time{})
-	select {
-	case <-ch:
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.first.Sub(r.Start), nil
-	case <-r.done:
-		return 0, fmt.Errorf("bench: %s: connection ended before the first packet: %v", r.URL, r.Err())
-	case <-ctx.Done():
-		return 0, fmt.Errorf("bench: %s: no packet: %w", r.URL, ctx.Err())
-	}
+	return r.waitFirst(ctx, false)
 }
 
 // WaitFirstVideo waits for the first video RTP packet and returns the time
@@ -417,16 +407,37 @@ func (r *Reader) WaitFirstVideo(ctx context.Context) (time.Duration, error) {
 	if r.video < 0 {
 		return 0, fmt.Errorf("bench: %s: no video media", r.URL)
 	}
-	ch := r.NextVideo(time.Time{})
+	return r.waitFirst(ctx, true)
+}
+
+func (r *Reader) waitFirst(ctx context.Context, video bool) (time.Duration, error) {
+	first := func() time.Time {
+		if video {
+			return r.firstVideo
+		}
+		return r.first
+	}
+	r.mu.Lock()
+	if t := first(); !t.IsZero() {
+		r.mu.Unlock()
+		return t.Sub(r.Start), nil
+	}
+	ch := make(chan time.Time, 1)
+	r.waiters = append(r.waiters, waiter{video: video, ch: ch})
+	r.mu.Unlock()
+	what := "packet"
+	if video {
+		what = "video packet"
+	}
 	select {
 	case <-ch:
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		return r.firstVideo.Sub(r.Start), nil
+		return first().Sub(r.Start), nil
 	case <-r.done:
-		return 0, fmt.Errorf("bench: %s: connection ended before the first video packet: %v", r.URL, r.Err())
+		return 0, fmt.Errorf("bench: %s: connection ended before the first %s: %v", r.URL, what, r.Err())
 	case <-ctx.Done():
-		return 0, fmt.Errorf("bench: %s: no video packet: %w", r.URL, ctx.Err())
+		return 0, fmt.Errorf("bench: %s: no %s: %w", r.URL, what, ctx.Err())
 	}
 }
 

@@ -280,8 +280,8 @@ func (r *runner) logins(ctx context.Context, g *e2e.Go2rtc, c *mainConfig) Secti
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("Real time, not scaled: the simulator locks an IP after 5 wrong passwords for 30 min (device defaults). DESCRIBE answers: hikvision %s; stock %s.",
 			statusSummary(counts[kindHik].status), statusSummary(counts[kindStock].status)))
-	if r.opts.wants(SectionRecovery) {
-		s.Notes = append(s.Notes, "Ran at the same time as the recovery test (other devices, same go2rtc).")
+	if r.opts.wants(SectionRecovery) || r.opts.wants(SectionTalk) {
+		s.Notes = append(s.Notes, "Ran in the background during the recovery and talk tests (its own devices, same go2rtc as recovery).")
 	}
 	return s
 }
