@@ -222,6 +222,10 @@ func (r *registry) serveMetrics(w http.ResponseWriter, req *http.Request) {
 	srcFams := []srcFam{
 		{"hikvision_source_streaming", "gauge", "1 while the source is streaming.",
 			func(s SourceHealth) (float64, bool) { return b2f(s.State == StateStreaming.String()), true }},
+		{"hikvision_source_talk_open", "gauge", "1 while a voice-talk session to the device is open (absent: no talk media).",
+			func(s SourceHealth) (float64, bool) {
+				return b2f(s.Talk != nil && s.Talk.State == "open"), s.Talk != nil
+			}},
 		{"hikvision_source_last_frame_timestamp_seconds", "gauge", "When the source's last RTP packet arrived.",
 			func(s SourceHealth) (float64, bool) { return unixSeconds(s.LastFrame), s.LastFrame != nil }},
 		{"hikvision_source_dials_total", "counter", "Dials of the source by go2rtc.",

@@ -535,7 +535,8 @@ type SourceHealth struct {
 	LastDial   *time.Time      `json:"last_dial"`
 	LastError  string          `json:"last_error,omitempty"` // redacted
 	LastErrAt  *time.Time      `json:"last_error_at,omitempty"`
-	Snapshot   *SnapshotHealth `json:"snapshot"` // null until the first snapshot request
+	Snapshot   *SnapshotHealth `json:"snapshot"`       // null until the first snapshot request
+	Talk       *TalkStatus     `json:"talk,omitempty"` // voice talk (backchannel) of the producer, if any
 }
 
 // SnapshotHealth is the snapshot cache of a source.
@@ -637,6 +638,10 @@ func (s *sourceEntry) health() []SourceHealth {
 		}
 		sh.LastFrame = timePtr(st.LastPacket)
 		sh.Attempts, sh.Reconnects = st.Attempts, st.Reconnects
+		if ts := prod.Talk(); ts != nil {
+			ts.Error = s.dev.redact(ts.Error)
+			sh.Talk = ts
+		}
 		if st.LastError != "" {
 			sh.LastError, sh.LastErrAt = s.dev.redact(st.LastError), timePtr(st.LastErrorAt)
 		}

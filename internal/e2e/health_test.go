@@ -36,7 +36,10 @@ type healthDoc struct {
 		Device    string     `json:"device"`
 		State     string     `json:"state"`
 		LastFrame *time.Time `json:"last_frame"`
-		Snapshot  *struct {
+		Talk      *struct {
+			State string `json:"state"`
+		} `json:"talk"`
+		Snapshot *struct {
 			LastGood       *time.Time `json:"last_good"`
 			DeviceRequests int        `json:"device_requests"`
 		} `json:"snapshot"`
@@ -330,6 +333,9 @@ func TestHealthAndSnapshots(t *testing.T) {
 	if s.State != "streaming" || s.LastFrame == nil || now.Sub(*s.LastFrame) > 5*time.Second || s.Snapshot == nil || s.Snapshot.LastGood == nil {
 		t.Errorf("streaming camera source: %+v (last frame %v)", s, s.LastFrame)
 	}
+	if s.Talk == nil || s.Talk.State != "idle" {
+		t.Errorf("streaming camera talk: %+v, want the backchannel's idle state", s.Talk)
+	}
 	d = h.Devices[dev["reboot"]]
 	if d.Reachable == nil || *d.Reachable {
 		t.Errorf("rebooting camera device: %+v, want reachable=false", d)
@@ -372,6 +378,7 @@ func TestHealthAndSnapshots(t *testing.T) {
 	for k, want := range map[string]string{
 		`hikvision_source_streaming{device="` + live.HTTPAddr() + `",stream="live",stream_id="101"}`:        "1",
 		`hikvision_source_streaming{device="` + reboot.HTTPAddr() + `",stream="rebooting",stream_id="102"}`: "0",
+		`hikvision_source_talk_open{device="` + live.HTTPAddr() + `",stream="live",stream_id="101"}`:        "0",
 		`hikvision_device_reachable{device="` + reboot.HTTPAddr() + `",user="reboot"}`:                      "0",
 		`hikvision_device_reachable{device="` + live.HTTPAddr() + `",user="live"}`:                          "1",
 		`hikvision_device_state{device="` + locked.HTTPAddr() + `",user="locked",state="locked"}`:           "1",
