@@ -109,7 +109,7 @@ func deviceGuard(cfg *Config) *guard.Guard {
 	guardsMu.Lock()
 	r := guards
 	guardsMu.Unlock()
-	return r.Get(cfg.Host, cfg.Username, guard.Secret(cfg.Password))
+	return r.Get(cfg.HTTPAddr(), cfg.Username, guard.Secret(cfg.Password))
 }
 
 // guardedProbe runs probe as one authenticated attempt of the device guard:
@@ -117,7 +117,7 @@ func deviceGuard(cfg *Config) *guard.Guard {
 // outcome is reported. A probe that failed after the login succeeded (no such
 // channel) reports a success: the credentials are good.
 func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
-	if err := g.Allow(); err != nil {
+	if err := g.Wait(ctx); err != nil {
 		return nil, holdErr(cfg.Host, err)
 	}
 	p, err := probe(ctx, c, cfg)

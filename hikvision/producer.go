@@ -154,7 +154,7 @@ func dial(cfg *Config) (*Producer, error) {
 // Start's reconnects). The session stays registered as pending (Stop closes
 // its socket) until the caller calls unpend.
 func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
-	if err := p.guard.Allow(); err != nil {
+	if err := p.guard.Wait(p.ctx); err != nil {
 		return nil, holdErr(p.cfg.Host, err)
 	}
 	p.mu.Lock()
@@ -282,7 +282,7 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 		}
 		return t.recv, nil
 	}
-	if err := p.guard.Allow(); err != nil {
+	if err := p.guard.Wait(p.ctx); err != nil {
 		return nil, holdErr(p.cfg.Host, err)
 	}
 	inner, err := p.rtsp.GetTrack(media, codec)

@@ -146,7 +146,7 @@ func (p *Producer) forward(t *track) core.HandlerFunc {
 // attempt of the guard), matching each track to the session's media by kind,
 // control and codec name.
 func (p *Producer) setupTracks(conn *rtsp.Conn, tracks []*track) error {
-	if err := p.guard.Allow(); err != nil {
+	if err := p.guard.Wait(p.ctx); err != nil {
 		return holdErr(p.cfg.Host, err)
 	}
 	for _, t := range tracks {

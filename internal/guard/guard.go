@@ -26,6 +26,7 @@
 package guard
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -148,9 +149,12 @@ func (r *Registry) Get(host, user, secret string) *Guard {
 	return g
 }
 
+// normalizeHost keys a device by host and port: two devices behind one
+// address (port forwarding, an NVR and a camera on one router) each get
+// their own budget, as each device keeps its own login lock.
 func normalizeHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		return net.JoinHostPort(strings.ToLower(h), p)
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	return strings.ToLower(host)
@@ -199,6 +203,10 @@ type Guard struct {
 	held      int
 	successes int
 	failed    int
+
+	// changed is closed (and replaced) whenever a login in flight is
+	// reported, so Wait can wake up the callers held by it.
+	changed chan struct{}
 }
 
 // Host and User name the device the guard protects.
@@ -253,7 +261,14 @@ func (e *HoldError) Permanent() bool { return Permanent(e.Reason) }
 func (g *Guard) Allow() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if err := g.allowLocked(); err != nil {
+		return err
+	}
+	return nil
+}
 
+// allowLocked is Allow with g.mu held.
+func (g *Guard) allowLocked() *HoldError {
 	now := g.cfg.Now()
 	g.prune(now)
 
@@ -389,6 +404,46 @@ func (g *Guard) Report(err error) Kind {
 func (g *Guard) popPending() {
 	if len(g.pending) > 0 {
 		g.pending = g.pending[1:]
+	}
+	if g.changed != nil {
+		close(g.changed)
+		g.changed = nil
+	}
+}
+
+// Wait is Allow for callers that may wait: while the only reason to hold is
+// a first login still in flight (KindLoginPending: several streams of one
+// device dialled at once, before any login succeeded), it waits for that
+// login's outcome, then asks again. Any other hold is returned at once, as
+// is the pending hold when ctx ends first.
+func (g *Guard) Wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		err := g.allowLocked()
+		if err == nil || err.Reason != KindLoginPending {
+			g.mu.Unlock()
+			if err == nil {
+				return nil
+			}
+			return err
+		}
+		if g.changed == nil {
+			g.changed = make(chan struct{})
+		}
+		ch := g.changed
+		g.mu.Unlock()
+
+		// The pending login may never be reported (a caller that died):
+		// PendingTimeout forgets it, so asking again later is bounded too.
+		t := time.NewTimer(g.cfg.PendingRetry)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		t.Stop()
 	}
 }
 

@@ -171,9 +171,13 @@ func TestChangedPasswordResets(t *testing.T) {
 	for g.Allow() == nil {
 		g.Report(wrongPass)
 	}
-	// same password again: still holding, same guard; the port is ignored
-	if g2 := r.Get("10.0.0.5:554", "admin", guard.Secret("old")); g2 != g || g2.Allow() == nil {
+	// same password again: still holding, same guard
+	if g2 := r.Get("10.0.0.5", "admin", guard.Secret("old")); g2 != g || g2.Allow() == nil {
 		t.Fatal("same password: want the same guard, still holding")
+	}
+	// another port is another device (port forwarding): its own budget
+	if g2 := r.Get("10.0.0.5:8080", "admin", guard.Secret("old")); g2 == g || g2.Allow() != nil {
+		t.Fatal("another port: want another guard, not held by the first device's failures")
 	}
 	// another user is another guard
 	if r.Get("10.0.0.5", "operator", guard.Secret("old")).Allow() != nil {
@@ -422,5 +426,53 @@ func TestBackoff(t *testing.T) {
 	}
 	if got := cfg.Delay(1000, 0.9); got != time.Second {
 		t.Fatalf("Delay(1000) = %s", got)
+	}
+}
+
+// Several streams of one device dialled at once, before any login succeeded:
+// Wait holds the later callers until the first login's outcome instead of
+// failing them (Frigate opens every channel of an NVR at start-up).
+func TestWaitForLoginInFlight(t *testing.T) {
+	r := guard.NewRegistry(guard.Config{PendingRetry: time.Minute})
+	g := r.Get("10.0.0.7:80", "admin", guard.Secret("pw"))
+	if err := g.Wait(context.Background()); err != nil { // first login: allowed
+		t.Fatal(err)
+	}
+	if err := g.Wait(context.Background()); err != nil { // second: still within the budget
+		t.Fatal(err)
+	}
+	var hold *guard.HoldError
+	if err := g.Allow(); !errors.As(err, &hold) || hold.Reason != guard.KindLoginPending {
+		t.Fatalf("third concurrent login: Allow = %v, want a login-pending hold", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait(context.Background()) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned %v before any login was reported", err)
+	default:
+	}
+	g.Success() // the first login succeeded: the waiter may go
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait after a good login = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not wake up on Success")
+	}
+
+	// A wrong-password hold is not waited for.
+	g2 := r.Get("10.0.0.7:81", "admin", guard.Secret("pw"))
+	for g2.Allow() == nil {
+		g2.Report(wrongPass)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g2.Wait(ctx); !errors.As(err, &hold) || hold.Reason != guard.KindWrongCredentials {
+		t.Fatalf("Wait on a spent budget = %v, want a wrong-credentials hold at once", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Wait waited on a permanent hold")
 	}
 }
