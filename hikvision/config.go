@@ -339,8 +339,20 @@ func (c *Config) setOption(name, value string) error {
 			return &ConfigError{Param: name, Value: value, Reason: "want seconds 1-3600"}
 		}
 		c.Timeout = time.Duration(n) * time.Second
+	case "snapshot_max_stale", "snapshot_min_interval":
+		// Snapshot options belong to the registry (registry.go), which takes
+		// them out of the URL before Dial; checked here too so that a URL
+		// Dial accepts is one the registry accepts.
+		f, err := strconv.ParseFloat(value, 64)
+		if err != nil || f < 0 || f > 86400 {
+			return &ConfigError{Param: "#" + name, Value: value, Reason: "want seconds 0-86400"}
+		}
+	case "snapshot_last_good":
+		if _, err := parseBool(name, value); err != nil {
+			return err
+		}
 	default:
-		return &ConfigError{Param: "#" + name, Value: value, Reason: "unknown option (known: #backchannel, #timeout)"}
+		return &ConfigError{Param: "#" + name, Value: value, Reason: "unknown option (known: #backchannel, #timeout, #snapshot_max_stale, #snapshot_last_good, #snapshot_min_interval)"}
 	}
 	return nil
 }
