@@ -82,6 +82,9 @@ func TestQuickBench(t *testing.T) {
 			t.Errorf("load %q: consumers got almost no packets", row.Metric)
 		}
 	}
+	if rows := byName[SectionTalk].Rows; len(rows) != 16 {
+		t.Errorf("talk: %d rows, want 16 (8 per device variant)", len(rows))
+	}
 	if len(rep.GoBench) == 0 {
 		t.Error("no Go benchmark results")
 	}

@@ -20,7 +20,6 @@ type loadResult struct {
 	cpuPerStreamMin   float64 // go2rtc CPU seconds per stream-minute
 	benchPerStreamMin float64 // this process (simulator + consumers)
 	peakRSS           float64 // MiB, max VmRSS sampled in the window
-	hwm               float64 // MiB, VmHWM at the end (includes start-up)
 	pktPerStreamSec   float64 // RTP packets per stream per second at the consumers
 }
 
@@ -180,7 +179,6 @@ sample:
 	lr.cpuPerStreamMin = (g1.CPU() - g0.CPU()).Seconds() / streamMin
 	lr.benchPerStreamMin = (b1.CPU() - b0.CPU()).Seconds() / streamMin
 	lr.peakRSS = float64(peak) / (1 << 20)
-	lr.hwm = float64(g1.HWM) / (1 << 20)
 	lr.pktPerStreamSec = float64(p1-p0) / n / t1.Sub(t0).Seconds()
 	return lr, nil
 }
