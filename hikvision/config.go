@@ -170,8 +170,11 @@ func ParseURL(source string) (*Config, error) {
 
 	// A '/', '?' or '#' left unencoded in the password splits the URL in the
 	// wrong place: catch it before the parser quotes parts of the password.
-	if rest := main[len(scheme)+3:]; strings.Contains(frag, "@") ||
-		(!strings.Contains(cutAny(rest, "/?"), "@") && strings.Contains(rest, "@")) {
+	// (An '@' after the first '/' or '?' can only be the end of such a
+	// password: the path is "/" and no parameter value holds an '@'.)
+	rest := main[len(scheme)+3:]
+	if cut := strings.IndexAny(rest, "/?"); strings.Contains(frag, "@") ||
+		(cut >= 0 && strings.LastIndexByte(rest, '@') > cut) {
 		return nil, &ConfigError{Param: "password", Reason: "'/', '?' and '#' in the password must be percent-encoded (%2F, %3F, %23)"}
 	}
 
@@ -184,6 +187,10 @@ func ParseURL(source string) (*Config, error) {
 			reason = strings.TrimSpace(perr.Err.Error())
 		}
 		if strings.Contains(reason, "invalid port") {
+			if !strings.Contains(cutAny(rest, "/?"), "@") {
+				// no user@: "hikvision://admin:PASS" puts the password there
+				return nil, &ConfigError{Param: "port", Reason: "not a port number (or USER:PASS@ is missing)"}
+			}
 			return nil, &ConfigError{Param: "port", Value: badPort(reason), Reason: "not a port number"}
 		}
 		return nil, &ConfigError{Param: "url", Value: redact.URL(main), Reason: redact.String(reason, userPassGuess(main)...)}
