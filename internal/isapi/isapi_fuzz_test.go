@@ -235,7 +235,7 @@ func FuzzResponseStatus(f *testing.F) {
 		c := fuzzClient(t, sel, map[string][]byte{"/ISAPI/x": body})
 		status, got, err := c.Do(context.Background(), http.MethodPut, "/ISAPI/x", []byte("<x/>"))
 		checkErr(t, err, body)
-		if status != 0 && string(got) != string(body) {
+		if status != 0 && status != http.StatusNoContent && string(got) != string(body) {
 			t.Fatalf("body changed: %q -> %q", body, got)
 		}
 		var se *isapi.StatusError
