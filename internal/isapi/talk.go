@@ -13,12 +13,14 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// ErrTalkEnded: the device ended the voice-talk audio stream (closed the
-// connection or answered the audioData request with a success status). It
-// does so by itself after a few seconds without audio (PROTOCOL.md §4).
+// ErrTalkEnded: the device ended the voice-talk audio stream (closed or reset
+// the connection). It does so by itself after a few seconds without audio
+// (PROTOCOL.md §4). A success answer to the audioData request does not end
+// the talk: some firmware answers "200 OK" at once and then reads the audio.
 var ErrTalkEnded = errors.New("isapi: voice talk ended by device")
 
 func talkPath(ch, op string) (string, error) {
@@ -81,9 +83,10 @@ func (c *Client) TalkClose(ctx context.Context, ch string) error {
 // TCP (or TLS) connection, sends digest-authenticated request headers with
 // Content-Type: application/octet-stream and no Content-Length or chunking,
 // and returns a writer for raw audio bytes. ctx bounds connecting and sending
-// the headers only. If the device answers while audio is being sent, the
-// next Write returns that answer as *AuthError / *StatusError, or an error
-// matching ErrTalkEnded. Close closes the connection and waits for the
+// the headers only. A 2xx answer (some firmware sends one at once) means the
+// audio is accepted and writing goes on. If the device refuses (any other
+// answer), the next Write returns that answer as *AuthError / *StatusError;
+// when it closes or resets the connection, an error matching ErrTalkEnded. Close closes the connection and waits for the
 // writer's reader goroutine.
 func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.WriteCloser, error) {
 	path, err := talkPath(ch, "audioData")
@@ -175,38 +178,78 @@ func (tw *talkWriter) getAnswer() error {
 	return tw.answer
 }
 
-// readAnswer waits for the device to answer the audioData request (it only
-// does when it refuses or ends the talk) and records the answer.
+// readAnswer waits for the device to answer the audioData request and
+// records the answer that ends the talk. Firmware differs: most devices answer
+// nothing while the talk lasts, others (and stock go2rtc expects this) answer
+// "200 OK" at once and then read the audio. A 2xx answer (with an OK body)
+// therefore means accepted: the reader keeps watching the connection, and
+// only the connection closing or resetting, or an answer that is not a
+// success, ends the talk.
 func (tw *talkWriter) readAnswer() {
 	defer close(tw.done)
 	br := bufio.NewReader(tw.conn)
-	resp, err := http.ReadResponse(br, &http.Request{Method: tw.method})
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			tw.setAnswer(fmt.Errorf("isapi %s %s: %w (connection closed)", tw.method, tw.path, ErrTalkEnded))
-		} else {
-			tw.setAnswer(fmt.Errorf("isapi %s %s: voice talk connection: %w", tw.method, tw.path, err))
+	for {
+		resp, err := http.ReadResponse(br, &http.Request{Method: tw.method})
+		if err != nil {
+			tw.connEnded(err)
+			return
 		}
+		status := resp.StatusCode
+		switch {
+		case status < 200: // 1xx: informational, the answer is still to come
+			resp.Body.Close()
+			continue
+		case status <= 299 && resp.ContentLength < 0 && len(resp.TransferEncoding) == 0:
+			// Accepted, with a body that runs to the end of the connection:
+			// nothing more can be parsed; watch for the hang-up.
+			_, err := io.Copy(io.Discard, resp.Body)
+			tw.connEnded(err)
+			return
+		}
+		if tw.answered(resp) {
+			return
+		}
+		_ = tw.conn.SetReadDeadline(time.Time{}) // accepted: wait for a later answer or the hang-up
+	}
+}
+
+// connEnded records the end of the audioData connection (err nil: clean EOF).
+func (tw *talkWriter) connEnded(err error) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		tw.setAnswer(fmt.Errorf("isapi %s %s: %w (connection closed)", tw.method, tw.path, ErrTalkEnded))
 		return
 	}
+	tw.setAnswer(fmt.Errorf("isapi %s %s: voice talk connection: %w", tw.method, tw.path, err))
+}
+
+// answered records resp (status 200 or more, with a framed body) and reports
+// whether it ended the talk: an answer that is not a success does; a 2xx
+// with an OK (or no) ResponseStatus is the device accepting the audio.
+func (tw *talkWriter) answered(resp *http.Response) (ended bool) {
 	status := resp.StatusCode
-	if status >= 200 && status <= 299 {
-		tw.setAnswer(fmt.Errorf("isapi %s %s: %w (HTTP %d)", tw.method, tw.path, ErrTalkEnded, status))
-	} else {
-		tw.setAnswer(&StatusError{Method: tw.method, Path: tw.path, HTTPStatus: status})
-	}
 	// the body refines the answer; bounded in size and time
 	_ = tw.conn.SetReadDeadline(time.Now().Add(tw.timeout))
 	body, err := readCapped(resp.Body, tw.maxBody)
 	resp.Body.Close()
 	if err != nil && len(body) == 0 {
-		return
+		if status <= 299 {
+			// an accepting answer cut short: the connection is no use any more
+			tw.setAnswer(fmt.Errorf("isapi %s %s: %w (HTTP %d answer cut short: %w)", tw.method, tw.path, ErrTalkEnded, status, err))
+		} else {
+			tw.setAnswer(&StatusError{Method: tw.method, Path: tw.path, HTTPStatus: status})
+		}
+		return true
 	}
 	if status == http.StatusUnauthorized && !isNotActivated(body) {
 		tw.setAnswer(authErrorFromBody(tw.method, tw.path, body))
-	} else if e := checkResponse(tw.method, tw.path, &response{status: status, header: resp.Header, body: body}); e != nil {
-		tw.setAnswer(e)
+		return true
 	}
+	// non-2xx, and 2xx with a ResponseStatus that is not OK
+	if e := checkResponse(tw.method, tw.path, &response{status: status, header: resp.Header, body: body}); e != nil {
+		tw.setAnswer(e)
+		return true
+	}
+	return false
 }
 
 // Write sends raw audio bytes. After the device answered, it returns that

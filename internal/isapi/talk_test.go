@@ -197,7 +197,7 @@ func TestTalkAudioDataEarlyAnswer(t *testing.T) {
 			var ae *isapi.AuthError
 			return errors.As(err, &ae) && ae.RetryLoginTime == 4 && ae.Method == "PUT"
 		}},
-		{"200 session over", "200 OK", "responseStatus_ok.xml", func(err error) bool {
+		{"200 then hang up", "200 OK", "responseStatus_ok.xml", func(err error) bool {
 			return errors.Is(err, isapi.ErrTalkEnded)
 		}},
 		{"hang up", "", "", func(err error) bool { return errors.Is(err, isapi.ErrTalkEnded) }},
@@ -233,6 +233,133 @@ func TestTalkAudioDataEarlyAnswer(t *testing.T) {
 			srv.Close()
 			waitGoroutines(t, base)
 		})
+	}
+}
+
+// acceptingDevice answers the audioData request with "200 OK" at once (as
+// stock go2rtc expects and some firmware does), then reads the audio one
+// chunk at a time, acknowledging each on acks, and hangs up after n bytes.
+func acceptingDevice(t *testing.T, header string, body []byte, chunk, n int, acks chan<- []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		defer close(acks)
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n%s\r\n", header)
+		_, _ = brw.Write(body)
+		if err := brw.Flush(); err != nil {
+			t.Error(err)
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for got := 0; got < n; got += chunk {
+			b := make([]byte, chunk)
+			if _, err := io.ReadFull(brw, b); err != nil {
+				t.Errorf("device read after %d bytes: %v", got, err)
+				return
+			}
+			acks <- b
+		}
+	}
+}
+
+// A device that answers the audioData request with 2xx right away has
+// accepted the audio: writing goes on (it used to end the talk, and talk
+// looped: one open per 40 ms of audio). Only the hang-up ends it.
+func TestTalkAudioDataAcceptedAnswer(t *testing.T) {
+	const chunk, chunks = 160, 25
+	cases := []struct {
+		name   string
+		header func(body []byte) string
+		body   string
+	}{
+		{"ResponseStatus OK with length", func(b []byte) string { return fmt.Sprintf("Content-Length: %d\r\n", len(b)) }, "responseStatus_ok.xml"},
+		{"empty with length", func([]byte) string { return "Content-Length: 0\r\n" }, ""},
+		{"no length (body to the end of the connection)", func([]byte) string { return "Connection: keep-alive\r\n" }, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := runtime.NumGoroutine()
+			d := newFakeDevice(t)
+			var body []byte
+			if tc.body != "" {
+				body = fixture(t, tc.body)
+			}
+			acks := make(chan []byte, 1)
+			d.handle("/ISAPI/Security/userCheck", serveFile(t, 200, "userCheck_ok.xml"))
+			d.handle("/ISAPI/System/TwoWayAudio/channels/1/audioData", acceptingDevice(t, tc.header(body), body, chunk, chunk*chunks, acks))
+			srv := httptest.NewServer(d)
+			c, err := isapi.New(isapi.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Username: d.user, Password: d.pass})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wc, err := c.TalkAudioData(ctxT(t), "1", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := audioPattern(chunk * chunks)
+			var got []byte
+			for i := 0; i < chunks; i++ {
+				// each write after the device acknowledged the previous chunk,
+				// so the 200 answer has long been read by then
+				if _, err := wc.Write(want[i*chunk : (i+1)*chunk]); err != nil {
+					t.Fatalf("write %d after the device's 200 answer: %v", i, err)
+				}
+				b, ok := <-acks
+				if !ok {
+					t.Fatalf("device stopped reading after %d bytes", len(got))
+				}
+				got = append(got, b...)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("device received different audio bytes")
+			}
+			// the device hangs up (after the last chunk): that ends the talk
+			err = writeUntilError(t, wc)
+			if !errors.Is(err, isapi.ErrTalkEnded) {
+				t.Fatalf("write after the hang-up: %v, want ErrTalkEnded", err)
+			}
+			if err := wc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Close: %v", err)
+			}
+			c.Close()
+			srv.Close()
+			waitGoroutines(t, base)
+		})
+	}
+}
+
+// A 2xx whose ResponseStatus is not OK is a refusal, not an acceptance.
+func TestTalkAudioDataAnswer200NotOK(t *testing.T) {
+	d := newFakeDevice(t)
+	body := fixture(t, "responseStatus_deviceBusy.xml")
+	d.handle("/ISAPI/Security/userCheck", serveFile(t, 200, "userCheck_ok.xml"))
+	d.handle("/ISAPI/System/TwoWayAudio/channels/1/audioData", func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(body))
+		_, _ = brw.Write(body)
+		_ = brw.Flush()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, brw) // keeps reading: only the answer says no
+	})
+	c, _ := start(t, d, nil)
+	wc, err := c.TalkAudioData(ctxT(t), "1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	err = writeUntilError(t, wc)
+	var se *isapi.StatusError
+	if !errors.As(err, &se) || !errors.Is(err, isapi.ErrDeviceBusy) || errors.Is(err, isapi.ErrTalkEnded) {
+		t.Fatalf("write error %v (%T), want the device's deviceBusy answer", err, err)
 	}
 }
 
