@@ -351,3 +351,14 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("JSON %s, %v", js, err)
 	}
 }
+
+func TestFmtDur(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		2 * time.Second: "2 s", 2500 * time.Millisecond: "2.5 s", 500 * time.Millisecond: "0.5 s",
+		10 * time.Minute: "10 min", 120500 * time.Millisecond: "120.5 s", 90 * time.Second: "90 s",
+	} {
+		if got := fmtDur(d); got != want {
+			t.Errorf("fmtDur(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

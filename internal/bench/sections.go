@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -208,10 +209,10 @@ func waitPacket(ctx context.Context, rd *Reader, t time.Time, timeout time.Durat
 }
 
 func fmtDur(d time.Duration) string {
-	if d%time.Second == 0 {
-		return fmt.Sprintf("%d s", int(d/time.Second))
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%d min", int(d/time.Minute))
 	}
-	return d.String()
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }
 
 // logins: a client asks go2rtc for a stream with a wrong password every
@@ -275,7 +276,7 @@ func (r *runner) logins(ctx context.Context, g *e2e.Go2rtc, c *mainConfig) Secti
 		NewRow("failed logins counted by the device", "", Num(failed(h)), Num(failed(st))),
 		Row{Metric: "device locked the IP", HikvisionText: yesNo(h.LockEvents > 0 || lockedH), StockText: yesNo(st.LockEvents > 0 || lockedS)},
 		NewRow("requests reaching the device (ISAPI + RTSP connections)", "", Num(reqs(h)), Num(reqs(st))),
-		NewRow("requests refused as locked", "", Num(float64(h.LockedRejects)), Num(float64(st.LockedRejects))),
+		NewRow("ISAPI requests refused as locked", "", Num(float64(h.LockedRejects)), Num(float64(st.LockedRejects))),
 		NewRow("client asks (RTSP DESCRIBE to go2rtc)", "", Num(float64(counts[kindHik].asks)), Num(float64(counts[kindStock].asks))))
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("Real time, not scaled: the simulator locks an IP after 5 wrong passwords for 30 min (device defaults). DESCRIBE answers: hikvision %s; stock %s.",
