@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/pion/rtp"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
@@ -22,64 +25,6 @@ import (
 // aacTalkFmtp is the RTP fmtp of AAC-LC talk (RFC 3640 AAC-hbr); config= is
 // the AudioSpecificConfig, filled per sample rate (1408: 16 kHz mono).
 const aacTalkFmtp = "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config="
-
-// talkProbe is what Dial learned about the device's talk channels; cached per
-// device (and user) for ProbeTTL like the main probe, so that a warm Dial
-// makes no request.
-type talkProbe struct {
-	channels []isapi.TwoWayAudioChannel
-	err      error // the device's answer when it refused to list them (403, notSupport...)
-}
-
-type talkProbeCache struct {
-	mu sync.Mutex
-	m  map[string]talkProbeEntry
-}
-
-type talkProbeEntry struct {
-	p       *talkProbe
-	expires time.Time
-}
-
-var talkProbes = &talkProbeCache{m: map[string]talkProbeEntry{}}
-
-// talkProbeKey: the talk channels are the device's, whatever channel/stream
-// is played.
-func talkProbeKey(cfg *Config) string {
-	scheme := "http"
-	if cfg.HTTPS {
-		scheme = "https"
-	}
-	return scheme + "://" + cfg.Username + "@" + cfg.HTTPAddr()
-}
-
-func (c *talkProbeCache) get(cfg *Config) *talkProbe {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[talkProbeKey(cfg)]
-	if !ok || !time.Now().Before(e.expires) {
-		return nil
-	}
-	return e.p
-}
-
-func (c *talkProbeCache) put(cfg *Config, p *talkProbe) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	for k, e := range c.m {
-		if !now.Before(e.expires) {
-			delete(c.m, k)
-		}
-	}
-	c.m[talkProbeKey(cfg)] = talkProbeEntry{p: p, expires: now.Add(ProbeTTL)}
-}
-
-func (c *talkProbeCache) reset() {
-	c.mu.Lock()
-	c.m = map[string]talkProbeEntry{}
-	c.mu.Unlock()
-}
 
 // talkConfigHook lets tests shorten the talk engine's timings.
 var talkConfigHook func(*talk.Config)
@@ -96,48 +41,28 @@ type backchannel struct {
 	stopped bool
 }
 
-// talkMedia reads the device's talk channels (cached) and returns the
-// sendonly media to append to the producer's medias, or nil: #backchannel=0,
-// no talk channel, or a talk codec this source cannot send (logged once per
-// Dial). A failure never fails Dial.
+// talkMedia returns the sendonly media to append to the producer's medias,
+// from the talk channels the probe read (probe.go: in the same concurrent
+// round and cache entry as the rest), or nil: #backchannel=0, the device
+// refused or did not answer, no talk channel, or a talk codec this source
+// cannot send (logged once per Dial). It makes no request and never fails Dial.
 func (p *Producer) talkMedia() *core.Media {
 	cfg := p.cfg
-	if !cfg.Backchannel {
+	if !cfg.Backchannel || !p.probe.Talk.Asked {
 		return nil
 	}
 	host := cfg.HTTPAddr()
-	tp := talkProbes.get(cfg)
-	if tp == nil {
-		client, err := p.isapiClient()
-		if err != nil {
-			return nil
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		chs, err := client.TwoWayAudioChannels(ctx)
-		cancel()
-		var se *isapi.StatusError
-		switch {
-		case err == nil:
-			tp = &talkProbe{channels: chs}
-		case errors.As(err, &se):
-			tp = &talkProbe{err: err} // the device's answer: cache it
-		default:
-			log.Warn().Str("device", host).Str("err", redactErr(err, cfg)).
-				Msg("[hikvision] two-way audio channels unknown: no talk this time")
-			return nil
-		}
-		talkProbes.put(cfg, tp)
-	}
-	if tp.err != nil {
-		log.Debug().Str("device", host).Str("err", redactErr(tp.err, cfg)).Msg("[hikvision] no two-way audio")
+	tp := &p.probe.Talk
+	if tp.Refused != nil {
+		log.Debug().Str("device", host).Str("err", redactErr(tp.Refused, cfg)).Msg("[hikvision] no two-way audio")
 		return nil
 	}
-	ch := chooseTalkChannel(tp.channels, cfg.TalkChannel)
+	ch := chooseTalkChannel(tp.Channels, cfg.TalkChannel)
 	if ch == nil {
 		if cfg.TalkChannel != "" {
 			log.Warn().Str("device", host).Str("talk_channel", cfg.TalkChannel).
 				Msg("[hikvision] the device has no such two-way audio channel: no talk")
-		} else if len(tp.channels) > 0 {
+		} else if len(tp.Channels) > 0 {
 			log.Info().Str("device", host).Msg("[hikvision] no two-way audio channel with a speaker: no talk")
 		}
 		return nil
@@ -237,7 +162,7 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 			return err
 		}
 		tc := talk.Config{
-			Device:   talk.ISAPIDevice{Client: client, Channel: bc.channel},
+			Device:   newGuardedTalk(talk.ISAPIDevice{Client: client, Channel: bc.channel}, p.guard, p.cfg.Host),
 			Framer:   framer,
 			TakeOver: p.cfg.TalkTakeover,
 			OnState:  p.onTalkState,
@@ -260,6 +185,136 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 	p.Senders = append(p.Senders, sender)
 	p.mu.Unlock()
 	return nil
+}
+
+// guardedTalk is the talk.Device of a producer: every talk request (open,
+// close, audioData) goes through the device's login guard, which every
+// producer, snapshot and talk session of the device shares. Wait comes first
+// (a hold answers *HoldError and sends nothing), the outcome is reported
+// after: a wrong-credentials or lock answer counts as a failed login, any
+// other answer of the device proves the login (Success), a transport failure
+// is recorded without counting.
+//
+// The first authentication failure is permanent for talk (the talk engine
+// turns talk off on it) and is counted once: every later call returns it
+// without a request, so a close the engine still tries, or a take-over's
+// close-then-open, cannot spend the budget again.
+type guardedTalk struct {
+	dev   talk.Device
+	guard *guard.Guard
+	host  string
+
+	mu      sync.Mutex
+	authErr error // the first authentication failure; latched
+}
+
+func newGuardedTalk(dev talk.Device, g *guard.Guard, host string) *guardedTalk {
+	return &guardedTalk{dev: dev, guard: g, host: host}
+}
+
+func (g *guardedTalk) Open(ctx context.Context) (sid string, err error) {
+	err = g.do(ctx, func() error {
+		var err error
+		sid, err = g.dev.Open(ctx)
+		return err
+	})
+	return sid, err
+}
+
+func (g *guardedTalk) Close(ctx context.Context) error {
+	return g.do(ctx, func() error { return g.dev.Close(ctx) })
+}
+
+// AudioData counts as a login that worked once the request went out: the
+// credentials were proved by the open just before on the same client. A
+// refusal the device sends on the audio connection later comes through the
+// writer (guardedWriter) and is reported then.
+func (g *guardedTalk) AudioData(ctx context.Context, sessionID string) (io.WriteCloser, error) {
+	var w io.WriteCloser
+	err := g.do(ctx, func() error {
+		var err error
+		w, err = g.dev.AudioData(ctx, sessionID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &guardedWriter{WriteCloser: w, g: g}, nil
+}
+
+// do runs one authenticated talk request as an attempt of the guard.
+func (g *guardedTalk) do(ctx context.Context, req func() error) error {
+	if err := g.latched(); err != nil {
+		return err
+	}
+	if err := g.guard.Wait(ctx); err != nil {
+		return holdErr(g.host, err)
+	}
+	err := req()
+	switch {
+	case err == nil:
+		g.guard.Success()
+	case isAuthErr(err):
+		g.authFailed(err, true)
+	case isDeviceAnswer(err):
+		g.guard.Success() // refused past the login (busy, notSupport...): the credentials are good
+	default:
+		g.guard.Report(err) // unreachable, timeout, cancelled: recorded, not a failed login
+	}
+	return err
+}
+
+func (g *guardedTalk) latched() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.authErr
+}
+
+// authFailed latches the first authentication failure and reports it to the
+// guard once. pending says the failure ends a request the guard allowed.
+func (g *guardedTalk) authFailed(err error, pending bool) {
+	g.mu.Lock()
+	first := g.authErr == nil
+	if first {
+		g.authErr = err
+	}
+	g.mu.Unlock()
+	switch {
+	case first:
+		g.guard.Report(err)
+	case pending:
+		g.guard.Report(net.ErrClosed) // releases the attempt without counting a login again
+	}
+}
+
+// guardedWriter reports an authentication refusal that arrives on the audio
+// connection (the device's answer to the audioData request) to the guard.
+type guardedWriter struct {
+	io.WriteCloser
+	g *guardedTalk
+}
+
+func (w *guardedWriter) Write(b []byte) (int, error) {
+	n, err := w.WriteCloser.Write(b)
+	if err != nil && isAuthErr(err) {
+		w.g.authFailed(err, false)
+	}
+	return n, err
+}
+
+// SetWriteDeadline passes through, so the talk engine's write timeout works.
+func (w *guardedWriter) SetWriteDeadline(t time.Time) error {
+	if d, ok := w.WriteCloser.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		return d.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// isDeviceAnswer: err is the device's own answer to the request.
+func isDeviceAnswer(err error) bool {
+	var se *isapi.StatusError
+	var ae *isapi.AuthError
+	return errors.As(err, &se) || errors.As(err, &ae)
 }
 
 // onTalkState logs one line per talk state change.

@@ -19,6 +19,7 @@ import (
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/pion/rtp"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
@@ -46,7 +47,6 @@ func shortTalk(t *testing.T) {
 func startTalkSim(t *testing.T, cfg sim.Config) (*sim.Device, string) {
 	t.Helper()
 	probes.reset()
-	talkProbes.reset()
 	t.Cleanup(probes.reset)
 	cfg.Users = map[string]string{"admin": talkTestPass}
 	if cfg.Talk.IdleHangup == 0 {
@@ -161,9 +161,7 @@ func TestTalkG711EndToEnd(t *testing.T) {
 		t.Fatalf("talk media: %v (medias %v)", m, p.GetMedias())
 	}
 	cold := totalRequests(dev)
-	if cs := dev.Client(ourIP); cs.Requests["/ISAPI/System/TwoWayAudio/channels"] != 1 {
-		t.Fatalf("cold Dial did not read the talk channels once: %v", cs.Requests)
-	}
+	coldDialRequests(t, dev) // the talk channels read in the probe's one concurrent round
 	// warm Dial: no request at all, talk media still there
 	p2 := dialProducer(t, src)
 	if totalRequests(dev) != cold || sendonly(p2) == nil {
@@ -205,6 +203,12 @@ func TestTalkG711EndToEnd(t *testing.T) {
 	if err != nil || !strings.Contains(string(js), `"state":"open"`) || strings.Contains(string(js), talkTestPass) {
 		t.Fatalf("talk JSON %s %v", js, err)
 	}
+	// /api/streams shows it too
+	pj, err := json.Marshal(p)
+	if err != nil || !strings.Contains(string(pj), `"talk":{"channel":"1","codec":"G.711ulaw","state":"open"`) {
+		t.Fatalf("producer JSON lacks the open talk: %s %v", pj, err)
+	}
+	noPassword(t, "producer JSON", string(pj))
 
 	// Stop mid-talk: one close, then nothing, whatever audio still comes
 	if err := p.Stop(); err != nil {
@@ -299,6 +303,9 @@ func TestTalkBackchannelOff(t *testing.T) {
 	defer p.Stop()
 	if m := sendonly(p); m != nil || p.Talk() != nil {
 		t.Fatalf("talk media with #backchannel=0: %v", m)
+	}
+	if js, err := json.Marshal(p); err != nil || strings.Contains(string(js), `"talk"`) {
+		t.Fatalf("producer JSON shows talk with #backchannel=0: %s %v", js, err)
 	}
 	if n := dev.Client(ourIP).Requests["/ISAPI/System/TwoWayAudio/channels"]; n != 0 {
 		t.Fatalf("%d talk channel requests with #backchannel=0", n)
@@ -470,4 +477,131 @@ func TestTalkTakeover(t *testing.T) {
 		s, open := dev.TalkSession()
 		return open && s.Client == ourIP
 	})
+}
+
+// A device that answers the audioData request with "200 OK" at once (stock
+// go2rtc waits for that answer) has accepted the talk: one open for a whole
+// burst and every byte at the device. (That answer used to read as "talk
+// ended": talk reopened for every packet, 25 opens for 1 s of audio.)
+func TestTalkDeviceAnswersAudioData(t *testing.T) {
+	shortTalk(t)
+	dev, src := startTalkSim(t, sim.Config{Talk: sim.TalkConfig{AnswerAudioData: true}})
+	base := runtime.NumGoroutine()
+	p := dialProducer(t, src)
+	f := addTrack(t, p)
+	audio := g711Tone(8000) // 1 s
+	f.talkG711(audio)
+	waitFor(t, "8000 bytes at the device", 5*time.Second, func() bool { return dev.TalkClient(ourIP).Bytes >= 8000 })
+	if got := dev.TalkAudio(); !bytes.Equal(got, audio) {
+		t.Fatalf("the device got %d bytes, not the audio sent", len(got))
+	}
+	waitFor(t, "our idle close", 5*time.Second, func() bool { _, open := dev.TalkSession(); return !open })
+	cs := dev.TalkClient(ourIP)
+	if cs.Opens != 1 || cs.AudioConnections != 1 || cs.Closes != 1 || cs.Prompts != 0 || cs.Bytes != 8000 {
+		t.Fatalf("one burst against an answering device: %+v, want 1 open, 1 audio connection, 1 close, 8000 bytes", cs)
+	}
+	if ts := p.Talk(); ts.Opens != 1 || ts.Failures != 0 || ts.Drops != 0 || ts.State != "idle" {
+		t.Fatalf("talk status: %+v", ts)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.recv.Close()
+	waitGoroutines(t, base)
+}
+
+func talkAt(dev *sim.Device) int { return talkRequests(dev) }
+
+// Talk requests go through the device's login guard: each is an allowed
+// attempt whose outcome is reported.
+func TestTalkThroughLoginGuard(t *testing.T) {
+	shortTalk(t)
+	dev, src := startTalkSim(t, sim.Config{})
+	p := dialProducer(t, src)
+	defer p.Stop()
+	f := addTrack(t, p)
+	g0 := p.guard.State()
+	f.talkG711(g711Tone(1600))
+	waitFor(t, "our idle close", 5*time.Second, func() bool { return dev.TalkClient(ourIP).Closes == 1 })
+	waitFor(t, "talk idle", 5*time.Second, func() bool { return p.Talk().State == "idle" })
+	g1 := p.guard.State()
+	// open, audioData, close: three requests, three allowed attempts, three successes
+	if n := talkAt(dev); n != 3 || g1.Allowed-g0.Allowed != 3 || g1.Successes-g0.Successes != 3 || g1.Failures != g0.Failures {
+		t.Fatalf("%d talk requests; guard allowed %d, successes %d, failures %d (want 3, 3, 3, 0)",
+			n, g1.Allowed-g0.Allowed, g1.Successes-g0.Successes, g1.Failures-g0.Failures)
+	}
+}
+
+// While the guard holds (here: the device locked us out), talk sends nothing:
+// no open, no close, whatever audio comes, and Stop sends nothing either.
+func TestTalkGuardHoldSendsNothing(t *testing.T) {
+	shortTalk(t)
+	dev, src := startTalkSim(t, sim.Config{})
+	base := runtime.NumGoroutine()
+	p := dialProducer(t, src)
+	f := addTrack(t, p)
+	p.guard.Report(&isapi.AuthError{Method: "GET", Path: "/ISAPI/System/deviceInfo", Locked: true, UnlockTime: 600, RetryLoginTime: -1})
+	before := dev.Client(ourIP)
+	f.talkG711(g711Tone(800))
+	waitFor(t, "talk failed", 5*time.Second, func() bool { return p.Talk().State == "failed" })
+	if ts := p.Talk(); !strings.Contains(ts.Error, "locked") {
+		t.Errorf("talk error %q does not say locked", ts.Error)
+	}
+	f.talkG711(g711Tone(800))
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n, after := talkAt(dev), dev.Client(ourIP); n != 0 || after.GoodLogins != before.GoodLogins || after.FailedLogins != before.FailedLogins {
+		t.Fatalf("%d talk requests while the guard held (logins %+v -> %+v)", n, before, after)
+	}
+	f.recv.Close()
+	waitGoroutines(t, base)
+}
+
+// A password changed on the device while talk is idle: the next talk gets
+// wrong credentials, which turns talk off and counts once against the
+// device's budget of failed logins, even with talk_takeover (close, then
+// open: two requests) and audio that keeps coming in more bursts.
+func TestTalkWrongCredentialsCountOnce(t *testing.T) {
+	shortTalk(t)
+	dev, src := startTalkSim(t, sim.Config{})
+	base := runtime.NumGoroutine()
+	p := dialProducer(t, strings.Replace(src, "?channel=1", "?talk_takeover=1&channel=1", 1))
+	f := addTrack(t, p)
+	if err := dev.SetPassword("admin", "changed-on-the-device"); err != nil {
+		t.Fatal(err)
+	}
+	f.talkG711(g711Tone(800))
+	waitFor(t, "talk failed", 5*time.Second, func() bool { return p.Talk().State == "failed" })
+	reqs := talkAt(dev)
+	ts := p.Talk()
+	if ts.Opens != 0 || !strings.Contains(strings.ToLower(ts.Error), "unauthorized") && !strings.Contains(ts.Error, "credentials") {
+		t.Fatalf("talk status: %+v", ts)
+	}
+	noPassword(t, "talk error", ts.Error)
+	// more bursts, after our idle time: nothing more is tried
+	observe(ourIdle + 100*time.Millisecond)
+	f.talkG711(g711Tone(800))
+	observe(ourIdle + 100*time.Millisecond)
+	f.talkG711(g711Tone(800))
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := talkAt(dev); n != reqs || n > 2 {
+		t.Fatalf("talk requests: %d when talk failed, %d after more audio and Stop (want 1, or 2 with the client's re-challenge; no more)", reqs, n)
+	}
+	// One talk request failed its login. The device may count it twice: the
+	// isapi client answers a 401 to its cached challenge by re-challenging
+	// once (internal/isapi authedDo; a separate issue). Without the latch the
+	// take-over's close and open would be two requests: 3 at the device, 2
+	// against the guard's budget.
+	cs := dev.Client(ourIP)
+	if cs.FailedLogins < 1 || cs.FailedLogins > 2 {
+		t.Fatalf("the device counted %d failed logins, want the one request's (1, or 2 with the client's re-challenge)", cs.FailedLogins)
+	}
+	if g := p.guard.State(); g.FailedLogins != 1 || g.Reason.String() != "wrong credentials" {
+		t.Fatalf("guard: %d failed logins (%s), want 1 wrong credentials", g.FailedLogins, g.Reason)
+	}
+	f.recv.Close()
+	waitGoroutines(t, base)
 }

@@ -26,8 +26,22 @@ type deviceProbe struct {
 	// RTSPPort is the device's RTSP port (adminAccesses, 554 if absent);
 	// 0 when it was not asked because the URL gave rtsp_port.
 	RTSPPort int
+	// Talk is what the device said about its two-way audio channels, asked
+	// with the rest when the URL wants talk (#backchannel, on by default).
+	Talk talkInfo
 	// Requests is how many ISAPI calls the probe made (for tests/logs).
 	Requests int
+}
+
+// talkInfo is the answer to GET /ISAPI/System/TwoWayAudio/channels.
+type talkInfo struct {
+	// Asked: the device answered (a list or a refusal). False when the
+	// URL has #backchannel=0, or the request failed without an answer (a
+	// later Dial asks again).
+	Asked    bool
+	Channels []isapi.TwoWayAudioChannel
+	// Refused is the device's refusal (403, 404, notSupport...): no talk.
+	Refused error
 }
 
 // probeCache is process-wide: go2rtc builds a new producer on every
@@ -65,6 +79,9 @@ func (c *probeCache) get(cfg *Config) *deviceProbe {
 	}
 	if cfg.RTSPPort == 0 && e.p.RTSPPort == 0 {
 		return nil // cached without the port; this URL needs it
+	}
+	if cfg.Backchannel && !e.p.Talk.Asked {
+		return nil // cached without the talk channels; this URL needs them
 	}
 	return e.p
 }
@@ -155,10 +172,11 @@ var (
 //	GET /ISAPI/System/deviceInfo           model, firmware, type (NVR?)
 //	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 = no such channel
 //	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
+//	GET /ISAPI/System/TwoWayAudio/channels talk channels and codec (skipped with #backchannel=0)
 //
-// The isapi client serialises its first login, so the three cost one
-// challenge round trip, and a wrong password costs one failed login (not
-// three). Two more requests happen only in rare cases, sequentially:
+// The isapi client serialises its first login, so the four cost one
+// challenge round trip plus one concurrent round, and a wrong password costs
+// one failed login (not four). Two more requests happen only in rare cases, sequentially:
 // InputProxy when deviceType is empty (NVR detection), and the NVR
 // StreamingProxy channel when an NVR does not list the channel itself.
 func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
@@ -167,11 +185,12 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 	p := &deviceProbe{}
 
 	var (
-		wg                 sync.WaitGroup
-		info               *isapi.DeviceInfo
-		ch                 *isapi.StreamingChannel
-		port               int
-		infoErr, chErr, pe error
+		wg                          sync.WaitGroup
+		info                        *isapi.DeviceInfo
+		ch                          *isapi.StreamingChannel
+		port                        int
+		talkChs                     []isapi.TwoWayAudioChannel
+		infoErr, chErr, pe, talkErr error
 	)
 	wg.Add(2)
 	go func() { defer wg.Done(); info, infoErr = c.DeviceInfo(ctx) }()
@@ -181,6 +200,11 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		wg.Add(1)
 		p.Requests++
 		go func() { defer wg.Done(); port, pe = c.RTSPPort(ctx) }()
+	}
+	if cfg.Backchannel {
+		wg.Add(1)
+		p.Requests++
+		go func() { defer wg.Done(); talkChs, talkErr = c.TwoWayAudioChannels(ctx) }()
 	}
 	wg.Wait()
 
@@ -194,9 +218,22 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 	for _, e := range []struct {
 		step string
 		err  error
-	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe}} {
+	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe}, {"probe two-way audio channels", talkErr}} {
 		if isAuthErr(e.err) {
 			return nil, newDialError(e.step, host, e.err, cfg)
+		}
+	}
+
+	if cfg.Backchannel {
+		var se *isapi.StatusError
+		switch {
+		case talkErr == nil:
+			p.Talk = talkInfo{Asked: true, Channels: talkChs}
+		case errors.As(talkErr, &se):
+			p.Talk = talkInfo{Asked: true, Refused: talkErr} // the device's answer: cached
+		default:
+			log.Warn().Str("device", host).Str("err", redactErr(talkErr, cfg)).
+				Msg("[hikvision] two-way audio channels unknown: no talk this time")
 		}
 	}
 

@@ -212,7 +212,8 @@ func (p *Producer) Status() Status {
 
 // MarshalJSON is core.Connection plus device, channel, stream and the
 // connection status (state, counts, redacted last error, login guard, last
-// packet, packets lost). It never includes the inner RTSP connection (whose
+// packet, packets lost) and, when the source has a talk media, the voice-talk
+// status (Talk: state open/busy/..., counters, redacted error). It never includes the inner RTSP connection (whose
 // URL holds the password).
 func (p *Producer) MarshalJSON() ([]byte, error) {
 	p.mu.Lock()
@@ -239,11 +240,13 @@ func (p *Producer) MarshalJSON() ([]byte, error) {
 		LastPacket  time.Time   `json:"last_packet,omitzero"`
 		PacketsLost uint64      `json:"packets_lost"`
 		Guard       GuardStatus `json:"guard"`
+		Talk        *TalkStatus `json:"talk,omitempty"` // nil without a talk media
 	}{
 		Connection: conn, Device: p.Device(), Channel: p.cfg.Channel, Stream: p.cfg.Stream.String(),
 		StreamID: p.cfg.StreamID(), State: stateText(st.State, st.Until), Until: st.Until, Since: st.Since,
 		Attempts: st.Attempts, Reconnects: st.Reconnects, Stalls: st.Stalls, LastError: st.LastError,
 		LastErrorAt: st.LastErrorAt, LastPacket: st.LastPacket, PacketsLost: st.PacketsLost, Guard: st.Guard,
+		Talk: p.Talk(),
 	}
 	return json.Marshal(v)
 }
