@@ -83,9 +83,56 @@ type fakeISAPI struct {
 	rtspPort   atomic.Int32
 	channels   map[int]string // stream id -> video codec
 
+	// talkCodec, when set, is the audioCompressionType of the one
+	// TwoWayAudio channel the fake lists; empty: TwoWayAudio answers 404.
+	talkCodec string
+	// round, when set, lets the first authenticated request through (the
+	// isapi client makes its first login alone), then holds the next ones
+	// until round.n of them are in flight at once (released together), or
+	// round.wait passes (then they answer 503): requests that are not
+	// concurrent never all get through.
+	round *roundBarrier
+
 	mu          sync.Mutex
 	requests    []string // "METHOD path auth|noauth|badauth"
 	failedLogin int
+}
+
+type roundBarrier struct {
+	n    int
+	wait time.Duration
+
+	mu      sync.Mutex
+	first   bool
+	arrived int
+	full    chan struct{}
+}
+
+func newRoundBarrier(n int, wait time.Duration) *roundBarrier {
+	return &roundBarrier{n: n, wait: wait, full: make(chan struct{})}
+}
+
+// enter reports whether n requests were in flight together before wait.
+func (b *roundBarrier) enter() bool {
+	b.mu.Lock()
+	if !b.first {
+		b.first = true
+		b.mu.Unlock()
+		return true
+	}
+	b.arrived++
+	if b.arrived == b.n {
+		close(b.full)
+	}
+	b.mu.Unlock()
+	t := time.NewTimer(b.wait)
+	defer t.Stop()
+	select {
+	case <-b.full:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 const isapiNonce = "4e6a49324d6a55354d7a6b364e7a67794e6a4131:1700000000"
@@ -129,9 +176,16 @@ func (f *fakeISAPI) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if f.round != nil && !f.round.enter() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+
 	const ns = `xmlns="http://www.hikvision.com/ver20/XMLSchema" version="2.0"`
 	w.Header().Set("Content-Type", "application/xml")
 	switch {
+	case r.URL.Path == "/ISAPI/System/TwoWayAudio/channels" && f.talkCodec != "":
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><TwoWayAudioChannelList %s><TwoWayAudioChannel><id>1</id><enabled>false</enabled><audioCompressionType>%s</audioCompressionType><audioInputType>MicIn</audioInputType><speakerVolume>50</speakerVolume><noisereduce>false</noisereduce><audioOutputType>Speaker</audioOutputType></TwoWayAudioChannel></TwoWayAudioChannelList>`, ns, f.talkCodec)
 	case r.URL.Path == "/ISAPI/System/deviceInfo":
 		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><DeviceInfo %s><deviceName>Front</deviceName><deviceID>x</deviceID><model>DS-2CD2143G2-I</model><serialNumber>DS-2CD2143G2-I20230101AAWRJ00000000</serialNumber><macAddress>bc:ad:28:00:00:01</macAddress><firmwareVersion>V5.7.18</firmwareVersion><firmwareReleasedDate>build 240826</firmwareReleasedDate><deviceType>%s</deviceType><manufacturer>Hikvision</manufacturer></DeviceInfo>`, ns, f.deviceType)
 	case r.URL.Path == "/ISAPI/Security/adminAccesses":

@@ -167,61 +167,74 @@ var (
 	ErrRTSPUnauthorized = errors.New("hikvision: wrong credentials (RTSP refused the user/password)")
 )
 
-// probe asks the device what Dial needs, concurrently:
+// probe asks the device what Dial needs:
 //
 //	GET /ISAPI/System/deviceInfo           model, firmware, type (NVR?)
+//
+// first and alone: it is the client's login (the challenge round trip, then
+// the answer), so a wrong password costs one failed login and nothing else is
+// asked. Then, with the challenge cached, concurrently in one round:
+//
 //	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 = no such channel
 //	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
 //	GET /ISAPI/System/TwoWayAudio/channels talk channels and codec (skipped with #backchannel=0)
+//	GET /ISAPI/ContentMgmt/InputProxy/channels  only when deviceType is empty (NVR detection)
 //
-// The isapi client serialises its first login, so the four cost one
-// challenge round trip plus one concurrent round, and a wrong password costs
-// one failed login (not four). Two more requests happen only in rare cases, sequentially:
-// InputProxy when deviceType is empty (NVR detection), and the NVR
-// StreamingProxy channel when an NVR does not list the channel itself.
+// (Started all at once on a cold client, the isapi client would serialise
+// them behind its first login: one round trip each.) So a cold probe costs
+// three round trips whatever it asks. One more request happens only in a
+// rare case, after the round: the NVR StreamingProxy channel when an NVR
+// does not list the channel itself.
 func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	id := cfg.StreamID()
 	host := cfg.HTTPAddr()
-	p := &deviceProbe{}
+	p := &deviceProbe{Requests: 1}
 
-	var (
-		wg                          sync.WaitGroup
-		info                        *isapi.DeviceInfo
-		ch                          *isapi.StreamingChannel
-		port                        int
-		talkChs                     []isapi.TwoWayAudioChannel
-		infoErr, chErr, pe, talkErr error
-	)
-	wg.Add(2)
-	go func() { defer wg.Done(); info, infoErr = c.DeviceInfo(ctx) }()
-	go func() { defer wg.Done(); ch, chErr = c.StreamingChannel(ctx, id) }()
-	p.Requests = 2
-	if cfg.RTSPPort == 0 {
-		wg.Add(1)
-		p.Requests++
-		go func() { defer wg.Done(); port, pe = c.RTSPPort(ctx) }()
-	}
-	if cfg.Backchannel {
-		wg.Add(1)
-		p.Requests++
-		go func() { defer wg.Done(); talkChs, talkErr = c.TwoWayAudioChannels(ctx) }()
-	}
-	wg.Wait()
-
-	if infoErr != nil {
-		return nil, newDialError("probe deviceInfo", host, infoErr, cfg)
+	info, err := c.DeviceInfo(ctx)
+	if err != nil {
+		return nil, newDialError("probe deviceInfo", host, err, cfg)
 	}
 	p.Info = *info
 	p.NVR = info.IsNVR()
+
+	var (
+		wg                           sync.WaitGroup
+		ch                           *isapi.StreamingChannel
+		port                         int
+		talkChs                      []isapi.TwoWayAudioChannel
+		inputs                       []isapi.InputProxyChannel
+		chErr, pe, talkErr, inputErr error
+	)
+	ask := func(f func()) {
+		wg.Add(1)
+		p.Requests++
+		go func() { defer wg.Done(); f() }()
+	}
+	ask(func() { ch, chErr = c.StreamingChannel(ctx, id) })
+	if cfg.RTSPPort == 0 {
+		ask(func() { port, pe = c.RTSPPort(ctx) })
+	}
+	if cfg.Backchannel {
+		ask(func() { talkChs, talkErr = c.TwoWayAudioChannels(ctx) })
+	}
+	if info.DeviceType == "" {
+		// Not every firmware says what it is: an NVR answers InputProxy.
+		ask(func() { inputs, inputErr = c.InputProxyChannels(ctx) })
+	}
+	wg.Wait()
 
 	// An auth failure on any call is fatal (the lock counter is ticking).
 	for _, e := range []struct {
 		step string
 		err  error
-	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe}, {"probe two-way audio channels", talkErr}} {
+	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe},
+		{"probe two-way audio channels", talkErr}, {"probe InputProxy", inputErr}} {
 		if isAuthErr(e.err) {
 			return nil, newDialError(e.step, host, e.err, cfg)
 		}
+	}
+	if info.DeviceType == "" && inputErr == nil && len(inputs) > 0 {
+		p.NVR = true
 	}
 
 	if cfg.Backchannel {
@@ -242,16 +255,6 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		port = isapi.DefaultRTSPPort
 	}
 	p.RTSPPort = port
-
-	if info.DeviceType == "" {
-		// Not every firmware says what it is: an NVR answers InputProxy.
-		p.Requests++
-		if chs, err := c.InputProxyChannels(ctx); err == nil && len(chs) > 0 {
-			p.NVR = true
-		} else if isAuthErr(err) {
-			return nil, newDialError("probe InputProxy", host, err, cfg)
-		}
-	}
 
 	switch {
 	case chErr == nil:

@@ -79,27 +79,20 @@ func TestDialPlayStop(t *testing.T) {
 	}
 	p := prod.(*Producer)
 
-	// ISAPI, exactly 5 requests: the first of the concurrent probe requests
-	// goes without credentials and fetches the digest challenge (1 noauth),
-	// then each of the four once with credentials, in one concurrent round:
-	// deviceInfo, streaming channel 101, adminAccesses (RTSP port) and
-	// TwoWayAudio/channels (the talk codec; this fake refuses it with a 404).
+	// ISAPI, exactly 5 requests in 3 round trips: deviceInfo first and alone,
+	// as the login (without credentials for the digest challenge, then with
+	// them), then in one concurrent round: streaming channel 101,
+	// adminAccesses (RTSP port) and TwoWayAudio/channels (the talk codec;
+	// this fake refuses it with a 404).
 	log := e.isapi.log()
-	for _, want := range []string{"GET /ISAPI/System/deviceInfo auth", "GET /ISAPI/Streaming/channels/101 auth",
-		"GET /ISAPI/Security/adminAccesses auth", "GET /ISAPI/System/TwoWayAudio/channels auth"} {
+	if len(log) != 5 || log[0] != "GET /ISAPI/System/deviceInfo noauth" || log[1] != "GET /ISAPI/System/deviceInfo auth" {
+		t.Errorf("cold Dial made %d ISAPI requests, want 5 starting with deviceInfo without then with credentials: %v", len(log), log)
+	}
+	for _, want := range []string{"GET /ISAPI/Streaming/channels/101 auth", "GET /ISAPI/Security/adminAccesses auth",
+		"GET /ISAPI/System/TwoWayAudio/channels auth"} {
 		if n := count(log, want); n != 1 {
 			t.Errorf("%q requested %d times, want 1 (log %v)", want, n, log)
 		}
-	}
-	noauth := 0
-	for _, l := range log {
-		if strings.HasSuffix(l, " noauth") {
-			noauth++
-		}
-	}
-	if n := count(log, "GET "); n != 5 || len(log) != 5 || noauth != 1 {
-		t.Errorf("cold Dial made %d ISAPI requests (%d GET, %d without credentials), want 5 GET with 1 without credentials: %v",
-			len(log), n, noauth, log)
 	}
 
 	// Medias: H.264 video and PCMA audio recvonly; the metadata track dropped.
@@ -236,6 +229,79 @@ func TestWarmDialMakesNoISAPIRequest(t *testing.T) {
 		t.Errorf("sub stream probe: channel 102 asked %d times", n)
 	}
 	waitGoroutines(t, base)
+}
+
+// A cold Dial asks deviceInfo alone (the login: challenge, then the answer),
+// then its other three questions in one concurrent round. The fake holds
+// each of those until all three are in flight, so a question asked after the
+// others (as the talk channels used to be, or as the isapi client's first
+// login serialises requests started together on a cold client) never gets
+// through and Dial fails.
+func TestColdDialOneConcurrentRound(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	e.isapi.talkCodec = "G.711alaw"
+	e.isapi.round = newRoundBarrier(3, 5*time.Second)
+	base := runtime.NumGoroutine()
+	prod, err := Dial(testURL(e.isapi.hostPort(), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prod.(*Producer)
+	defer p.Stop()
+	var got []string
+	for _, m := range p.GetMedias() {
+		got = append(got, m.Direction+"/"+m.Codecs[0].Name)
+	}
+	if want := "recvonly/H264 recvonly/PCMA sendonly/PCMA"; strings.Join(got, " ") != want {
+		t.Fatalf("medias %v, want %s", got, want)
+	}
+	if n := count(e.isapi.log(), "GET "); n != 5 {
+		t.Errorf("cold Dial: %d requests, want 5 (1 challenge, 4 questions): %v", n, e.isapi.log())
+	}
+	_ = p.Stop()
+	waitGoroutines(t, base)
+}
+
+// The talk channels live in the same cache entry as the rest of the probe:
+// a warm Dial with talk asks nothing; an entry cached by a #backchannel=0
+// Dial lacks them, so the next Dial that wants talk probes again (once);
+// probes.reset forgets them with the rest.
+func TestProbeCacheHoldsTalk(t *testing.T) {
+	e := newEnv(t, sdpH264PCMA)
+	e.isapi.talkCodec = "G.711ulaw"
+	src := testURL(e.isapi.hostPort(), "")
+	talkAsked := func() int { return count(e.isapi.log(), "GET /ISAPI/System/TwoWayAudio/channels auth") }
+	dial := func(src string, wantTalk bool) {
+		t.Helper()
+		p, err := Dial(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		if has := p.(*Producer).talk != nil; has != wantTalk {
+			t.Fatalf("talk media %v, want %v", has, wantTalk)
+		}
+	}
+
+	dial(src+"#backchannel=0", false)
+	if n := talkAsked(); n != 0 {
+		t.Fatalf("#backchannel=0 asked the talk channels %d times", n)
+	}
+	dial(src, true) // the cached entry has no talk channels: probe again
+	if n, d := talkAsked(), count(e.isapi.log(), "GET /ISAPI/System/deviceInfo auth"); n != 1 || d != 2 {
+		t.Fatalf("talk channels asked %d times, deviceInfo %d; want 1 and 2", n, d)
+	}
+	before := len(e.isapi.log())
+	dial(src, true)
+	dial(src+"#backchannel=0", false)
+	if n := len(e.isapi.log()); n != before {
+		t.Fatalf("warm Dials made %d requests: %v", n-before, e.isapi.log()[before:])
+	}
+	probes.reset()
+	dial(src, true)
+	if n := talkAsked(); n != 2 {
+		t.Fatalf("after probes.reset the talk channels were asked %d times in all, want 2", n)
+	}
 }
 
 func TestProbeCacheExpires(t *testing.T) {
