@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +64,12 @@ type badLine struct {
 func TestBadInputTable(t *testing.T) {
 	requireFFmpeg(t)
 	bin := binary(t)
+	http.DefaultClient.CloseIdleConnections()
+	base := runtime.NumGoroutine()
+	t.Cleanup(func() { // runs last: after go2rtc and the simulators
+		http.DefaultClient.CloseIdleConnections()
+		waitGoroutines(t, base)
+	})
 	start := time.Now()
 	users := map[string]string{"admin": badPassword}
 
@@ -110,7 +117,7 @@ func TestBadInputTable(t *testing.T) {
 		"silent_rtsp":   enc(silent.HTTPAddr(), "?channel=1"),
 		"no_channel":    enc(cam.HTTPAddr(), "?channel=7"),
 		"nvr_offline":   enc(nvr.HTTPAddr(), "?channel=2"),
-		"rtsp_refused":  enc(cam.HTTPAddr(), "?channel=1&rtsp_port="+port(noRTSP)),
+		"rtsp_refused":  enc(cam.HTTPAddr(), "?channel=1&rtsp_port="+portOf(noRTSP)),
 		"door":          enc(door.HTTPAddr(), "?channel=1&stream=sub"),
 		"g726":          enc(g726.HTTPAddr(), "?channel=1&stream=sub"),
 		"cam":           enc(cam.HTTPAddr(), "?channel=1&stream=sub"),
@@ -278,7 +285,7 @@ func TestBadInputTable(t *testing.T) {
 	}
 }
 
-func port(addr string) string {
+func portOf(addr string) string {
 	_, p, _ := strings.Cut(addr, ":")
 	return p
 }
