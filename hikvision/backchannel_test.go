@@ -500,7 +500,9 @@ func TestTalkDeviceAnswersAudioData(t *testing.T) {
 	if cs.Opens != 1 || cs.AudioConnections != 1 || cs.Closes != 1 || cs.Prompts != 0 || cs.Bytes != 8000 {
 		t.Fatalf("one burst against an answering device: %+v, want 1 open, 1 audio connection, 1 close, 8000 bytes", cs)
 	}
-	if ts := p.Talk(); ts.Opens != 1 || ts.Failures != 0 || ts.Drops != 0 || ts.State != "idle" {
+	// our side counts the close when the device's answer is back
+	waitFor(t, "talk idle", 5*time.Second, func() bool { return p.Talk().State == "idle" })
+	if ts := p.Talk(); ts.Opens != 1 || ts.Closes != 1 || ts.Failures != 0 || ts.Drops != 0 || ts.Bytes != 8000 {
 		t.Fatalf("talk status: %+v", ts)
 	}
 	if err := p.Stop(); err != nil {

@@ -303,10 +303,14 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 				last = start
 			}
 			if idle := time.Duration(mono() - last); idle >= p.opts.StallTimeout {
+				se := &StallError{Host: p.rtspH, For: idle}
+				msg := redactErr(se, p.cfg)
 				p.mu.Lock()
+				// count and reason together: a status that shows the stall shows why
 				p.status.stalls++
+				p.status.lastErr, p.status.lastErrAt = msg, time.Now()
 				p.mu.Unlock()
-				return stop(&StallError{Host: p.rtspH, For: idle})
+				return stop(se)
 			}
 		}
 	}
