@@ -55,9 +55,9 @@ type Client struct {
 	auth *Challenge // cached challenge, set after it was accepted once
 	nc   uint32
 
-	loginMu  sync.Mutex // serialises fresh challenge exchanges
-	loginGen uint64     // guarded by mu: count of finished fresh exchanges
-	loginErr error      // guarded by mu: result of the last fresh exchange if it was an auth failure
+	loginSem chan struct{} // capacity 1: the login lock, serialises fresh challenge exchanges
+	loginGen uint64        // guarded by mu: count of finished fresh exchanges
+	loginErr error         // guarded by mu: error of the last fresh exchange (auth failure or no answer); nil if it succeeded
 }
 
 // New validates cfg and builds a client. It does no network I/O.
@@ -98,7 +98,7 @@ func New(cfg Config) (*Client, error) {
 	if h == "" {
 		return nil, errors.New("isapi: config: empty host")
 	}
-	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme}
+	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme, loginSem: make(chan struct{}, 1)}
 
 	if cfg.CertSHA256 != "" {
 		pin, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(cfg.CertSHA256), ":", ""))
@@ -263,42 +263,51 @@ func wrapOp(method, path string, err error) error {
 }
 
 // authedDo runs the authentication state machine (PROTOCOL.md §1):
-// cached challenge with growing nc; stale / invalidOperation → re-challenge
-// once; a 401 to a freshly answered challenge is a failed login.
+// cached challenge with growing nc; stale=TRUE / invalidOperation →
+// re-challenge once; a plain 401 to a cached or freshly answered challenge is
+// a failed login.
 func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
-	ch := c.auth
-	var nc uint32
-	if ch != nil {
-		c.nc++
-		nc = c.nc
-	}
+	ch, nc := c.nextAuthLocked()
 	c.mu.Unlock()
-
 	if ch != nil {
-		r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case r.status == http.StatusUnauthorized:
-			// The cached challenge had been accepted before: a 401 now means the
-			// nonce expired (stale=TRUE, or a device that forgot it, e.g. after
-			// a reboot). Re-challenge once with the challenge of this answer.
-			c.dropAuth(ch)
-			if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok {
-				return c.answerFresh(ctx, method, path, body, &nch)
-			}
-			return c.freshExchange(ctx, method, path, body)
-		case isInvalidOperation(r.body):
-			// Some firmware reports an expired nonce as ResponseStatus
-			// invalidOperation: re-challenge once.
-			c.dropAuth(ch)
-			return c.freshExchange(ctx, method, path, body)
-		}
-		return r, nil
+		return c.sendCached(ctx, method, path, body, ch, nc)
 	}
 	return c.freshExchange(ctx, method, path, body)
+}
+
+// nextAuthLocked returns the cached challenge and the next nonce count for
+// it (nil, 0 without one). c.mu must be held.
+func (c *Client) nextAuthLocked() (*Challenge, uint32) {
+	if c.auth == nil {
+		return nil, 0
+	}
+	c.nc++
+	return c.auth, c.nc
+}
+
+// sendCached answers the cached challenge ch (accepted before) with nonce
+// count nc. It does not hold the login lock: requests on a logged-in client
+// run concurrently.
+func (c *Client) sendCached(ctx context.Context, method, path string, body []byte, ch *Challenge, nc uint32) (*response, error) {
+	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.status == http.StatusUnauthorized && !isNotActivated(r.body):
+		c.dropAuth(ch)
+		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok {
+			return c.answerFresh(ctx, method, path, body, &nch)
+		}
+		return c.freshExchange(ctx, method, path, body)
+	case isInvalidOperation(r.body):
+		// Some firmware reports an expired nonce as ResponseStatus
+		// invalidOperation: re-challenge once.
+		c.dropAuth(ch)
+		return c.freshExchange(ctx, method, path, body)
+	}
+	return r, nil
 }
 
 func (c *Client) dropAuth(ch *Challenge) {
@@ -309,39 +318,61 @@ func (c *Client) dropAuth(ch *Challenge) {
 	c.mu.Unlock()
 }
 
+// lockLogin takes the login lock (it serialises fresh challenge exchanges),
+// or gives up when ctx ends.
+func (c *Client) lockLogin(ctx context.Context) error {
+	select {
+	case c.loginSem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Client) unlockLogin() { <-c.loginSem }
+
+// finishLogin records the end of a fresh exchange, holding the login lock:
+// err is what the callers that waited behind it get instead of trying in
+// turn (an auth failure, or a device that did not answer). A caller's own
+// cancellation is not shared.
+func (c *Client) finishLogin(ctx context.Context, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loginGen++
+	c.loginErr = nil
+	if err != nil && ctx.Err() == nil {
+		c.loginErr = err
+	}
+}
+
 // freshExchange sends the request without credentials (never counted toward
 // the login lock), reads the challenge and answers it. Concurrent callers are
 // serialised so a client makes one challenge round trip and, on a wrong
-// password, only one failed login.
+// password or a device that does not answer, one attempt: the callers that
+// waited get its error. Once a challenge is cached the waiters send their
+// requests concurrently, without the lock.
 func (c *Client) freshExchange(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
 	gen := c.loginGen
 	c.mu.Unlock()
 
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
-
-	c.mu.Lock()
-	ch := c.auth
-	var nc uint32
-	if ch != nil {
-		c.nc++
-		nc = c.nc
+	if err := c.lockLogin(ctx); err != nil {
+		return nil, err
 	}
+	c.mu.Lock()
+	ch, nc := c.nextAuthLocked()
 	lastErr := c.loginErr
 	regen := c.loginGen != gen
 	c.mu.Unlock()
 
 	if ch != nil {
 		// another caller logged in while we waited
-		r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
-		if err != nil {
-			return nil, err
-		}
-		return r, nil
+		c.unlockLogin()
+		return c.sendCached(ctx, method, path, body, ch, nc)
 	}
 	if regen && lastErr != nil {
-		// another caller's login just failed: do not try the same password again
+		// another caller's login just failed: do not try again
+		c.unlockLogin()
 		var ae *AuthError
 		if errors.As(lastErr, &ae) {
 			cp := *ae
@@ -350,39 +381,41 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		}
 		return nil, lastErr
 	}
+	defer c.unlockLogin()
 
 	r, err := c.send(ctx, method, path, body, "")
 	if err != nil {
+		c.finishLogin(ctx, err)
 		return nil, err
 	}
 	if r.status != http.StatusUnauthorized {
+		c.finishLogin(ctx, nil)
 		return r, nil // the device did not ask for credentials
 	}
 	if isNotActivated(r.body) {
+		c.finishLogin(ctx, nil)
 		return r, nil // checkResponse turns it into ErrNotActivated; no login attempt
 	}
 	nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
 	if !ok {
+		c.finishLogin(ctx, nil)
 		return nil, fmt.Errorf("%w: 401 without a usable WWW-Authenticate challenge (%s)",
 			ErrProtocol, schemesOf(r.header.Values("WWW-Authenticate")))
 	}
 	return c.answerFreshLocked(ctx, method, path, body, &nch)
 }
 
-// answerFresh answers a challenge just received, holding loginMu.
-// If another caller refreshed the cached challenge meanwhile (several
+// answerFresh answers a stale challenge just received, holding the login
+// lock. If another caller refreshed the cached challenge meanwhile (several
 // requests hit the same expired nonce), that one is used instead so the
 // device sees one new nonce in use.
 func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
-	c.mu.Lock()
-	cached := c.auth
-	var nc uint32
-	if cached != nil {
-		c.nc++
-		nc = c.nc
+	if err := c.lockLogin(ctx); err != nil {
+		return nil, err
 	}
+	defer c.unlockLogin()
+	c.mu.Lock()
+	cached, nc := c.nextAuthLocked()
 	c.mu.Unlock()
 	if cached == nil {
 		return c.answerFreshLocked(ctx, method, path, body, ch)
@@ -412,22 +445,23 @@ func (c *Client) answerFreshLocked(ctx context.Context, method, path string, bod
 			r, err = c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.loginGen++
-	c.loginErr = nil
 	if err != nil {
+		c.finishLogin(ctx, err)
 		return nil, err
 	}
 	if r.status == http.StatusUnauthorized {
 		if isNotActivated(r.body) {
+			c.finishLogin(ctx, nil)
 			return r, nil
 		}
 		ae := authErrorFromBody(method, path, r.body)
-		c.loginErr = ae
+		c.finishLogin(ctx, ae)
 		return nil, ae
 	}
+	c.mu.Lock()
 	c.auth, c.nc = ch, 1
+	c.mu.Unlock()
+	c.finishLogin(ctx, nil)
 	return r, nil
 }
 

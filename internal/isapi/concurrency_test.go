@@ -1,0 +1,169 @@
+package isapi_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+)
+
+// Requests started together on a new client: one of them logs in, the
+// others wait for it and then run at the same time (they must not be sent
+// one by one while the login lock is held).
+func TestConcurrentFirstRequestsRunTogether(t *testing.T) {
+	const n = 4
+	d := newFakeDevice(t)
+	var (
+		mu       sync.Mutex
+		arrived  int
+		inflight int
+		maxIn    int
+		all      = make(chan struct{})
+	)
+	d.handle("/barrier", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		arrived++
+		first := arrived == 1
+		if !first {
+			inflight++
+			maxIn = max(maxIn, inflight)
+			if arrived == n {
+				close(all)
+			}
+		}
+		mu.Unlock()
+		if !first { // the first is the login: the others wait behind it
+			select {
+			case <-all:
+			case <-time.After(2 * time.Second):
+			}
+			mu.Lock()
+			inflight--
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	c, _ := start(t, d, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := c.Do(ctxT(t), http.MethodGet, "/barrier", nil)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxIn != n-1 {
+		t.Fatalf("at most %d requests in flight after the login, want %d (they ran one at a time)", maxIn, n-1)
+	}
+	if ch, wrong, _, _ := d.counts(); ch != 1 || wrong != 0 {
+		t.Fatalf("challenges %d wrong %d; want 1 0", ch, wrong)
+	}
+}
+
+// silentListener accepts TCP connections, counts them and never answers.
+func silentListener(t *testing.T) (addr string, accepted *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = &atomic.Int32{}
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String(), accepted
+}
+
+// The first login meets a device that never answers: the callers waiting
+// behind it get that timeout at once instead of each trying in turn.
+func TestFirstLoginTimeoutSharedWithWaiters(t *testing.T) {
+	addr, accepted := silentListener(t)
+	const timeout = 300 * time.Millisecond
+	c, err := isapi.New(isapi.Config{Host: addr, Username: "admin", Password: "Secret#Pa55", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 3
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.DeviceInfo(context.Background())
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	close(errs)
+	for err := range errs {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("error %v, want a timeout", err)
+		}
+	}
+	if got := accepted.Load(); got != 1 {
+		t.Fatalf("device saw %d connections, want 1 (waiters must not try again)", got)
+	}
+	if elapsed > 2*timeout {
+		t.Fatalf("three callers took %v, want about one timeout (%v)", elapsed, timeout)
+	}
+}
+
+// A caller that cancels its own first login does not fail the callers
+// waiting behind it: one of them logs in.
+func TestFirstLoginCancelledByCallerNotShared(t *testing.T) {
+	d := newFakeDevice(t)
+	d.handle("/ISAPI/System/deviceInfo", serveFile(t, 200, "deviceInfo_camera.xml"))
+	c, _ := start(t, d, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.DeviceInfo(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v, want context.Canceled", err)
+	}
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatalf("next call after a cancelled one: %v", err)
+	}
+}
