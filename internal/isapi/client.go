@@ -297,10 +297,16 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 	switch {
 	case r.status == http.StatusUnauthorized && !isNotActivated(r.body):
 		c.dropAuth(ch)
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok {
+		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+			// The nonce expired (stale=TRUE: the answer itself was right):
+			// not a failed login; answer the new nonce once.
 			return c.answerFresh(ctx, method, path, body, &nch)
 		}
-		return c.freshExchange(ctx, method, path, body)
+		// A plain 401 (stale=FALSE or none) to a challenge accepted before:
+		// the device refused the credentials (e.g. the password was changed
+		// on the device). That was one failed login; retrying with a new
+		// challenge would be a second one.
+		return nil, authErrorFromBody(method, path, r.body)
 	case isInvalidOperation(r.body):
 		// Some firmware reports an expired nonce as ResponseStatus
 		// invalidOperation: re-challenge once.

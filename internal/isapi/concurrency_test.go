@@ -167,3 +167,27 @@ func TestFirstLoginCancelledByCallerNotShared(t *testing.T) {
 		t.Fatalf("next call after a cancelled one: %v", err)
 	}
 }
+
+// A device whose password changed after the login answers the cached
+// challenge with a plain 401 (stale=FALSE): one failed login, no re-challenge.
+func TestPasswordChangedIsOneFailedLogin(t *testing.T) {
+	d := newFakeDevice(t)
+	d.handle("/ISAPI/System/deviceInfo", serveFile(t, 200, "deviceInfo_camera.xml"))
+	c, _ := start(t, d, nil)
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	d.pass = "changed-Pa55"
+	d.mu.Unlock()
+	_, err := c.DeviceInfo(ctxT(t))
+	noSecret(t, err)
+	var ae *isapi.AuthError
+	if !errors.As(err, &ae) || !errors.Is(err, isapi.ErrUnauthorized) {
+		t.Fatalf("error %v (%T), want *AuthError wrong credentials", err, err)
+	}
+	ch, wrong, stale, reqs := d.counts()
+	if ch != 1 || wrong != 1 || stale != 0 || reqs != 3 {
+		t.Fatalf("challenges %d wrong %d stale %d requests %d; want 1 1 0 3 (no re-challenge)", ch, wrong, stale, reqs)
+	}
+}
