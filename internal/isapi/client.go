@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +180,11 @@ type response struct {
 
 // send performs one HTTP request with an optional Authorization header.
 func (c *Client) send(ctx context.Context, method, path string, body []byte, authz string) (*response, error) {
+	limit := c.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < limit {
+		limit = time.Until(dl)
+	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader
@@ -197,14 +203,30 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, aut
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, unwrapURLError(err)
+		return nil, asTimeout(parent, limit, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	b, err := readCapped(resp.Body, c.cfg.MaxBodyBytes)
 	if err != nil {
-		return nil, err
+		return nil, asTimeout(parent, limit, err)
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// asTimeout turns the ways a timer ends a request (the request context's
+// deadline, the transport's header timeout, the dialer's timeout, a read
+// deadline) into one *TimeoutError. A caller's cancellation stays as it is.
+func asTimeout(parent context.Context, limit time.Duration, err error) error {
+	if errors.Is(parent.Err(), context.Canceled) || errors.Is(err, ErrTooLarge) {
+		return err
+	}
+	var ne net.Error
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) &&
+		!(errors.As(err, &ne) && ne.Timeout()) {
+		return err
+	}
+	var oe *net.OpError
+	return &TimeoutError{After: limit, Connecting: errors.As(err, &oe) && oe.Op == "dial", Err: err}
 }
 
 // unwrapURLError drops *url.Error's `Get "http://..."` prefix: the caller

@@ -3,13 +3,16 @@ package isapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 )
 
@@ -139,9 +142,11 @@ func TestFirstLoginTimeoutSharedWithWaiters(t *testing.T) {
 	elapsed := time.Since(t0)
 	close(errs)
 	for err := range errs {
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("error %v, want a timeout", err)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("error %v, want a timeout matching context.DeadlineExceeded", err)
+		}
+		if err.Error() != "isapi GET /ISAPI/System/deviceInfo: no answer within 300ms" {
+			t.Fatalf("error %q, want the one timeout wording", err)
 		}
 	}
 	if got := accepted.Load(); got != 1 {
@@ -189,5 +194,53 @@ func TestPasswordChangedIsOneFailedLogin(t *testing.T) {
 	ch, wrong, stale, reqs := d.counts()
 	if ch != 1 || wrong != 1 || stale != 0 || reqs != 3 {
 		t.Fatalf("challenges %d wrong %d stale %d requests %d; want 1 1 0 3 (no re-challenge)", ch, wrong, stale, reqs)
+	}
+}
+
+// Timeouts read the same whichever timer fires first.
+func TestTimeoutWording(t *testing.T) {
+	d := newFakeDevice(t)
+	release := make(chan struct{})
+	d.handle("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	d.handle("/slowbody", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		_, _ = w.Write([]byte("<a>"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	d.handle("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	c, _ := start(t, d, func(cfg *isapi.Config) { cfg.Timeout = 200 * time.Millisecond })
+	defer close(release)
+	if _, _, err := c.Do(ctxT(t), "GET", "/ok", nil); err != nil { // log in first
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/slow", "/slowbody", "/slow"} {
+		_, _, err := c.Do(ctxT(t), "GET", path, nil)
+		want := "isapi GET " + path + ": no answer within 200ms"
+		if err == nil || err.Error() != want {
+			t.Fatalf("error %v, want %q", err, want)
+		}
+		var ne net.Error
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("%v: want errors.Is DeadlineExceeded and a net.Error timeout", err)
+		}
+		if k := guard.Classify(fmt.Errorf("probe: %w", err)); k != guard.KindTimeout {
+			t.Fatalf("guard.Classify(%v) = %s, want timeout", err, k)
+		}
+	}
+	// a caller's shorter deadline is named as such
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, _, err := c.Do(ctx, "GET", "/slow", nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "isapi GET /slow: no answer within ") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("caller deadline: %v", err)
 	}
 }

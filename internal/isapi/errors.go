@@ -1,6 +1,7 @@
 package isapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -104,4 +105,37 @@ func (e *StatusError) Is(target error) bool {
 		return e.SubStatusCode == "notActivated"
 	}
 	return false
+}
+
+// TimeoutError: the device did not answer (connect, headers or body) within
+// After, the client's Timeout or the caller's shorter deadline. It reads the
+// same whichever timer fired ("no answer within 10s"), matches
+// errors.Is(err, context.DeadlineExceeded) and is a net.Error with Timeout()
+// true.
+type TimeoutError struct {
+	After      time.Duration
+	Connecting bool  // the TCP connection was not made in time
+	Err        error // what the timer produced (for errors.Unwrap)
+}
+
+func (e *TimeoutError) Error() string {
+	s := "no answer within " + roundLimit(e.After).String()
+	if e.Connecting {
+		s += " (connecting)"
+	}
+	return s
+}
+
+func (e *TimeoutError) Unwrap() error   { return e.Err }
+func (e *TimeoutError) Timeout() bool   { return true }
+func (e *TimeoutError) Temporary() bool { return true }
+func (e *TimeoutError) Is(target error) bool {
+	return target == context.DeadlineExceeded
+}
+
+func roundLimit(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
 }
