@@ -105,6 +105,7 @@ func (c *probeCache) reset() {
 	c.m = map[string]probeEntry{}
 	c.mu.Unlock()
 	setGuards(guard.NewRegistry(guard.Config{}))
+	resetBasicWarned()
 }
 
 // guards holds one login guard per device (host + user) for the process:
@@ -141,6 +142,7 @@ func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Con
 	switch {
 	case err == nil, errors.Is(err, ErrChannelNotFound):
 		g.Success()
+		warnBasic(cfg, c)
 	default:
 		g.Report(err)
 	}

@@ -400,6 +400,9 @@ func (r *registry) fetchSnapshot(ctx context.Context, s *sourceEntry, width, hei
 	if err == nil {
 		d.guard.Success()
 		d.answered(now)
+		if c, cerr := d.isapiClient(); cerr == nil {
+			warnBasic(d.cfg, c)
+		}
 		return body, nil
 	}
 	var se *isapi.StatusError

@@ -347,12 +347,13 @@ func TestNoSecretPrinted(t *testing.T) {
 		if others := basicWarnings(out, dualProxy.addr); len(others) != 0 {
 			t.Errorf("a Basic warning for the digest/basic device, which was answered with Digest: %q", others)
 		}
-		switch {
-		case len(lines) == 0:
-			t.Skip("TODO: the module does not warn when a device offers only Basic over plain HTTP " +
-				"(isapi.Client must expose the scheme it answered; hikvision logs one WRN per device, naming the device and 'Basic')")
-		case len(lines) > 1:
-			t.Errorf("%d Basic warnings for one device, want exactly 1", len(lines))
+		if len(lines) != 1 {
+			t.Fatalf("%d Basic warnings for the Basic-only device, want exactly 1 (one WRN per device naming it and 'Basic')", len(lines))
+		}
+		for _, w := range []string{"WRN", "base64", "https=1"} {
+			if !strings.Contains(lines[0], w) {
+				t.Errorf("Basic warning %q lacks %q", lines[0], w)
+			}
 		}
 	})
 	t.Logf("secrets scenario: %.1fs", time.Since(start).Seconds())

@@ -52,9 +52,10 @@ type Client struct {
 	tr       *http.Transport
 	hc       *http.Client
 
-	mu   sync.Mutex // guards auth, nc
-	auth *Challenge // cached challenge, set after it was accepted once
-	nc   uint32
+	mu       sync.Mutex // guards auth, nc, accepted
+	auth     *Challenge // cached challenge, set after it was accepted once
+	nc       uint32
+	accepted string // scheme of the last challenge the device accepted
 
 	loginSem chan struct{} // capacity 1: the login lock, serialises fresh challenge exchanges
 	loginGen uint64        // guarded by mu: count of finished fresh exchanges
@@ -160,6 +161,15 @@ func (e *CertPinError) Error() string {
 // Close drops idle connections. Raw voice-talk connections are closed by
 // their own writers.
 func (c *Client) Close() { c.tr.CloseIdleConnections() }
+
+// AuthScheme returns the authentication scheme the device accepted at the
+// client's last login: "Digest" or "Basic"; "" before any accepted login (or
+// when the device asked for no credentials).
+func (c *Client) AuthScheme() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.accepted
+}
 
 // Host returns "host:port" of the device.
 func (c *Client) Host() string { return c.hostport }
@@ -487,7 +497,7 @@ func (c *Client) answerFreshLocked(ctx context.Context, method, path string, bod
 		return nil, ae
 	}
 	c.mu.Lock()
-	c.auth, c.nc = ch, 1
+	c.auth, c.nc, c.accepted = ch, 1, ch.Scheme
 	c.mu.Unlock()
 	c.finishLogin(ctx, nil)
 	return r, nil

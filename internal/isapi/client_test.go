@@ -290,10 +290,16 @@ func TestBasicOnlyWhenOnlyOffered(t *testing.T) {
 		d.offers = []string{`Basic realm="DS-2CD2132"`}
 		d.handle("/ISAPI/System/deviceInfo", serveFile(t, 200, "deviceInfo_camera.xml"))
 		c, _ := start(t, d, nil)
+		if s := c.AuthScheme(); s != "" {
+			t.Fatalf("AuthScheme before a login: %q", s)
+		}
 		for i := 0; i < 3; i++ {
 			if _, err := c.DeviceInfo(ctxT(t)); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if s := c.AuthScheme(); s != "Basic" {
+			t.Fatalf("AuthScheme %q, want Basic", s)
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -310,6 +316,9 @@ func TestBasicOnlyWhenOnlyOffered(t *testing.T) {
 		if _, err := c.DeviceInfo(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
+		if s := c.AuthScheme(); s != "Digest" {
+			t.Fatalf("AuthScheme %q, want Digest", s)
+		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if d.basicOK != 0 || len(d.algorithms) != 1 {
@@ -324,6 +333,9 @@ func TestBasicOnlyWhenOnlyOffered(t *testing.T) {
 		noSecret(t, err)
 		if !errors.Is(err, isapi.ErrUnauthorized) {
 			t.Fatalf("error %v, want ErrUnauthorized", err)
+		}
+		if s := c.AuthScheme(); s != "" {
+			t.Fatalf("AuthScheme after a refused login: %q, want none", s)
 		}
 		if _, wrong, _, _ := d.counts(); wrong != 1 {
 			t.Fatalf("wrong answers %d, want 1", wrong)
