@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,7 +178,7 @@ var (
 // the answer), so a wrong password costs one failed login and nothing else is
 // asked. Then, with the challenge cached, concurrently in one round:
 //
-//	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 = no such channel
+//	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 or 400 badParameters = no such channel
 //	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
 //	GET /ISAPI/System/TwoWayAudio/channels talk channels and codec (skipped with #backchannel=0)
 //	GET /ISAPI/ContentMgmt/InputProxy/channels  only when deviceType is empty (NVR detection)
@@ -267,10 +268,16 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		// /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture.)
 		// RTSP uses /Streaming/Channels/<id> either way.
 		p.Requests++
-		if sc, err := streamingProxyChannel(ctx, c, id); err == nil {
+		sc, err := streamingProxyChannel(ctx, c, id)
+		switch {
+		case err == nil:
 			p.Channel = sc
-		} else if isAuthErr(err) {
+		case isAuthErr(err):
 			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, err, cfg)
+		case isNotFound(chErr) && isNotFound(err):
+			// neither a local nor an IP channel of the NVR
+			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host,
+				&causeError{sentinel: ErrChannelNotFound, cause: err}, cfg)
 		}
 	case isNotFound(chErr):
 		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host,
@@ -316,7 +323,13 @@ func isAuthErr(err error) bool {
 		errors.Is(err, isapi.ErrNotActivated))
 }
 
+// isNotFound: the device says the streaming channel does not exist: 404, or
+// (as most firmware answers an unknown channel id) ResponseStatus statusCode 6
+// badParameters.
 func isNotFound(err error) bool {
 	var se *isapi.StatusError
-	return errors.As(err, &se) && se.HTTPStatus == 404
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.HTTPStatus == 404 || (se.StatusCode == 6 && strings.EqualFold(se.SubStatusCode, "badParameters"))
 }
