@@ -162,7 +162,7 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 			return err
 		}
 		tc := talk.Config{
-			Device:   newGuardedTalk(talk.ISAPIDevice{Client: client, Channel: bc.channel}, p.guard, p.cfg.Host),
+			Device:   newGuardedTalk(talk.ISAPIDevice{Client: client, Channel: bc.channel}, p.guard, p.cfg.HTTPAddr()),
 			Framer:   framer,
 			TakeOver: p.cfg.TalkTakeover,
 			OnState:  p.onTalkState,

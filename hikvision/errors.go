@@ -108,9 +108,11 @@ func permanentCause(err error) bool {
 // device. One guard per device (host + user) is shared by every producer,
 // snapshot and talk session of the process.
 //
-//	hikvision: 192.168.1.64: wrong credentials: not trying again before 15:04:05 (2 failed logins of 2 allowed in 30m0s)
-//	hikvision: 192.168.1.64: locked until 15:34:05 (the device locked this client after failed logins)
+//	hikvision: 192.168.1.64:8080: wrong credentials: not trying again before 15:04:05 (2 failed logins of 2 allowed in 30m0s)
+//	hikvision: 192.168.1.64:8080: locked until 15:34:05 (the device locked this client after failed logins)
 type HoldError struct {
+	// Host is the device's HTTP host[:port] as the URL gives it (the guard
+	// is kept per host and port).
 	Host string
 	// Reason is "wrong credentials", "locked", "login pending", ... (the
 	// guard's classification).

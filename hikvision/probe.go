@@ -137,7 +137,7 @@ func deviceGuard(cfg *Config) *guard.Guard {
 // channel) reports a success: the credentials are good.
 func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	if err := g.Wait(ctx); err != nil {
-		return nil, holdErr(cfg.Host, err)
+		return nil, holdErr(cfg.HTTPAddr(), err)
 	}
 	p, err := probe(ctx, c, cfg)
 	switch {

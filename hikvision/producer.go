@@ -155,7 +155,7 @@ func dial(cfg *Config) (*Producer, error) {
 // its socket) until the caller calls unpend.
 func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
 	if err := p.guard.Wait(p.ctx); err != nil {
-		return nil, holdErr(p.cfg.Host, err)
+		return nil, holdErr(p.cfg.HTTPAddr(), err)
 	}
 	p.mu.Lock()
 	p.status.attempts++
@@ -283,7 +283,7 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 		return t.recv, nil
 	}
 	if err := p.guard.Wait(p.ctx); err != nil {
-		return nil, holdErr(p.cfg.Host, err)
+		return nil, holdErr(p.cfg.HTTPAddr(), err)
 	}
 	inner, err := p.rtsp.GetTrack(media, codec)
 	if err != nil {

@@ -147,7 +147,7 @@ func (p *Producer) forward(t *track) core.HandlerFunc {
 // control and codec name.
 func (p *Producer) setupTracks(conn *rtsp.Conn, tracks []*track) error {
 	if err := p.guard.Wait(p.ctx); err != nil {
-		return holdErr(p.cfg.Host, err)
+		return holdErr(p.cfg.HTTPAddr(), err)
 	}
 	for _, t := range tracks {
 		m, c := matchMedia(conn.Medias, t)

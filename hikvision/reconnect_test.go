@@ -334,6 +334,10 @@ func TestLockedNoRequestUntilUnlock(t *testing.T) {
 		if !strings.Contains(err.Error(), "locked until ") || h.Reason != "locked" {
 			t.Errorf("hold: %v", err)
 		}
+		// the guard is keyed by host:port: the hold names both
+		if addr := e.dev.HTTPAddr(); h.Host != addr || !strings.HasPrefix(err.Error(), "hikvision: "+addr+": ") {
+			t.Fatalf("hold %q names host %q, want %q", err, h.Host, addr)
+		}
 		if n := totalRequests(e.dev); n != reqs {
 			t.Fatalf("a held Dial reached the device (%d ISAPI requests)", n-reqs)
 		}
