@@ -161,7 +161,7 @@ func TestTalkG711EndToEnd(t *testing.T) {
 		t.Fatalf("talk media: %v (medias %v)", m, p.GetMedias())
 	}
 	cold := totalRequests(dev)
-	coldDialRequests(t, dev) // the talk channels read in the probe's one concurrent round
+	coldDialRequests(t, dev, false) // the talk channels read in the probe's one concurrent round
 	// warm Dial: no request at all, talk media still there
 	p2 := dialProducer(t, src)
 	if totalRequests(dev) != cold || sendonly(p2) == nil {

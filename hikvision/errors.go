@@ -185,3 +185,32 @@ type StallError struct {
 func (e *StallError) Error() string {
 	return fmt.Sprintf("hikvision: rtsp on %s: no media for %s (stalled)", e.Host, e.For.Round(100*time.Millisecond))
 }
+
+// ErrChannelOffline: the NVR reports the requested IP channel offline (its
+// camera is not connected to the NVR). Matched by *ChannelOfflineError.
+var ErrChannelOffline = errors.New("hikvision: NVR channel offline")
+
+// ChannelOfflineError is Dial's answer when the NVR's
+// /ISAPI/ContentMgmt/InputProxy/channels/status says the channel is offline:
+//
+//	hikvision: NVR channel 3 is offline (camera not connected to the NVR; NVR 192.168.1.70:80 reports netUnreachable)
+//
+// It is not permanent: the camera may come back, and go2rtc dials again.
+type ChannelOfflineError struct {
+	Host    string // the NVR's HTTP host[:port]
+	Channel int
+	Detect  string // chanDetectResult ("netUnreachable", ...); "" if not sent
+}
+
+func (e *ChannelOfflineError) Error() string {
+	s := fmt.Sprintf("hikvision: NVR channel %d is offline (camera not connected to the NVR; NVR %s", e.Channel, e.Host)
+	if e.Detect != "" {
+		return s + " reports " + e.Detect + ")"
+	}
+	return s + " reports it offline)"
+}
+
+func (e *ChannelOfflineError) Is(target error) bool { return target == ErrChannelOffline }
+
+// Permanent is false: the camera may be connected again.
+func (e *ChannelOfflineError) Permanent() bool { return false }

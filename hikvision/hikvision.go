@@ -4,8 +4,9 @@
 //	hikvision://USER:PASS@HOST[:HTTP_PORT]/?channel=1&stream=main
 //
 // Dial checks the URL, probes the device over ISAPI (model, firmware, type,
-// channel, RTSP port, two-way audio channels; deviceInfo first as the login,
-// the rest in one concurrent round; cached per device/channel/stream for
+// channel, RTSP port, two-way audio channels, an NVR channel's online state;
+// deviceInfo first as the login, the rest in one concurrent round; an offline
+// NVR channel fails with *ChannelOfflineError; cached per device/channel/stream for
 // ProbeTTL so that go2rtc's reconnects make no ISAPI request) and plays the
 // stream over RTSP (TCP) with go2rtc's pkg/rtsp client. Voice talk is a
 // sendonly audio media in the device's talk codec (unless #backchannel=0),

@@ -141,7 +141,7 @@ func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Con
 	}
 	p, err := probe(ctx, c, cfg)
 	switch {
-	case err == nil, errors.Is(err, ErrChannelNotFound):
+	case err == nil, errors.Is(err, ErrChannelNotFound), errors.Is(err, ErrChannelOffline):
 		g.Success()
 		warnBasic(cfg, c)
 	default:
@@ -182,6 +182,7 @@ var (
 //	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
 //	GET /ISAPI/System/TwoWayAudio/channels talk channels and codec (skipped with #backchannel=0)
 //	GET /ISAPI/ContentMgmt/InputProxy/channels  only when deviceType is empty (NVR detection)
+//	GET /ISAPI/ContentMgmt/InputProxy/channels/status  NVR (or empty deviceType): is the IP channel online?
 //
 // (Started all at once on a cold client, the isapi client would serialise
 // them behind its first login: one round trip each.) So a cold probe costs
@@ -206,7 +207,9 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		port                         int
 		talkChs                      []isapi.TwoWayAudioChannel
 		inputs                       []isapi.InputProxyChannel
+		statuses                     []isapi.InputProxyStatus
 		chErr, pe, talkErr, inputErr error
+		statusErr                    error
 	)
 	ask := func(f func()) {
 		wg.Add(1)
@@ -224,6 +227,10 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		// Not every firmware says what it is: an NVR answers InputProxy.
 		ask(func() { inputs, inputErr = c.InputProxyChannels(ctx) })
 	}
+	if p.NVR || info.DeviceType == "" {
+		// Is the NVR's IP channel connected? (A camera answers notSupport.)
+		ask(func() { statuses, statusErr = c.InputProxyStatus(ctx) })
+	}
 	wg.Wait()
 
 	// An auth failure on any call is fatal (the lock counter is ticking).
@@ -231,13 +238,23 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		step string
 		err  error
 	}{{"probe streaming channel " + strconv.Itoa(id), chErr}, {"probe RTSP port", pe},
-		{"probe two-way audio channels", talkErr}, {"probe InputProxy", inputErr}} {
+		{"probe two-way audio channels", talkErr}, {"probe InputProxy", inputErr},
+		{"probe InputProxy status", statusErr}} {
 		if isAuthErr(e.err) {
 			return nil, newDialError(e.step, host, e.err, cfg)
 		}
 	}
 	if info.DeviceType == "" && inputErr == nil && len(inputs) > 0 {
 		p.NVR = true
+	}
+	if p.NVR {
+		if err := channelOnline(statuses, statusErr, cfg.Channel, host); err != nil {
+			return nil, err
+		}
+		if statusErr != nil {
+			log.Debug().Str("device", host).Str("err", redactErr(statusErr, cfg)).
+				Msg("[hikvision] NVR channel status unknown")
+		}
 	}
 
 	if cfg.Backchannel {
@@ -316,6 +333,22 @@ func streamingProxyChannel(ctx context.Context, c *isapi.Client, id int) (*isapi
 		VideoCodec: x.Video.Codec, Width: atoi(x.Video.Width), Height: atoi(x.Video.Height),
 		MaxFrameRate: atoi(x.Video.FPS), AudioEnabled: x.Audio.Enabled == "true", AudioCodec: x.Audio.Codec,
 	}, nil
+}
+
+// channelOnline returns *ChannelOfflineError when the NVR's status list says
+// channel ch is offline. A channel the list does not name (an analog or
+// local channel, or other numbering) or a status the NVR would not give
+// passes: RTSP will tell.
+func channelOnline(statuses []isapi.InputProxyStatus, statusErr error, ch int, host string) error {
+	if statusErr != nil {
+		return nil
+	}
+	for _, s := range statuses {
+		if s.ID == ch && s.Known && !s.Online {
+			return &ChannelOfflineError{Host: host, Channel: ch, Detect: s.DetectResult}
+		}
+	}
+	return nil
 }
 
 func isAuthErr(err error) bool {

@@ -45,3 +45,62 @@ func TestUnknownChannelBadParameters(t *testing.T) {
 		})
 	}
 }
+
+// An NVR channel whose IP camera is offline fails Dial with
+// *ChannelOfflineError (not permanent), from the status read in the probe's
+// concurrent round, before any RTSP; an online channel of the same NVR plays.
+func TestNVRChannelOffline(t *testing.T) {
+	probes.reset()
+	t.Cleanup(probes.reset)
+	const pass = "hik/12@45"
+	dev := apiStartSim(t, sim.Config{Personality: sim.PersonalityNVR, Users: map[string]string{"admin": pass},
+		Channels: []sim.Channel{{ID: 1}, {ID: 2, Offline: true}}})
+	src := func(ch string) string {
+		return strings.Replace(apiSimURL(dev, "admin", pass, "#backchannel=0"), "?channel=1&stream=main", "?channel="+ch+"&stream=sub", 1)
+	}
+	p, err := Dial(src("2"))
+	if err == nil {
+		_ = p.Stop()
+		t.Fatal("Dial of an offline NVR channel succeeded")
+	}
+	t.Logf("%v", err)
+	var oe *ChannelOfflineError
+	if !errors.As(err, &oe) || !errors.Is(err, ErrChannelOffline) || oe.Channel != 2 || oe.Detect != "netUnreachable" {
+		t.Fatalf("err %v (%T), want *ChannelOfflineError for channel 2", err, err)
+	}
+	if isPermanent(err) {
+		t.Fatalf("%v is permanent; the camera may come back", err)
+	}
+	for _, w := range []string{"NVR channel 2 is offline", "camera not connected to the NVR", dev.HTTPAddr()} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	cs := dev.Client("127.0.0.1")
+	if cs.RTSPConnections != 0 {
+		t.Errorf("%d RTSP connections, want none", cs.RTSPConnections)
+	}
+	if n := cs.Requests["/ISAPI/ContentMgmt/InputProxy/channels/status"]; n != 1 {
+		t.Errorf("status asked %d times, want 1", n)
+	}
+	if g := deviceGuard(mustParse(t, src("2"))).State(); g.FailedLogins != 0 {
+		t.Errorf("guard counted %d failed logins for an offline channel", g.FailedLogins)
+	}
+
+	pr, err := Dial(src("1"))
+	if err != nil {
+		t.Fatalf("online channel: %v", err)
+	}
+	if err := pr.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	c, err := ParseURL(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -252,6 +252,41 @@ func (c *Client) InputProxyChannels(ctx context.Context) ([]InputProxyChannel, e
 	return out, nil
 }
 
+// InputProxyStatus is the state of one NVR IP channel (GET
+// /ISAPI/ContentMgmt/InputProxy/channels/status).
+type InputProxyStatus struct {
+	ID int
+	// Online is the device's <online>; Known is false when the element is
+	// missing (then Online says nothing).
+	Online, Known bool
+	// DetectResult is chanDetectResult: "connect", "netUnreachable",
+	// "ipcStreamFail", ... ("" if absent).
+	DetectResult string
+}
+
+// InputProxyStatus reads the state of an NVR's IP channels in one request.
+func (c *Client) InputProxyStatus(ctx context.Context) ([]InputProxyStatus, error) {
+	var st struct {
+		Status []struct {
+			ID     string  `xml:"id"`
+			Online *string `xml:"online"`
+			Detect string  `xml:"chanDetectResult"`
+		} `xml:"InputProxyChannelStatus"`
+	}
+	if err := c.getTyped(ctx, PathInputProxyStatus, "InputProxyChannelStatusList", &st); err != nil {
+		return nil, err
+	}
+	out := make([]InputProxyStatus, 0, len(st.Status))
+	for _, s := range st.Status {
+		v := InputProxyStatus{ID: atoiOr(s.ID, 0), DetectResult: strings.TrimSpace(s.Detect)}
+		if s.Online != nil {
+			v.Known, v.Online = true, parseBool(*s.Online)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // TwoWayAudioChannel is one voice-talk channel (GET /ISAPI/System/TwoWayAudio/channels).
 type TwoWayAudioChannel struct {
 	ID                string

@@ -297,3 +297,26 @@ func TestSnapshot(t *testing.T) {
 		t.Fatalf("not a JPEG: %v, want ErrProtocol", err)
 	}
 }
+
+func TestInputProxyStatus(t *testing.T) {
+	d := newFakeDevice(t)
+	d.handle("/ISAPI/ContentMgmt/InputProxy/channels/status", serveFile(t, 200, "inputProxyChannelsStatus.xml"))
+	c, _ := start(t, d, nil)
+	st, err := c.InputProxyStatus(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 4 {
+		t.Fatalf("%d channels: %+v", len(st), st)
+	}
+	for i, s := range st {
+		wantOnline := s.ID != 3
+		if s.ID != i+1 || !s.Known || s.Online != wantOnline || (s.DetectResult == "connect") != wantOnline {
+			t.Fatalf("status %+v", s)
+		}
+	}
+	d.handle("/ISAPI/ContentMgmt/InputProxy/channels/status", serveFile(t, 403, "responseStatus_notSupport.xml"))
+	if _, err := c.InputProxyStatus(ctxT(t)); !errors.Is(err, isapi.ErrNotSupported) {
+		t.Fatalf("refused: %v, want ErrNotSupported", err)
+	}
+}

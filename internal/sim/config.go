@@ -99,7 +99,7 @@ type Channel struct {
 	SubHeight int    // default 180 (360 for H.265)
 	FrameRate int    // fps, default 25
 	IPAddress string // NVR: address of the IP camera behind the channel
-	Offline   bool   // NVR: InputProxy status online=false
+	Offline   bool   // NVR: InputProxy status online=false; RTSP refuses its streams (404)
 }
 
 // StreamID returns the ISAPI/RTSP stream id of this channel: 1 main, 2 sub.

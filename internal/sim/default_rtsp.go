@@ -48,6 +48,9 @@ func startSimRTSP(opts RTSPOptions) (RTSPServer, error) {
 	}
 	srv := simrtsp.NewServer(cfg)
 	for _, ch := range opts.Channels {
+		if ch.Offline {
+			continue // NVR channel whose IP camera is not connected: the paths answer 404
+		}
 		var main, sub *simrtsp.Video
 		switch ch.Video {
 		case "H.264":

@@ -269,6 +269,13 @@ func TestNVROfflineChannel(t *testing.T) {
 	if ip.Channels[1].IPAddress != "10.0.0.3" {
 		t.Fatalf("input proxy: %+v", ip)
 	}
+	// RTSP: the offline channel's streams are refused (404, as an NVR whose
+	// camera is not connected), the online channel plays
+	for path, want := range map[string]int{"/Streaming/Channels/101": 200, "/Streaming/Channels/301": 404, "/Streaming/Channels/302": 404} {
+		if code := dialRTSP(t, d.RTSPAddr()).describe(path, "admin", "hik12345"); code != want {
+			t.Errorf("DESCRIBE %s: %d, want %d", path, code, want)
+		}
+	}
 }
 
 func TestNamespaces(t *testing.T) {
