@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
 		p.guard.Report(net.ErrClosed)
 		return nil, errStopped
 	}
-	if err := conn.Describe(); err != nil {
+	if err := p.rtspStep(conn, conn.Describe); err != nil {
 		_ = conn.Stop()
 		_ = closeTransport(conn)
 		p.unpend(conn)
@@ -186,6 +187,39 @@ func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
 	}
 	p.guard.Success()
 	return conn, nil
+}
+
+// rtspStep runs one request of conn that waits for the device's answer
+// (DESCRIBE, SETUP) within the URL's #timeout. go2rtc's pkg/rtsp uses
+// Conn.Timeout (set from #timeout) to connect and to read media, but waits
+// for answers with its package-wide rtsp.Timeout (5 s): a shorter #timeout
+// closes the socket when it passes, and the step fails with "no answer within
+// Ns" (a timeout for the guard). A longer #timeout cannot extend go2rtc's 5 s.
+func (p *Producer) rtspStep(conn *rtsp.Conn, f func() error) error {
+	d := p.cfg.Timeout
+	if d <= 0 {
+		return f()
+	}
+	var mu sync.Mutex
+	done, fired := false, false
+	timer := time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			fired = true
+			_ = closeTransport(conn)
+		}
+	})
+	err := f()
+	timer.Stop()
+	mu.Lock()
+	done = true
+	timedOut := fired
+	mu.Unlock()
+	if timedOut {
+		return &isapi.TimeoutError{After: d, Err: os.ErrDeadlineExceeded}
+	}
+	return err
 }
 
 // playSession plays an RTSP session that has its SETUPs done, blocking until
@@ -285,7 +319,11 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 	if err := p.guard.Wait(p.ctx); err != nil {
 		return nil, holdErr(p.cfg.HTTPAddr(), err)
 	}
-	inner, err := p.rtsp.GetTrack(media, codec)
+	var inner *core.Receiver
+	err := p.rtspStep(p.rtsp, func() (err error) {
+		inner, err = p.rtsp.GetTrack(media, codec)
+		return err
+	})
 	if err != nil {
 		de := newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
 		p.guard.Report(de)

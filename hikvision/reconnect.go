@@ -156,7 +156,11 @@ func (p *Producer) setupTracks(conn *rtsp.Conn, tracks []*track) error {
 			return newDialError("rtsp setup", p.rtspH, &causeError{sentinel: ErrStreamChanged,
 				cause: errors.New(t.media.String() + " not in " + mediaList(conn.Medias))}, p.cfg)
 		}
-		r, err := conn.GetTrack(m, c)
+		var r *core.Receiver
+		err := p.rtspStep(conn, func() (err error) {
+			r, err = conn.GetTrack(m, c)
+			return err
+		})
 		if err != nil {
 			de := newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
 			p.guard.Report(de)
