@@ -194,11 +194,18 @@ func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
 // Conn.Timeout (set from #timeout) to connect and to read media, but waits
 // for answers with its package-wide rtsp.Timeout (5 s): a shorter #timeout
 // closes the socket when it passes, and the step fails with "no answer within
-// Ns" (a timeout for the guard). A longer #timeout cannot extend go2rtc's 5 s.
+// Ns" (a timeout for the guard). A longer #timeout cannot extend go2rtc's 5 s;
+// go2rtc's own read timeout is worded the same ("no answer within 5s").
 func (p *Producer) rtspStep(conn *rtsp.Conn, f func() error) error {
 	d := p.cfg.Timeout
-	if d <= 0 {
-		return f()
+	if d <= 0 || d >= rtsp.Timeout {
+		// go2rtc's read deadline ends the wait: same wording as ours
+		err := f()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &isapi.TimeoutError{After: rtsp.Timeout, Err: err}
+		}
+		return err
 	}
 	var mu sync.Mutex
 	done, fired := false, false
