@@ -324,6 +324,11 @@ func (c *Client) nextAuthLocked() (*Challenge, uint32) {
 func (c *Client) sendCached(ctx context.Context, method, path string, body []byte, ch *Challenge, nc uint32) (*response, error) {
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
 	if err != nil {
+		// No answer: the device may be rebooting, and a rebooted device has
+		// forgotten its nonces (some firmware then answers a plain 401, which
+		// would read as a failed login). Start the next request with a fresh
+		// challenge: one extra round trip, never a wrong login.
+		c.dropAuth(ch)
 		return nil, err
 	}
 	switch {

@@ -197,6 +197,35 @@ func TestPasswordChangedIsOneFailedLogin(t *testing.T) {
 	}
 }
 
+// A device that reboots forgets its nonces, and some firmware answers the old
+// nonce with a plain 401 (stale=FALSE). The client saw the device drop off the
+// network, so it forgets the cached challenge and starts with a fresh one:
+// no failed login is spent on the reboot.
+func TestRebootForgetsCachedChallenge(t *testing.T) {
+	d := newFakeDevice(t)
+	d.unknownNonceWrong = true
+	d.handle("/ISAPI/System/deviceInfo", serveFile(t, 200, "deviceInfo_camera.xml"))
+	c, _ := start(t, d, nil)
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	d.rebooting = true
+	d.mu.Unlock()
+	if _, err := c.DeviceInfo(ctxT(t)); err == nil {
+		t.Fatal("a request to a rebooting device succeeded")
+	}
+	d.mu.Lock()
+	d.rebooting = false
+	d.mu.Unlock()
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatalf("first request after the reboot: %v", err)
+	}
+	if _, wrong, _, _ := d.counts(); wrong != 0 {
+		t.Fatalf("%d failed logins spent on a reboot, want 0", wrong)
+	}
+}
+
 // Timeouts read the same whichever timer fires first.
 func TestTimeoutWording(t *testing.T) {
 	d := newFakeDevice(t)

@@ -44,6 +44,12 @@ type fakeDevice struct {
 	basicOK        int
 	staleNext      bool // next right answer gets 401 stale=TRUE
 	invalidOpNext  bool // next right answer gets ResponseStatus invalidOperation
+	// rebooting: connections are dropped without an answer; the nonces
+	// issued before are forgotten. unknownNonceWrong: a right answer to a
+	// nonce the device does not know is a plain 401 (stale=FALSE), counted
+	// as a wrong answer — what firmware may do after a reboot.
+	rebooting         bool
+	unknownNonceWrong bool
 	requests       int
 	authedRequests int
 }
@@ -157,6 +163,11 @@ func (d *fakeDevice) unauthorized(w http.ResponseWriter, body []byte) {
 
 func (d *fakeDevice) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
+	if d.rebooting {
+		d.valid = map[string]bool{}
+		d.mu.Unlock()
+		panic(http.ErrAbortHandler) // the connection drops, no answer
+	}
 	d.requests++
 	authz := r.Header.Get("Authorization")
 	bare := fixture(d.t, "userCheck_bare.xml")
@@ -210,6 +221,13 @@ func (d *fakeDevice) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// every nonce issued so far expires now (as a device's nonce lifetime ends)
 			d.staleNext = false
 			d.valid = map[string]bool{}
+		}
+		if !d.valid[p["nonce"]] && d.unknownNonceWrong {
+			d.wrongAnswers++
+			d.challengeLocked(w, false)
+			d.mu.Unlock()
+			d.unauthorized(w, wrong)
+			return
 		}
 		if !d.valid[p["nonce"]] {
 			d.staleAnswers++
