@@ -31,27 +31,27 @@ type fakeDevice struct {
 	hexTSNonce bool   // nonce "<hex>:<unix-ts>" instead of plain hex
 	wrongBody  string // userCheck body for a wrong answer (default userCheck_unlock)
 
-	mu             sync.Mutex
-	routes         map[string]http.HandlerFunc // by path (no query)
-	nonce          string                      // latest nonce issued
-	valid          map[string]bool             // nonces issued and not expired
-	nonces         int
-	challenges     int              // 401 challenges to requests without credentials
-	wrongAnswers   int              // requests whose digest/basic answer was wrong
-	staleAnswers   int              // 401 stale=TRUE sent
-	ncs            map[string][]int // nonce → nc values seen with a right answer
-	algorithms     []string         // algorithm of each right digest answer
-	basicOK        int
-	staleNext      bool // next right answer gets 401 stale=TRUE
-	invalidOpNext  bool // next right answer gets ResponseStatus invalidOperation
+	mu            sync.Mutex
+	routes        map[string]http.HandlerFunc // by path (no query)
+	nonce         string                      // latest nonce issued
+	valid         map[string]bool             // nonces issued and not expired
+	nonces        int
+	challenges    int              // 401 challenges to requests without credentials
+	wrongAnswers  int              // requests whose digest/basic answer was wrong
+	staleAnswers  int              // 401 stale=TRUE sent
+	ncs           map[string][]int // nonce → nc values seen with a right answer
+	algorithms    []string         // algorithm of each right digest answer
+	basicOK       int
+	staleNext     bool // next right answer gets 401 stale=TRUE
+	invalidOpNext bool // next right answer gets ResponseStatus invalidOperation
 	// rebooting: connections are dropped without an answer; the nonces
 	// issued before are forgotten. unknownNonceWrong: a right answer to a
 	// nonce the device does not know is a plain 401 (stale=FALSE), counted
 	// as a wrong answer — what firmware may do after a reboot.
 	rebooting         bool
 	unknownNonceWrong bool
-	requests       int
-	authedRequests int
+	requests          int
+	authedRequests    int
 }
 
 func newFakeDevice(t *testing.T) *fakeDevice {
