@@ -166,6 +166,13 @@ func TestHealthAndSnapshots(t *testing.T) {
 	if err := chaos.SetSnapshotFaults(sim.SnapshotFaults{Rate: 0.3, Seed: 42}); err != nil {
 		t.Fatal(err)
 	}
+	// Every way of failing happens at least once, whatever the random draw
+	// (the queued faults come before the rate-based ones).
+	for _, f := range sim.AllSnapshotFaults {
+		if err := chaos.FailNextSnapshots(1, f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	kinds := map[string]int{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
