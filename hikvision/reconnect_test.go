@@ -448,7 +448,7 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// 200+ connect / stop / fail cycles: goroutines and file descriptors return
+// 1000 connect / stop / fail cycles: goroutines and file descriptors return
 // to where they started.
 func TestNoLeakCycles(t *testing.T) {
 	e := newSimEnv(t, sim.Config{Audio: "none"}, guard.Config{}, ReconnectOptions{})
@@ -459,7 +459,7 @@ func TestNoLeakCycles(t *testing.T) {
 	waitGoroutines(t, runtime.NumGoroutine())
 
 	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
-	cycles := 240
+	cycles := 1000
 	if testing.Short() {
 		cycles = 40
 	}
