@@ -89,17 +89,25 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
+// fillRepoRoot sets RepoRoot, when empty, to the repository around the
+// working directory.
+func (o *Options) fillRepoRoot() error {
+	if o.RepoRoot != "" {
+		return nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("build: working directory: %w", err)
+	}
+	o.RepoRoot, err = FindRepoRoot(wd)
+	return err
+}
+
 // Build returns the path of a go2rtc binary with this repository's module
 // built in, building it if the cache has none for the current inputs.
 func Build(ctx context.Context, opts Options) (binPath string, err error) {
-	if opts.RepoRoot == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", fmt.Errorf("build: working directory: %w", err)
-		}
-		if opts.RepoRoot, err = FindRepoRoot(wd); err != nil {
-			return "", err
-		}
+	if err := opts.fillRepoRoot(); err != nil {
+		return "", err
 	}
 	if opts.CacheDir == "" {
 		if opts.CacheDir, err = DefaultCacheDir(); err != nil {
@@ -276,14 +284,8 @@ func buildInto(ctx context.Context, opts Options, src, out string) error {
 // repository with a replace pointing at opts.RepoRoot. Build uses it; tests
 // use it to run the patches' own tests in go2rtc's tree.
 func PrepareSource(ctx context.Context, opts Options, dst string) error {
-	if opts.RepoRoot == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return fmt.Errorf("build: working directory: %w", err)
-		}
-		if opts.RepoRoot, err = FindRepoRoot(wd); err != nil {
-			return err
-		}
+	if err := opts.fillRepoRoot(); err != nil {
+		return err
 	}
 	root, err := filepath.Abs(opts.RepoRoot)
 	if err != nil {

@@ -20,14 +20,8 @@ import (
 //     content), except _test.go files, testdata/ directories, directories
 //     Go ignores (names starting with "." or "_") and nested modules.
 func Key(ctx context.Context, opts Options) (string, error) {
-	if opts.RepoRoot == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", fmt.Errorf("build: working directory: %w", err)
-		}
-		if opts.RepoRoot, err = FindRepoRoot(wd); err != nil {
-			return "", err
-		}
+	if err := opts.fillRepoRoot(); err != nil {
+		return "", err
 	}
 	env, err := goEnv(ctx, opts)
 	if err != nil {
