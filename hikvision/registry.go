@@ -565,18 +565,25 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// health builds the health view, sorted by device and stream.
-func (r *registry) health() Health {
-	r.sync()
-	r.mu.Lock()
-	devs := make([]*deviceEntry, 0, len(r.devices))
-	for _, d := range r.devices {
-		devs = append(devs, d)
-	}
+// entriesLocked copies the source and device entries out of the maps, so
+// they can be read without r.mu; r.mu held.
+func (r *registry) entriesLocked() ([]*sourceEntry, []*deviceEntry) {
 	srcs := make([]*sourceEntry, 0, len(r.sources))
 	for _, s := range r.sources {
 		srcs = append(srcs, s)
 	}
+	devs := make([]*deviceEntry, 0, len(r.devices))
+	for _, d := range r.devices {
+		devs = append(devs, d)
+	}
+	return srcs, devs
+}
+
+// health builds the health view, sorted by device and stream.
+func (r *registry) health() Health {
+	r.sync()
+	r.mu.Lock()
+	srcs, devs := r.entriesLocked()
 	r.mu.Unlock()
 
 	h := Health{Devices: []DeviceHealth{}, Sources: []SourceHealth{}}
@@ -679,14 +686,7 @@ func (s *sourceEntry) health() []SourceHealth {
 func (r *registry) close() {
 	r.mu.Lock()
 	r.closed = true
-	srcs := make([]*sourceEntry, 0, len(r.sources))
-	for _, s := range r.sources {
-		srcs = append(srcs, s)
-	}
-	devs := make([]*deviceEntry, 0, len(r.devices))
-	for _, d := range r.devices {
-		devs = append(devs, d)
-	}
+	srcs, devs := r.entriesLocked()
 	r.mu.Unlock()
 	for _, s := range srcs {
 		s.mu.Lock()
