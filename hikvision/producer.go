@@ -46,6 +46,9 @@ type Producer struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	restartCh chan struct{}
+	// firstPacket: a session's forward sends (never blocking) on its first
+	// packet; play then sets the state to streaming.
+	firstPacket chan struct{}
 
 	mu      sync.Mutex
 	rtsp    *rtsp.Conn    // the current RTSP session (replaced on reconnect)
@@ -84,10 +87,11 @@ func dial(cfg *Config) (*Producer, error) {
 			Source:     cfg.String(),
 			URL:        cfg.String(),
 		},
-		cfg:       cfg,
-		guard:     deviceGuard(cfg),
-		opts:      currentReconnectOptions(),
-		restartCh: make(chan struct{}, 1),
+		cfg:         cfg,
+		guard:       deviceGuard(cfg),
+		opts:        currentReconnectOptions(),
+		restartCh:   make(chan struct{}, 1),
+		firstPacket: make(chan struct{}, 1),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.status.state, p.status.since = StateConnecting, time.Now()
@@ -112,6 +116,10 @@ func dial(cfg *Config) (*Producer, error) {
 			return nil, err
 		}
 		probes.put(cfg, pr)
+		// Hand the device its HTTP sessions back: a stream needs none while
+		// it plays (talk and snapshots dial again), and an idle keep-alive
+		// per stream costs the device a session slot and us two goroutines.
+		client.Close()
 		log.Debug().Str("device", cfg.HTTPAddr()).Int("requests", pr.Requests).Str("model", pr.Info.Model).
 			Bool("nvr", pr.NVR).Msg("[hikvision] probed")
 	}

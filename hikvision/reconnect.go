@@ -38,7 +38,8 @@ type ReconnectOptions struct {
 	// growing it. Default 30 s.
 	StableAfter time.Duration
 	// LossLogInterval: RTP packet loss is summed and logged at most once per
-	// interval (and only when non-zero). Default 1 min.
+	// interval (and only when non-zero; checked when the stall timer fires,
+	// so at least StallTimeout apart). Default 1 min.
 	LossLogInterval time.Duration
 }
 
@@ -126,6 +127,10 @@ func (p *Producer) forward(t *track) core.HandlerFunc {
 		p.status.lastPacket.Store(now)
 		if !have {
 			have = true
+			select { // play sets the state to streaming
+			case p.firstPacket <- struct{}{}:
+			default:
+			}
 			if t.out && clock > 0 {
 				ticks := (now - t.lastAt) / 1000 * clock / 1_000_000
 				tsOff = t.lastTS + uint32(ticks) - pkt.Timestamp
@@ -267,13 +272,22 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 			once.Do(func() { close(playSent) })
 		}
 	})
+	// the session's first packet flips the state to streaming (forward
+	// signals it once per session); drop a signal left by the last one
+	select {
+	case <-p.firstPacket:
+	default:
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- playSession(conn) }()
 
-	tick := time.NewTicker(heartbeatTick(p.opts.StallTimeout))
-	defer tick.Stop()
-	loss := time.NewTicker(p.opts.LossLogInterval)
-	defer loss.Stop()
+	// One timer per stream, not a ticker: it fires StallTimeout after the
+	// last packet it knows of and re-arms itself from the newest packet's
+	// time, so a flowing stream wakes this goroutine once per StallTimeout
+	// (the loss log rides on the same wake-ups).
+	heartbeat := time.NewTimer(p.opts.StallTimeout)
+	defer heartbeat.Stop()
+	lossAt := start
 
 	stop := func(reason error) error {
 		select {
@@ -297,33 +311,33 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 			return stop(errStopped)
 		case <-p.restartCh:
 			return stop(errRestart)
-		case <-loss.C:
-			p.logLoss()
-		case <-tick.C:
+		case <-p.firstPacket:
+			p.setState(StateStreaming, time.Time{}, nil)
+		case <-heartbeat.C:
+			now := mono()
+			if time.Duration(now-lossAt) >= p.opts.LossLogInterval {
+				lossAt = now
+				p.logLoss()
+			}
 			last := p.status.lastPacket.Load()
-			if last > start {
-				p.setState(StateStreaming, time.Time{}, nil)
-			} else {
+			if last < start {
 				last = start
 			}
-			if idle := time.Duration(mono() - last); idle >= p.opts.StallTimeout {
-				se := &StallError{Host: p.rtspH, For: idle}
-				msg := redactErr(se, p.cfg)
-				p.mu.Lock()
-				// count and reason together: a status that shows the stall shows why
-				p.status.stalls++
-				p.status.lastErr, p.status.lastErrAt = msg, time.Now()
-				p.mu.Unlock()
-				return stop(se)
+			idle := time.Duration(now - last)
+			if idle < p.opts.StallTimeout {
+				heartbeat.Reset(p.opts.StallTimeout - idle)
+				continue
 			}
+			se := &StallError{Host: p.rtspH, For: idle}
+			msg := redactErr(se, p.cfg)
+			p.mu.Lock()
+			// count and reason together: a status that shows the stall shows why
+			p.status.stalls++
+			p.status.lastErr, p.status.lastErrAt = msg, time.Now()
+			p.mu.Unlock()
+			return stop(se)
 		}
 	}
-}
-
-// heartbeatTick is how often the last-packet time is checked: a stall is
-// detected at most StallTimeout + tick after the last packet.
-func heartbeatTick(stall time.Duration) time.Duration {
-	return min(max(stall/10, 20*time.Millisecond), 250*time.Millisecond)
 }
 
 // endSession releases a session whose read loop has ended.

@@ -200,6 +200,11 @@ func TestStallDetected(t *testing.T) {
 	if det > 5*time.Second {
 		t.Errorf("stall detected after %s, want <= 5s", det)
 	}
+	// not before StallTimeout (3 s) of silence: the simulator's last frame
+	// may have left up to one frame interval before SetStall
+	if det < 3*time.Second-100*time.Millisecond {
+		t.Errorf("stall detected after %s, before the 3 s StallTimeout", det)
+	}
 	if st := pl.p.Status(); !strings.Contains(st.LastError, "stalled") {
 		t.Errorf("last error %q", st.LastError)
 	}
@@ -209,6 +214,42 @@ func TestStallDetected(t *testing.T) {
 	t.Logf("video back %s after the stall ended", time.Since(resumed).Round(time.Millisecond))
 	pl.stop(t)
 	waitGoroutines(t, base)
+}
+
+// The state turns to streaming on the session's first packet, not on the
+// stall timer's next wake-up (which, with a 10 s StallTimeout, is 10 s away).
+func TestStreamingOnFirstPacket(t *testing.T) {
+	e := newSimEnv(t, sim.Config{}, guard.Config{}, ReconnectOptions{StallTimeout: 10 * time.Second})
+	pl := startPlaying(t, e.src)
+	first := pl.waitPacket(t, 0, 5*time.Second)
+	deadline := first.Add(time.Second)
+	for {
+		st := pl.p.Status().State
+		if st == StateStreaming {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state %s 1 s after the first packet, want %s", st, StateStreaming)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	pl.stop(t)
+}
+
+// A playing stream holds no ISAPI connection: the probe's keep-alives go
+// back to the device (it has few HTTP session slots) once Dial is done.
+func TestPlayingHoldsNoISAPIConnection(t *testing.T) {
+	e := newSimEnv(t, sim.Config{}, guard.Config{}, ReconnectOptions{})
+	pl := startPlaying(t, e.src)
+	pl.waitPacket(t, 0, 5*time.Second)
+	deadline := time.Now().Add(2 * time.Second)
+	for e.dev.Stats().HTTPOpen != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d ISAPI connections still open 2 s into playing, want 0", e.dev.Stats().HTTPOpen)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+	pl.stop(t)
 }
 
 // The device drops the stream (fake RTSP server): Start reconnects into the

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,7 @@ type Device struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	httpOpen  atomic.Int64 // open ISAPI connections (ConnState)
 
 	ctlSrv  *http.Server
 	ctlAddr string
@@ -149,13 +151,26 @@ func (d *Device) startRTSP(addr string) (RTSPServer, error) {
 
 // serveHTTPLocked starts the ISAPI server on ln. Caller holds d.mu.
 func (d *Device) serveHTTPLocked(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(d.serveISAPI), ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(d.serveISAPI), ReadHeaderTimeout: 30 * time.Second,
+		ConnState: d.trackHTTPConn}
 	d.httpSrv = srv
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		_ = srv.Serve(ln)
 	}()
+}
+
+// trackHTTPConn counts open ISAPI connections (Stats.HTTPOpen): a real
+// device has few HTTP session slots, and a client that parks idle
+// keep-alives on it uses them up.
+func (d *Device) trackHTTPConn(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		d.httpOpen.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		d.httpOpen.Add(-1)
+	}
 }
 
 // HTTPAddr is the ISAPI listener, "127.0.0.1:PORT".

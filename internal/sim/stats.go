@@ -4,6 +4,7 @@ package sim
 type Stats struct {
 	Reboots      int                     `json:"reboots"`
 	RTSPSessions uint64                  `json:"rtsp_sessions"` // RTSP sessions set up, all clients
+	HTTPOpen     int64                   `json:"http_open"`     // ISAPI TCP connections open now (talk audio connections excluded once hijacked)
 	Clients      map[string]*ClientStats `json:"clients"`       // by client IP
 }
 
@@ -44,7 +45,7 @@ func (d *Device) Stats() Stats {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := Stats{Reboots: d.stats.Reboots, RTSPSessions: d.rtspBase + cur, Clients: make(map[string]*ClientStats, len(d.stats.Clients))}
+	out := Stats{Reboots: d.stats.Reboots, RTSPSessions: d.rtspBase + cur, HTTPOpen: d.httpOpen.Load(), Clients: make(map[string]*ClientStats, len(d.stats.Clients))}
 	for ip, cs := range d.stats.Clients {
 		c := *cs
 		c.Requests = make(map[string]int, len(cs.Requests))
