@@ -55,6 +55,7 @@ func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 		ns          = fs.String("namespace", "", "XML namespace (default "+sim.NamespaceHikvision+")")
 		maxFail     = fs.Int("max-failures", 5, "wrong passwords before a client IP is locked")
 		lockDur     = fs.Duration("lock-duration", 30*time.Minute, "how long a client IP stays locked")
+		kbps        = fs.Int("kbps", 0, "main stream video bitrate in kbit/s of every channel, padded with filler NAL units (0 = test media as is, ~160 kbit/s)")
 		nonceLife   = fs.Duration("nonce-lifetime", 10*time.Minute, "digest nonce lifetime (then stale=TRUE)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -67,7 +68,7 @@ func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 		Model: *model, Firmware: *firmware, Video: *video, Audio: *audio, TalkCodec: *talk,
 		Users: map[string]string{*user: *password}, Auth: *auth, Namespace: *ns,
 		DigestAlgorithms: strings.Split(*algs, ","), MaxFailures: *maxFail, LockDuration: *lockDur,
-		NonceLifetime: *nonceLife,
+		NonceLifetime: *nonceLife, MainKbps: *kbps,
 	}
 
 	var devices []*sim.Device
@@ -86,7 +87,11 @@ func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 		fmt.Fprintf(out, "%s %s (%s, firmware %s)\n", c.Personality, c.DeviceName, c.Model, c.Firmware)
 		fmt.Fprintf(out, "  ISAPI   http://%s/ISAPI/System/deviceInfo (user %q, auth %s %v)\n", d.HTTPAddr(), *user, c.Auth, c.DigestAlgorithms)
 		for _, ch := range d.Channels() {
-			fmt.Fprintf(out, "  RTSP    rtsp://%s%s  %s %dx%d + %s, sub %s\n", d.RTSPAddr(), ch.MainPath(), ch.Video, ch.Width, ch.Height, ch.Audio, ch.SubPath())
+			rate := ""
+			if ch.MainKbps > 0 {
+				rate = fmt.Sprintf(" %d kbit/s", ch.MainKbps)
+			}
+			fmt.Fprintf(out, "  RTSP    rtsp://%s%s  %s %dx%d%s + %s, sub %s\n", d.RTSPAddr(), ch.MainPath(), ch.Video, ch.Width, ch.Height, rate, ch.Audio, ch.SubPath())
 		}
 		if d.ControlAddr() != "" {
 			fmt.Fprintf(out, "  control http://%s (POST /reboot?seconds=N /stall?on=1 /refuse-rtsp?on=1 /lock?ip=A /bad-xml?count=N /password?user=U&password=P, GET /stats)\n", d.ControlAddr())

@@ -92,3 +92,33 @@ func TestRunBadFlags(t *testing.T) {
 		t.Fatal("nothing to run: no error")
 	}
 }
+
+func TestRunKbps(t *testing.T) {
+	var out syncBuffer
+	stop := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"-http", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-nvr-http", "127.0.0.1:0", "-kbps", "2000"}, &out, stop)
+	}()
+	// camera: 1 channel, NVR: 4 channels, each main stream at 2000 kbit/s
+	re := regexp.MustCompile(`(?m)^  RTSP .* 2000 kbit/s \+ `)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(re.FindAllString(out.String(), -1)) < 5 {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want 5 RTSP lines at 2000 kbit/s:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop <- syscall.SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if err := run([]string{"-http", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-kbps", "-1"}, &out, nil); err == nil {
+		t.Fatal("-kbps -1: no error")
+	}
+}

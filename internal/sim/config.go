@@ -54,6 +54,9 @@ type Config struct {
 	// Camera channel 1 codecs (ignored when Channels is set or for the NVR).
 	Video string // "H.264" (default), "H.265", "MJPEG"
 	Audio string // "PCMU" (default), "PCMA", "AAC", "none"
+	// MainKbps is the main stream video bitrate (kbit/s) of every channel whose Channel.MainKbps is 0;
+	// 0 = the test media as is.
+	MainKbps int
 	// Channels overrides the personality's default channel layout.
 	Channels []Channel
 	// TalkCodec is the TwoWayAudio audioCompressionType: "G.711ulaw" (default), "G.711alaw", "AAC",
@@ -98,6 +101,10 @@ type Channel struct {
 	SubWidth  int    // sub stream, default 320 (640 for H.265: same media as main)
 	SubHeight int    // default 180 (360 for H.265)
 	FrameRate int    // fps, default 25
+	// MainKbps is the main stream's video bitrate in kbit/s: the built-in RTSP side pads every access unit
+	// with a filler-data NAL unit to reach it (as a CBR encoder does); ISAPI reports it as the stream's
+	// constantBitRate. 0 = the test media as is (about 160 kbit/s H.264, 100 kbit/s H.265).
+	MainKbps  int
 	IPAddress string // NVR: address of the IP camera behind the channel
 	Offline   bool   // NVR: InputProxy status online=false; RTSP refuses its streams (404)
 }
@@ -282,6 +289,12 @@ func (cfg Config) normalize() (Config, error) {
 		}
 		if ch.FrameRate <= 0 {
 			ch.FrameRate = 25
+		}
+		if ch.MainKbps == 0 {
+			ch.MainKbps = cfg.MainKbps
+		}
+		if ch.MainKbps < 0 {
+			return cfg, fmt.Errorf("sim: channel %d: negative main stream bitrate %d kbit/s", ch.ID, ch.MainKbps)
 		}
 		if nvr && ch.IPAddress == "" {
 			ch.IPAddress = fmt.Sprintf("192.168.254.%d", ch.ID+1)

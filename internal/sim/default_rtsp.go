@@ -30,6 +30,33 @@ func loadMedia() (*simrtsp.Media, error) {
 	return media, mediaErr
 }
 
+type paddedKey struct {
+	media     *simrtsp.Video // the loaded media (one per codec and stream), stable for the process
+	kbps, fps int
+}
+
+var (
+	paddedMu sync.Mutex
+	padded   = map[paddedKey]*simrtsp.Video{}
+)
+
+// mainVideo is the main stream media of a channel: v padded to kbps at fps (Channel.MainKbps), built once
+// per (media, kbps, fps) per process so devices with the same setting share it; v itself for kbps 0.
+func mainVideo(v *simrtsp.Video, kbps, fps int) *simrtsp.Video {
+	if kbps <= 0 {
+		return v
+	}
+	k := paddedKey{v, kbps, fps}
+	paddedMu.Lock()
+	defer paddedMu.Unlock()
+	p, ok := padded[k]
+	if !ok {
+		p = v.WithBitrate(kbps*1000, fps)
+		padded[k] = p
+	}
+	return p
+}
+
 // simRTSP adapts a simrtsp.Server to RTSPServer.
 type simRTSP struct {
 	srv  *simrtsp.Server
@@ -60,6 +87,7 @@ func startSimRTSP(opts RTSPOptions) (RTSPServer, error) {
 		default:
 			continue // no media for this codec (MJPEG): the paths answer 404
 		}
+		main = mainVideo(main, ch.MainKbps, ch.FrameRate)
 		var audio *simrtsp.Audio
 		switch ch.Audio {
 		case "PCMU":

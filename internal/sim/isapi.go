@@ -232,6 +232,10 @@ type streamView struct {
 func (d *Device) streams() []streamView {
 	var out []streamView
 	for _, ch := range d.cfg.Channels {
+		mainKbps := 4096
+		if ch.MainKbps > 0 {
+			mainKbps = ch.MainKbps
+		}
 		audio, audioOn := isapiAudio(ch.Audio), ch.Audio != "none"
 		if !audioOn {
 			audio = "G.711ulaw"
@@ -240,7 +244,7 @@ func (d *Device) streams() []streamView {
 			streamView{
 				NS: d.cfg.Namespace, ID: ch.StreamID(1), Channel: ch.ID, Name: ch.Name,
 				Video: ch.Video, Audio: audio, AudioEnabled: audioOn,
-				Width: ch.Width, Height: ch.Height, BitRate: 4096,
+				Width: ch.Width, Height: ch.Height, BitRate: mainKbps,
 				MaxFrameRate: ch.FrameRate * 100, GovLength: ch.FrameRate * 2,
 			},
 			streamView{

@@ -37,6 +37,7 @@ type Video struct {
 
 type videoFrame struct {
 	key     bool
+	size    int      // bytes of the frame's NAL units without start codes (what Bitrate counts)
 	packets [][]byte // RTP payloads; the last one carries the marker bit
 }
 
@@ -218,6 +219,7 @@ func NewVideo(codec string, annexB []byte) (*Video, error) {
 		if isKey(t) {
 			cur.key = true
 		}
+		cur.size += len(n)
 		if codec == CodecH264 {
 			cur.packets = appendH264(cur.packets, n)
 		} else {
@@ -292,6 +294,74 @@ func appendH265(pkts [][]byte, nal []byte) [][]byte {
 		rest = rest[n:]
 	}
 	return pkts
+}
+
+// Bitrate is the average video bitrate of one loop of the media in bits per
+// second at fps frames per second, counting the NAL units sent (parameter sets,
+// slices, filler; not the AUDs, which are not sent) as a byte stream without
+// start codes or RTP headers.
+func (v *Video) Bitrate(fps int) int {
+	if len(v.frames) == 0 || fps <= 0 {
+		return 0
+	}
+	var total int64
+	for i := range v.frames {
+		total += int64(v.frames[i].size)
+	}
+	return int(total * 8 * int64(fps) / int64(len(v.frames)))
+}
+
+// WithBitrate returns a copy of v padded to bitsPerSecond at fps the way a CBR
+// encoder pads: every access unit gets one filler-data NAL unit appended
+// (H.264 nal_unit_type 12, H.265 FD_NUT 38) whose payload is 0xFF bytes and the
+// rbsp trailing byte 0x80, the deficit spread evenly over the frames, so the
+// loop averages bitsPerSecond as Bitrate counts it. Decoders ignore filler
+// data. The copy shares ParamSets and the original packets; everything is
+// packetized here, so serving it allocates nothing. v is not modified; if v is
+// already at or above the target (or an argument is not positive), v itself is
+// returned.
+func (v *Video) WithBitrate(bitsPerSecond, fps int) *Video {
+	if bitsPerSecond <= 0 || fps <= 0 || len(v.frames) == 0 {
+		return v
+	}
+	var have int64
+	for i := range v.frames {
+		have += int64(v.frames[i].size)
+	}
+	frames := int64(len(v.frames))
+	// bytes per loop at the target: bits/s * (frames/fps) s / 8, rounded
+	want := (int64(bitsPerSecond)*frames + 4*int64(fps)) / (8 * int64(fps))
+	deficit := want - have
+	if deficit <= 0 {
+		return v
+	}
+	hdr := []byte{0x0C} // forbidden_zero_bit 0, nal_ref_idc 0, type 12
+	pack := appendH264
+	if v.Codec == CodecH265 {
+		hdr = []byte{38 << 1, 0x01} // FD_NUT, nuh_layer_id 0, nuh_temporal_id_plus1 1
+		pack = appendH265
+	}
+	minLen := int64(len(hdr) + 1) // header and the trailing byte, no 0xFF
+	out := &Video{Codec: v.Codec, ParamSets: v.ParamSets, frames: make([]videoFrame, len(v.frames))}
+	base, rem := deficit/frames, deficit%frames
+	for i := range v.frames {
+		n := base
+		if int64(i) < rem {
+			n++
+		}
+		n = max(n, minLen)
+		filler := make([]byte, n)
+		copy(filler, hdr)
+		for j := len(hdr); j < len(filler)-1; j++ {
+			filler[j] = 0xFF
+		}
+		filler[len(filler)-1] = 0x80
+		f := v.frames[i]
+		pkts := make([][]byte, len(f.packets), len(f.packets)+int(n)/(MaxPayload-3)+1)
+		copy(pkts, f.packets)
+		out.frames[i] = videoFrame{key: f.key, size: f.size + int(n), packets: pack(pkts, filler)}
+	}
+	return out
 }
 
 var aacRates = []int{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
