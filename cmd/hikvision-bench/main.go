@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -34,6 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "short run for CI: 3 TTFF runs, one 2 s outage, 1 and 4 streams, 20 s of wrong password")
 	jsonFile := fs.String("json", "", "also write the report as JSON to `FILE`")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(bench.AllSections, ","))
+	streams := fs.String("streams", "", "comma-separated stream counts of the load section (default 1,8,32; quick 1,4)")
+	rounds := fs.Int("rounds", 0, "stock-hikvision-stock rounds per stream count in the load section (default 5; quick 1)")
+	window := fs.Duration("window", 0, "CPU window of each load phase (default 20s; quick 6s)")
+	cpuprofile := fs.String("cpuprofile", "", "profile go2rtc's CPU over every load phase's window into `DIR` (builds go2rtc with -tags hikvision_pprof)")
 	bin := fs.String("go2rtc", "", "go2rtc `binary` to use instead of building it (must contain the hikvision module)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hikvision-bench [--quick] [--json FILE] [--only a,b]\n\n")
@@ -55,9 +60,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	counts, err := parseCounts(*streams)
+	if err != nil {
+		fmt.Fprintln(stderr, "hikvision-bench: --streams:", err)
+		return 2
+	}
+	if *rounds < 0 || *window < 0 {
+		fmt.Fprintln(stderr, "hikvision-bench: --rounds and --window must not be negative")
+		return 2
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	report, err := bench.Run(ctx, bench.Options{Quick: *quick, Only: sections, Bin: *bin, Log: stderr})
+	report, err := bench.Run(ctx, bench.Options{Quick: *quick, Only: sections, Bin: *bin, Log: stderr,
+		StreamCounts: counts, LoadRounds: *rounds, LoadWindow: *window, CPUProfile: *cpuprofile})
 	if report == nil {
 		fmt.Fprintf(stderr, "hikvision-bench: %v\n", err)
 		return 1
@@ -84,4 +100,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// parseCounts reads "1,8,32"; "" is nil (the mode's default).
+func parseCounts(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a stream count (a whole number ≥ 1)", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

@@ -61,9 +61,15 @@ type Options struct {
 	OutagePhase  time.Duration   // added to each outage (default 500 ms): off go2rtc's whole-second retry grid
 	StreamCounts []int           // concurrent streams of the load test
 	LoadWindow   time.Duration   // CPU measurement window per load phase
-	LoginWindow  time.Duration   // wrong-password window
-	TalkWindow   time.Duration   // silent held backchannel after a talk burst
-	BenchTime    string          // go test -benchtime
+	LoadRounds   int             // stock-hikvision-stock rounds per stream count
+	LoadKbps     int             // video bitrate of the load streams (kbit/s)
+	// CPUProfile, when set, is a directory: go2rtc is built with the
+	// hikvision_pprof tag and every load phase's CPU window is profiled
+	// (pprof) into it, one file per phase.
+	CPUProfile  string
+	LoginWindow time.Duration // wrong-password window
+	TalkWindow  time.Duration // silent held backchannel after a talk burst
+	BenchTime   string        // go test -benchtime
 }
 
 // Defaults fills the zero fields for the mode (quick or full).
@@ -82,7 +88,13 @@ func (o Options) Defaults() Options {
 		o.StreamCounts = pick(o.Quick, []int{1, 4}, []int{1, 8, 32})
 	}
 	if o.LoadWindow == 0 {
-		o.LoadWindow = pick(o.Quick, 10*time.Second, 60*time.Second)
+		o.LoadWindow = pick(o.Quick, 6*time.Second, 20*time.Second)
+	}
+	if o.LoadRounds == 0 {
+		o.LoadRounds = pick(o.Quick, 1, 5)
+	}
+	if o.LoadKbps == 0 {
+		o.LoadKbps = 2000
 	}
 	if o.LoginWindow == 0 {
 		o.LoginWindow = pick(o.Quick, 20*time.Second, 10*time.Minute)
@@ -167,9 +179,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	if opts.CPUProfile != "" {
+		if err = os.MkdirAll(opts.CPUProfile, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: cpu profile directory: %w", err)
+		}
+		r.report.Notes = append(r.report.Notes, fmt.Sprintf("CPU profiles: go2rtc built with -tags %s; every load phase's window profiled into %s (both sources alike).", pprofTag, opts.CPUProfile))
+	}
 	if r.bin = opts.Bin; r.bin == "" && r.needsGo2rtc() {
 		r.logf("building go2rtc (cached)")
-		if r.bin, err = build.Build(ctx, build.Options{RepoRoot: r.root}); err != nil {
+		bo := build.Options{RepoRoot: r.root}
+		if opts.CPUProfile != "" {
+			bo.Tags = []string{pprofTag}
+		}
+		if r.bin, err = build.Build(ctx, bo); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -82,6 +83,24 @@ func TestQuickBench(t *testing.T) {
 			t.Errorf("load %q: consumers got almost no packets", row.Metric)
 		}
 	}
+	ratioRows := 0
+	for _, row := range byName[SectionLoad].Rows {
+		if strings.Contains(row.Metric, "CPU ratio of each round") {
+			ratioRows++
+			if row.HikvisionText == "" || row.StockText == "" {
+				t.Errorf("load %q: no per-round ratios (%q / %q)", row.Metric, row.HikvisionText, row.StockText)
+			}
+		}
+		if strings.Contains(row.Metric, "go2rtc CPU") && row.Ratio == nil {
+			t.Errorf("load %q: no ratio", row.Metric)
+		}
+	}
+	if ratioRows != 2 {
+		t.Errorf("load: %d per-round ratio rows, want 2 (1 and 4 streams)", ratioRows)
+	}
+	if notes := strings.Join(byName[SectionLoad].Notes, "\n"); strings.Count(notes, "noise band ±") != 2 {
+		t.Errorf("load: want a verdict against the noise band for each stream count, notes:\n%s", notes)
+	}
 	if rows := byName[SectionTalk].Rows; len(rows) != 16 {
 		t.Errorf("talk: %d rows, want 16 (8 per device variant)", len(rows))
 	}
@@ -92,4 +111,36 @@ func TestQuickBench(t *testing.T) {
 		t.Error(err)
 	}
 	waitGoroutines(t, base)
+}
+
+// TestLoadCPUProfile runs one load round with --cpuprofile: go2rtc is built
+// with the hikvision_pprof tag and each of the three phases leaves a CPU
+// profile (gzipped protobuf) covering its window.
+//
+//	HIKVISION_BENCH=1 go test -run TestLoadCPUProfile -v ./internal/bench
+func TestLoadCPUProfile(t *testing.T) {
+	if os.Getenv("HIKVISION_BENCH") != "1" {
+		t.Skip("set HIKVISION_BENCH=1 to run (builds go2rtc with -tags hikvision_pprof)")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Quick: true, Only: []string{SectionLoad}, Log: testLog{t},
+		StreamCounts: []int{1}, LoadRounds: 1, LoadWindow: 2 * time.Second, CPUProfile: dir})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(rep.Sections) != 1 || rep.Sections[0].Error != "" {
+		t.Fatalf("load section: %+v", rep.Sections)
+	}
+	for _, name := range []string{"load-1-r1-1-stock.pprof", "load-1-r1-2-hik.pprof", "load-1-r1-3-stock.pprof"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if len(data) < 100 || data[0] != 0x1f || data[1] != 0x8b {
+			t.Errorf("%s: %d bytes, not a gzipped pprof profile", name, len(data))
+		}
+	}
 }

@@ -59,6 +59,9 @@ type Options struct {
 	// GOOS and GOARCH select the target; empty means the go command's
 	// default (the host unless GOOS/GOARCH are set in the environment).
 	GOOS, GOARCH string
+	// Tags are extra build tags (go build -tags), e.g. "hikvision_pprof" for
+	// the bench's profiling build. They are part of the cache key.
+	Tags []string
 	// Logger receives progress lines; the zero value discards them.
 	Logger zerolog.Logger
 }
@@ -128,7 +131,7 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 	if err != nil {
 		return "", err
 	}
-	key, err := computeKey(opts.RepoRoot, env)
+	key, err := computeKey(opts.RepoRoot, env, opts.Tags)
 	if err != nil {
 		return "", err
 	}
@@ -274,8 +277,11 @@ func buildInto(ctx context.Context, opts Options, src, out string) error {
 	}
 	// -mod=mod lets go add go.sum lines for our dependencies.
 	opts.Logger.Info().Msg("[build] go build (CGO_ENABLED=0 -trimpath)")
-	return run(ctx, src, buildEnv(opts), "go build", "go", "build", "-mod=mod", "-buildvcs=false", "-trimpath",
-		"-ldflags", "-s -w", "-o", out, ".")
+	args := []string{"build", "-mod=mod", "-buildvcs=false", "-trimpath", "-ldflags", "-s -w"}
+	if len(opts.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(opts.Tags, ","))
+	}
+	return run(ctx, src, buildEnv(opts), "go build", "go", append(args, "-o", out, ".")...)
 }
 
 // PrepareSource writes the patched go2rtc source tree to dst (which must not

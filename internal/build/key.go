@@ -15,6 +15,7 @@ import (
 // Key is the cache key of the binary Build would return for opts: a hash of
 //   - the build recipe and the go2rtc version,
 //   - the Go version and target GOOS/GOARCH (from `go env`),
+//   - the build tags (Options.Tags), if any,
 //   - every patches/*.patch (name and content, in order),
 //   - every .go, go.mod and go.sum file of the repository (path and
 //     content), except _test.go files, testdata/ directories, directories
@@ -27,13 +28,13 @@ func Key(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return computeKey(opts.RepoRoot, env)
+	return computeKey(opts.RepoRoot, env, opts.Tags)
 }
 
 // keyLen is the length of a key: 24 hex digits (96 bits).
 const keyLen = 24
 
-func computeKey(root string, env goEnvironment) (string, error) {
+func computeKey(root string, env goEnvironment, tags []string) (string, error) {
 	h := sha256.New()
 	field := func(name, value string) {
 		fmt.Fprintf(h, "%s %d\n%s\n", name, len(value), value)
@@ -41,6 +42,10 @@ func computeKey(root string, env goEnvironment) (string, error) {
 	field("recipe", recipe)
 	field("go2rtc", Go2rtcModule+"@"+Go2rtcVersion)
 	field("go", env.GOVERSION+" "+env.GOOS+"/"+env.GOARCH)
+	if len(tags) > 0 {
+		// only when set: the keys of untagged builds stay what they were
+		field("tags", strings.Join(tags, ","))
+	}
 
 	patches, err := Patches(root)
 	if err != nil {

@@ -119,6 +119,23 @@ func TestKeyChangesWithInputs(t *testing.T) {
 	if k1 == k2 {
 		t.Errorf("arm64 and amd64 builds share key %s", k1)
 	}
+
+	// So are build tags; no tags is the untagged key.
+	plain := key(root)
+	k3, err := Key(ctx, Options{RepoRoot: root, Tags: []string{"hikvision_pprof"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k4, err := Key(ctx, Options{RepoRoot: root, Tags: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k3 == plain {
+		t.Errorf("a build with tags shares key %s with the untagged one", k3)
+	}
+	if k4 != plain {
+		t.Errorf("an empty tag list changed the key: %s, untagged %s", k4, plain)
+	}
 }
 
 func TestKeyNeedsPatches(t *testing.T) {
