@@ -101,8 +101,13 @@ func TestQuickBench(t *testing.T) {
 	if notes := strings.Join(byName[SectionLoad].Notes, "\n"); strings.Count(notes, "noise band ±") != 2 {
 		t.Errorf("load: want a verdict against the noise band for each stream count, notes:\n%s", notes)
 	}
-	if rows := byName[SectionTalk].Rows; len(rows) != 16 {
-		t.Errorf("talk: %d rows, want 16 (8 per device variant)", len(rows))
+	if rows := byName[SectionTalk].Rows; len(rows) != 20 {
+		t.Errorf("talk: %d rows, want 20 (10 per device variant)", len(rows))
+	}
+	for _, row := range byName[SectionTalk].Rows {
+		if strings.Contains(row.Metric, "after the producer stopped") && (row.Hikvision == nil || row.Stock == nil) {
+			t.Errorf("talk %q: not measured", row.Metric)
+		}
 	}
 	if len(rep.GoBench) == 0 {
 		t.Error("no Go benchmark results")

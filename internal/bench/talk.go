@@ -26,8 +26,13 @@ type talkResult struct {
 	opens, requests                      float64  // during the burst (from connect to the end of the burst)
 	idleOpens, idleRequests, idlePrompts float64  // during the silent window
 	sentBytes, deviceBytes               float64
-	openAfter                            bool // a session is open on the device after the consumer left
+	openAfter                            bool    // a session is open on the device after the consumer left
+	stopOpens, stopRequests              float64 // in afterStop once go2rtc stopped the producer
 }
+
+// afterStop is how long the device is watched once go2rtc stopped the
+// stream's producer: nothing may reach it then (suppress-reconnect).
+func afterStop(window time.Duration) time.Duration { return min(window, 10*time.Second) }
 
 // talk: each source on its own simulated camera (a device takes one talk
 // session at a time), all measured at the same time through one go2rtc.
@@ -118,7 +123,9 @@ func (r *runner) talk(ctx context.Context) Section {
 			NewRow(fmt.Sprintf("%s\"call ended\" prompts in the %s after the burst", p, win), "", Num(h.idlePrompts), Num(st.idlePrompts)),
 			NewRow(fmt.Sprintf("%ssessions opened in the %s after the burst", p, win), "", Num(h.idleOpens), Num(st.idleOpens)),
 			NewRow(fmt.Sprintf("%sHTTP requests in the %s after the burst", p, win), "", Num(h.idleRequests), Num(st.idleRequests)),
-			Row{Metric: p + "session left open on the device after the consumer left", HikvisionText: yesNo(h.openAfter), StockText: yesNo(st.openAfter)})
+			Row{Metric: p + "session left open on the device after the consumer left", HikvisionText: yesNo(h.openAfter), StockText: yesNo(st.openAfter)},
+			NewRow(fmt.Sprintf("%stalk sessions opened in the %s after the producer stopped", p, fmtDur(afterStop(r.opts.TalkWindow))), "", Num(h.stopOpens), Num(st.stopOpens)),
+			NewRow(fmt.Sprintf("%srequests reaching the device in the %s after the producer stopped (ISAPI + RTSP connections)", p, fmtDur(afterStop(r.opts.TalkWindow))), "", Num(h.stopRequests), Num(st.stopRequests)))
 	}
 	s.Notes = append(s.Notes,
 		"Two device variants, each with its own simulated camera per source, all measured at the same time: one answers the audioData PUT at once (internal/sim TalkConfig.AnswerAudioData), the other (the simulator's default) answers nothing while the talk lasts; stock isapi:// waits for that answer before it sends any audio.",
@@ -240,5 +247,18 @@ hold:
 		return tr, errors.Join(err)
 	}
 	_, tr.openAfter = dev.TalkSession()
+
+	// stopped: nothing more may reach the device
+	c3, talk3 := dev.Client(ip), dev.TalkClient(ip)
+	quiet := time.NewTimer(afterStop(window))
+	select {
+	case <-quiet.C:
+	case <-ctx.Done():
+		quiet.Stop()
+		return tr, ctx.Err()
+	}
+	c4, talk4 := dev.Client(ip), dev.TalkClient(ip)
+	tr.stopOpens = float64(talk4.Opens - talk3.Opens)
+	tr.stopRequests = requestCount(c4) - requestCount(c3) + float64(c4.RTSPConnections-c3.RTSPConnections)
 	return tr, nil
 }
