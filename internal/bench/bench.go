@@ -197,7 +197,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	r.report.Notes = append(r.report.Notes,
-		"Simulator: internal/sim in the bench process (camera H.264 640x360 25 fps ~300 kbit/s + G.711 µ-law, testdata/media), on loopback.",
+		"Simulator: internal/sim in the bench process (camera H.264 640x360 25 fps + G.711 µ-law from testdata/media: ~160 kbit/s of video, padded to 2 Mbit/s with filler NAL units in the load section), on loopback.",
 		"Stock sources run in the same patched go2rtc binary as hikvision:// (patches 0002-0004 change go2rtc's stream core for both).",
 		"Consumers: the bench's own RTSP reader (TCP interleaved, every media, OPTIONS keepalive every 25 s only while packets arrive, like ffmpeg).")
 	if runtime.NumCPU() <= 2 {
