@@ -2,6 +2,7 @@ package hikvision
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -538,5 +539,84 @@ func BenchmarkSnapshotHandlerCached(b *testing.B) {
 	}
 	if mean > 5*time.Millisecond {
 		b.Errorf("a cached answer took %v on average, want < 5 ms", mean)
+	}
+}
+
+// A stream deleted from go2rtc leaves the health view once nothing plays or
+// dials its source: the source, its snapshot cache and a device left without
+// sources are forgotten; a source whose producer still runs stays until it
+// stops.
+func TestHealthForgetsDeletedStreams(t *testing.T) {
+	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
+	e := newAPIEnv(t, -1)
+	e.stream("cam", apiSimURL(dev, "admin", apiPass, ""))
+	e.stream("other", "hikvision://admin:"+apiPass+"@192.0.2.1/?channel=1&stream=sub")
+	res, body := e.get("/api/hikvision/snapshot?src=cam")
+	apiJPEG(t, res, body)
+
+	health := func() Health {
+		t.Helper()
+		_, body := e.get("/api/hikvision")
+		var h Health
+		if err := json.Unmarshal(body, &h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	hosts := func(h Health) (devs, srcs []string) {
+		for _, d := range h.Devices {
+			devs = append(devs, d.Device)
+		}
+		for _, s := range h.Sources {
+			srcs = append(srcs, s.Stream+"@"+s.Device)
+		}
+		slices.Sort(devs)
+		slices.Sort(srcs)
+		return devs, srcs
+	}
+	if devs, srcs := hosts(health()); len(devs) != 2 || len(srcs) != 2 {
+		t.Fatalf("before the delete: devices %v, sources %v; want 2 and 2", devs, srcs)
+	}
+
+	// "cam" is playing when it is deleted: it stays while its producer runs
+	e.reg.mu.Lock()
+	var camSrc *sourceEntry
+	for _, s := range e.reg.sources {
+		if s.dev.host == dev.HTTPAddr() {
+			camSrc = s
+		}
+	}
+	e.reg.mu.Unlock()
+	if camSrc == nil {
+		t.Fatal("no registry entry for the cam source")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	camSrc.mu.Lock()
+	camSrc.prod = &Producer{ctx: ctx}
+	cache := camSrc.cache
+	camSrc.mu.Unlock()
+	if cache == nil {
+		t.Fatal("the snapshot made no cache")
+	}
+
+	e.mu.Lock()
+	delete(e.strm, "cam")
+	delete(e.strm, "other")
+	e.mu.Unlock()
+	devs, srcs := hosts(health())
+	if len(srcs) != 1 || srcs[0] != "@"+dev.HTTPAddr() || len(devs) != 1 || devs[0] != dev.HTTPAddr() {
+		t.Errorf("after deleting both streams, cam still playing: devices %v, sources %v; want only cam's device and its source with no stream name", devs, srcs)
+	}
+
+	cancel() // its producer stopped
+	if devs, srcs := hosts(health()); len(devs) != 0 || len(srcs) != 0 {
+		t.Errorf("after the producer stopped: devices %v, sources %v; want none", devs, srcs)
+	}
+	if st := cache.Stats(); st.DeviceRequests != 1 {
+		t.Errorf("cache stats %+v", st)
+	}
+	if _, err := cache.Get(context.Background(), 0, 0); !errors.Is(err, snapshot.ErrClosed) {
+		t.Errorf("the forgotten source's snapshot cache answers %v, want it closed", err)
 	}
 }

@@ -196,7 +196,11 @@ func splitSnapshotOptions(source string) (string, snapshotOptions, error) {
 }
 
 // source finds or makes the entry of a raw source URL (with credentials).
-func (r *registry) source(raw string) (*sourceEntry, error) {
+func (r *registry) source(raw string) (*sourceEntry, error) { return r.sourceFor(raw, false) }
+
+// sourceFor is source; dialing marks the entry as connecting while r.mu is
+// still held, so that sync's pruning never drops a source being dialled.
+func (r *registry) sourceFor(raw string, dialing bool) (*sourceEntry, error) {
 	rest, opts, err := splitSnapshotOptions(raw)
 	if err != nil {
 		return nil, err
@@ -226,6 +230,12 @@ func (r *registry) source(raw string) (*sourceEntry, error) {
 	}
 	s.mu.Lock()
 	s.opts = opts
+	if dialing {
+		s.state, s.since = stateConnecting, r.now()
+		s.prod = nil // the previous producer's Start has ended (go2rtc redials after it)
+		s.dials++
+		s.lastDial = s.since
+	}
 	s.mu.Unlock()
 	return s, nil
 }
@@ -235,17 +245,11 @@ func (r *registry) dial(raw string, dial func(string) (core.Producer, error)) (c
 	if err != nil {
 		return nil, err
 	}
-	s, err := r.source(raw)
+	s, err := r.sourceFor(raw, true)
 	if err != nil {
 		// a bad URL: nothing to track; Dial says what is wrong
 		return dial(rest)
 	}
-	s.mu.Lock()
-	s.state, s.since = stateConnecting, r.now()
-	s.prod = nil // the previous producer's Start has ended (go2rtc redials after it)
-	s.dials++
-	s.lastDial = s.since
-	s.mu.Unlock()
 
 	prod, err := dial(rest)
 	now := r.now()
@@ -472,7 +476,12 @@ func isHikvisionURL(s string) bool {
 	return ok && strings.EqualFold(scheme, "hikvision")
 }
 
-// sync registers the hikvision sources of every go2rtc stream (from the lister).
+// sync registers the hikvision sources of every go2rtc stream (from the
+// lister) and forgets what go2rtc no longer has: stream names no longer
+// listed, sources of deleted streams once nothing plays or dials them (their
+// snapshot cache is closed), and devices left without a source (their ISAPI
+// client is closed). The login guard of a device is kept (package-wide), so
+// deleting and re-adding a stream never resets a failed-login budget.
 func (r *registry) sync() {
 	r.mu.Lock()
 	list := r.list
@@ -480,17 +489,67 @@ func (r *registry) sync() {
 	if list == nil {
 		return
 	}
+	listed := map[*sourceEntry]map[string]bool{}
 	for name, srcs := range list() {
 		for _, src := range srcs {
 			if !isHikvisionURL(src) {
 				continue
 			}
 			if s, err := r.source(src); err == nil {
-				s.mu.Lock()
-				s.streams[name] = true
-				s.mu.Unlock()
+				if listed[s] == nil {
+					listed[s] = map[string]bool{}
+				}
+				listed[s][name] = true
 			}
 		}
+	}
+
+	var caches []*snapshot.Cache
+	var clients []*isapi.Client
+	r.mu.Lock()
+	for key, s := range r.sources {
+		s.mu.Lock()
+		for name := range s.streams {
+			if !listed[s][name] {
+				delete(s.streams, name)
+			}
+		}
+		for name := range listed[s] {
+			s.streams[name] = true
+		}
+		busy := s.state == stateConnecting || (s.prod != nil && !s.prod.isStopped())
+		drop := len(listed[s]) == 0 && !busy
+		if drop && s.cache != nil {
+			caches = append(caches, s.cache)
+			s.cache = nil
+		}
+		s.mu.Unlock()
+		if drop {
+			delete(r.sources, key)
+		}
+	}
+	inUse := map[*deviceEntry]bool{}
+	for _, s := range r.sources {
+		inUse[s.dev] = true
+	}
+	for key, d := range r.devices {
+		if inUse[d] {
+			continue
+		}
+		delete(r.devices, key)
+		d.mu.Lock()
+		if d.client != nil {
+			clients = append(clients, d.client)
+			d.client = nil
+		}
+		d.mu.Unlock()
+	}
+	r.mu.Unlock()
+	for _, c := range caches {
+		c.Close()
+	}
+	for _, c := range clients {
+		c.Close()
 	}
 }
 
