@@ -65,7 +65,7 @@ func TestQuickBench(t *testing.T) {
 		}
 	}
 	numbers(SectionTTFF, 4)
-	numbers(SectionLoad, 8)
+	numbers(SectionLoad, 6)
 	numbers(SectionLogins, 3)
 	for _, row := range byName[SectionTTFF].Rows {
 		if row.Hikvision != nil && (*row.Hikvision <= 0 || *row.Stock <= 0) {
@@ -119,8 +119,8 @@ func TestQuickBench(t *testing.T) {
 }
 
 // TestLoadCPUProfile runs one load round with --cpuprofile: go2rtc is built
-// with the hikvision_pprof tag and each of the three phases leaves a CPU
-// profile (gzipped protobuf) covering its window.
+// with the hikvision_pprof tag and each go2rtc of the round's two phases
+// leaves a CPU profile (gzipped protobuf) covering its window.
 //
 //	HIKVISION_BENCH=1 go test -run TestLoadCPUProfile -v ./internal/bench
 func TestLoadCPUProfile(t *testing.T) {
@@ -138,7 +138,7 @@ func TestLoadCPUProfile(t *testing.T) {
 	if len(rep.Sections) != 1 || rep.Sections[0].Error != "" {
 		t.Fatalf("load section: %+v", rep.Sections)
 	}
-	for _, name := range []string{"load-1-r1-1-stock.pprof", "load-1-r1-2-hik.pprof", "load-1-r1-3-stock.pprof"} {
+	for _, name := range []string{"load-1-r1-1-hik.pprof", "load-1-r1-1-stock.pprof", "load-1-r1-2-stockA.pprof", "load-1-r1-2-stockB.pprof"} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Error(err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/e2e"
@@ -20,63 +21,83 @@ import (
 // start-up and the consumers' first keyframes are not part of the figure).
 var loadSettle = 3 * time.Second
 
-// loadResult is one load phase: n streams of one source.
+// loadResult is one go2rtc of a load phase: n streams of one source.
 type loadResult struct {
-	cpuPerStreamMin   float64 // go2rtc CPU seconds per stream-minute
-	benchPerStreamMin float64 // this process (simulator + consumers)
-	peakRSS           float64 // MiB, max VmRSS sampled in the window
-	pktPerStreamSec   float64 // RTP packets per stream per second at the consumers
+	cpuPerStreamMin float64 // go2rtc CPU seconds per stream-minute
+	peakRSS         float64 // MiB, max VmRSS sampled in the window
+	pktPerStreamSec float64 // RTP packets per stream per second at the consumers
 }
 
-// load: CPU and memory of go2rtc with 1..32 streams of each source. Each
-// phase is a fresh go2rtc (so that peak RSS is the phase's own) with n
-// streams on n simulated cameras and one consumer each.
+// loadSide is one go2rtc of a phase: a source kind on its own devices.
+type loadSide struct {
+	kind    string
+	devices []*sim.Device
+	profile string // CPU profile file of this go2rtc's window; "" none
+}
+
+// load: CPU and memory of go2rtc with 1..32 streams of each source.
 //
-// Every round runs three phases, stock, hikvision, stock: the hikvision phase
-// is compared with the mean of the stock phases around it (slow drift of the
-// machine cancels), and the two stock phases with each other, which is the
-// noise band a hik/stock ratio has to leave before it means anything.
+// The two sources are measured at the same time, each in its own go2rtc on
+// its own simulated cameras, over the same CPU window: whatever else the
+// machine does in that window weighs on both, so it cancels in their ratio
+// instead of landing on one side. Each round runs two such phases:
+// hikvision beside stock, then stock beside stock (the noise band: what the
+// same source measures against itself). Rounds alternate the two device sets.
 func (r *runner) load(ctx context.Context) Section {
 	s := Section{Name: SectionLoad, Stock: "rtsp://",
 		Title: fmt.Sprintf("go2rtc CPU and memory with N streams (%s H.264 + G.711, one consumer each)", kbps(r.opts.LoadKbps))}
 	maxN := slices.Max(r.opts.StreamCounts)
-	devices := make([]*sim.Device, 0, maxN)
+	var sets [2][]*sim.Device
 	defer func() {
-		for _, d := range devices {
-			_ = d.Close()
+		for _, set := range sets {
+			for _, d := range set {
+				_ = d.Close()
+			}
 		}
 	}()
-	for i := 0; i < maxN; i++ {
-		d, err := sim.Start(sim.Config{Channels: []sim.Channel{{ID: 1, MainKbps: r.opts.LoadKbps}}})
-		if err != nil {
-			s.Error = err.Error()
-			return s
+	for i := range sets {
+		for range maxN {
+			d, err := sim.Start(sim.Config{Channels: []sim.Channel{{ID: 1, MainKbps: r.opts.LoadKbps}}})
+			if err != nil {
+				s.Error = err.Error()
+				return s
+			}
+			sets[i] = append(sets[i], d)
 		}
-		devices = append(devices, d)
 	}
 	var verdicts []string
+	var benchCPU []string
 	for _, n := range r.opts.StreamCounts {
 		var hik, stock []loadResult
-		var ratios, noise []float64
+		var ratios, noise, bench []float64
 		for round := 1; round <= r.opts.LoadRounds; round++ {
-			var got [3]loadResult
-			for i, kind := range []string{kindStock, kindHik, kindStock} {
-				r.logf("load: %d × %s for %v (round %d of %d)", n, kind, r.opts.LoadWindow, round, r.opts.LoadRounds)
-				prof := ""
-				if r.opts.CPUProfile != "" {
-					prof = filepath.Join(r.opts.CPUProfile, fmt.Sprintf("load-%d-r%d-%d-%s.pprof", n, round, i+1, kind))
-				}
-				lr, err := r.loadPhase(ctx, kind, devices[:n], prof)
-				if err != nil {
-					s.Error = fmt.Sprintf("%d streams, %s, round %d: %v", n, kind, round, err)
-					return s
-				}
-				got[i] = lr
+			a, b := sets[0][:n], sets[1][:n]
+			if round%2 == 0 {
+				a, b = b, a
 			}
-			hik = append(hik, got[1])
-			stock = append(stock, got[0], got[2])
-			ratios = append(ratios, got[1].cpuPerStreamMin/((got[0].cpuPerStreamMin+got[2].cpuPerStreamMin)/2))
-			noise = append(noise, got[2].cpuPerStreamMin/got[0].cpuPerStreamMin)
+			prof := func(phase int, kind string) string {
+				if r.opts.CPUProfile == "" {
+					return ""
+				}
+				return filepath.Join(r.opts.CPUProfile, fmt.Sprintf("load-%d-r%d-%d-%s.pprof", n, round, phase, kind))
+			}
+			r.logf("load: %d × hik beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
+			res, bcpu, err := r.loadPhase(ctx, []loadSide{{kindHik, a, prof(1, kindHik)}, {kindStock, b, prof(1, kindStock)}})
+			if err != nil {
+				s.Error = fmt.Sprintf("%d streams, round %d, hikvision beside stock: %v", n, round, err)
+				return s
+			}
+			hik, stock = append(hik, res[0]), append(stock, res[1])
+			ratios = append(ratios, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
+			bench = append(bench, bcpu)
+
+			r.logf("load: %d × stock beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
+			res, _, err = r.loadPhase(ctx, []loadSide{{kindStock, a, prof(2, "stockA")}, {kindStock, b, prof(2, "stockB")}})
+			if err != nil {
+				s.Error = fmt.Sprintf("%d streams, round %d, stock beside stock: %v", n, round, err)
+				return s
+			}
+			noise = append(noise, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
 		}
 		label := fmt.Sprintf("%d streams", n)
 		if n == 1 {
@@ -89,34 +110,30 @@ func (r *runner) load(ctx context.Context) Section {
 			}
 			return Num(Median(xs))
 		}
-		of := fmt.Sprintf("median of %d", len(hik))
-		ofStock := fmt.Sprintf("median of %d", len(stock))
-		medians := fmt.Sprintf("%s / %s phases", of, ofStock)
 		s.Rows = append(s.Rows,
-			Row{Metric: fmt.Sprintf("%s: go2rtc CPU", label), Unit: "CPU s / stream-min", Note: medians,
+			Row{Metric: fmt.Sprintf("%s: go2rtc CPU", label), Unit: "CPU s / stream-min",
+				Note:      fmt.Sprintf("medians of %d phases; ratio: median of the per-phase ratios", len(hik)),
 				Hikvision: med(hik, cpuOf), Stock: med(stock, cpuOf), Ratio: Num(Median(ratios))},
 			NewRow(fmt.Sprintf("%s: go2rtc peak RSS", label), "MiB", med(hik, rssOf), med(stock, rssOf)),
-			NewRow(fmt.Sprintf("%s: simulator + consumers CPU (bench process)", label), "CPU s / stream-min",
-				med(hik, benchOf), med(stock, benchOf)),
 			NewRow(fmt.Sprintf("%s: packets at each consumer", label), "pkt/s", med(hik, pktOf), med(stock, pktOf)),
 			Row{Metric: fmt.Sprintf("%s: CPU ratio of each round", label), Unit: "ratio",
-				Note:          "hikvision / mean of the stock phases before and after it; stock: second stock phase / first",
+				Note:          "hikvision / stock measured at the same time; stock column: stock / stock at the same time (noise band)",
 				HikvisionText: spread(ratios), StockText: spread(noise)})
 		verdicts = append(verdicts, loadVerdict(label, ratios, noise))
+		benchCPU = append(benchCPU, fmt.Sprintf("%s %.3g", label, Median(bench)))
 	}
 	s.Notes = append(s.Notes,
-		fmt.Sprintf("Each round runs three phases, stock, hikvision, stock, each a fresh go2rtc; CPU is user+system from /proc/<pid>/stat over a %s window that opens %s after every consumer got its first packet; peak RSS is the largest VmRSS sampled every 250 ms in the window.", fmtDur(r.opts.LoadWindow), fmtDur(loadSettle)),
-		"The CPU row's ratio is the median over rounds of hikvision / (mean of the two stock phases of the round); the ratio row shows each round's ratios, and in the stock column the stock-vs-stock ratios of the same rounds: the noise band of this machine.",
-		"The simulator runs inside the bench process: its CPU (with the bench's RTSP consumers) is the bench process's own /proc/self/stat, shown separately.",
+		fmt.Sprintf("Each phase runs two go2rtc at the same time, each with N streams on its own N simulated cameras and one consumer per stream; CPU is each go2rtc's user+system from /proc/<pid>/stat over the same %s window, opened %s after every consumer got its first packet; peak RSS is each go2rtc's largest VmRSS sampled every 250 ms in the window.", fmtDur(r.opts.LoadWindow), fmtDur(loadSettle)),
+		"Each round: hikvision beside stock, then stock beside stock on the same two device sets (the stock/stock ratio is the noise band); rounds swap the device sets. The CPU row's ratio is the median of the rounds' hikvision/stock ratios.",
+		"The simulators and all consumers run inside the bench process; its CPU in the hikvision-beside-stock phases (both sides together, CPU s per stream-minute of the 2N streams, median): "+strings.Join(benchCPU, ", ")+".",
 		fmt.Sprintf("Media: testdata/media H.264 640x360 25 fps padded with filler NAL units to %s (as a CBR encoder pads), + 64 kbit/s G.711 µ-law.", kbps(r.opts.LoadKbps)))
 	s.Notes = append(s.Notes, verdicts...)
 	return s
 }
 
-func cpuOf(lr loadResult) float64   { return lr.cpuPerStreamMin }
-func rssOf(lr loadResult) float64   { return lr.peakRSS }
-func benchOf(lr loadResult) float64 { return lr.benchPerStreamMin }
-func pktOf(lr loadResult) float64   { return lr.pktPerStreamSec }
+func cpuOf(lr loadResult) float64 { return lr.cpuPerStreamMin }
+func rssOf(lr loadResult) float64 { return lr.peakRSS }
+func pktOf(lr loadResult) float64 { return lr.pktPerStreamSec }
 
 func kbps(k int) string {
 	if k%1000 == 0 {
@@ -169,54 +186,79 @@ func loadVerdict(label string, ratios, noise []float64) string {
 // net/http/pprof on $HIKVISION_PPROF_ADDR.
 const pprofTag = "hikvision_pprof"
 
-// loadPhase runs one phase; with profile set (a file path) it also records a
-// CPU profile of go2rtc over the measurement window.
-func (r *runner) loadPhase(ctx context.Context, kind string, devices []*sim.Device, profile string) (loadResult, error) {
-	var lr loadResult
-	streams := map[string]string{}
-	for i, d := range devices {
-		if kind == kindHik {
-			streams[streamName(kind, "load", i)] = hikURL(d, simPassword)
-		} else {
-			streams[streamName(kind, "load", i)] = rtspURL(d, simPassword)
-		}
+// loadPhase runs one go2rtc per side at the same time and measures them over
+// one window. It returns a result per side and the bench process's CPU
+// (simulators and consumers of every side) per stream-minute.
+func (r *runner) loadPhase(ctx context.Context, sides []loadSide) ([]loadResult, float64, error) {
+	type running struct {
+		g       *e2e.Go2rtc
+		pid     int
+		readers []*Reader
+		pprof   string
+		p0, t0  ProcStat
+		peak    int64
 	}
-	eo := e2e.Options{Bin: r.bin, Config: streamsYAML(streams)}
-	pprofAddr := ""
-	if profile != "" {
-		var err error
-		if pprofAddr, err = e2e.FreeAddr(); err != nil {
-			return lr, err
-		}
-		eo.Env = append(eo.Env, "HIKVISION_PPROF_ADDR="+pprofAddr)
-	}
-	g, err := e2e.Start(ctx, eo)
-	if err != nil {
-		return lr, err
-	}
-	var readers []*Reader
+	runs := make([]*running, len(sides))
 	stop := func() error {
-		for _, rd := range readers {
-			rd.Close()
+		var errs []error
+		for _, ru := range runs {
+			if ru == nil {
+				continue
+			}
+			for _, rd := range ru.readers {
+				rd.Close()
+			}
+			errs = append(errs, ru.g.Stop())
 		}
-		return g.Stop()
+		return errors.Join(errs...)
 	}
-	pid, err := go2rtcPID(g.ConfigPath)
-	if err != nil {
-		return lr, errors.Join(err, stop())
+	fail := func(err error) ([]loadResult, float64, error) { return nil, 0, errors.Join(err, stop()) }
+
+	for i, side := range sides {
+		streams := map[string]string{}
+		for j, d := range side.devices {
+			if side.kind == kindHik {
+				streams[streamName(side.kind, "load", j)] = hikURL(d, simPassword)
+			} else {
+				streams[streamName(side.kind, "load", j)] = rtspURL(d, simPassword)
+			}
+		}
+		eo := e2e.Options{Bin: r.bin, Config: streamsYAML(streams)}
+		ru := &running{}
+		if side.profile != "" {
+			addr, err := e2e.FreeAddr()
+			if err != nil {
+				return fail(err)
+			}
+			ru.pprof = addr
+			eo.Env = append(eo.Env, "HIKVISION_PPROF_ADDR="+addr)
+		}
+		g, err := e2e.Start(ctx, eo)
+		if err != nil {
+			return fail(err)
+		}
+		ru.g = g
+		runs[i] = ru
+		if ru.pid, err = go2rtcPID(g.ConfigPath); err != nil {
+			return fail(err)
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	for i := range devices {
-		rd, err := DialReader(cctx, consumerURL(g, streamName(kind, "load", i)))
-		if err != nil {
-			return lr, errors.Join(err, stop())
+	for i, side := range sides {
+		for j := range side.devices {
+			rd, err := DialReader(cctx, consumerURL(runs[i].g, streamName(side.kind, "load", j)))
+			if err != nil {
+				return fail(err)
+			}
+			runs[i].readers = append(runs[i].readers, rd)
 		}
-		readers = append(readers, rd)
 	}
-	for _, rd := range readers {
-		if _, err := rd.WaitFirst(cctx); err != nil {
-			return lr, errors.Join(err, stop())
+	for _, ru := range runs {
+		for _, rd := range ru.readers {
+			if _, err := rd.WaitFirst(cctx); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	settle := time.NewTimer(loadSettle)
@@ -224,77 +266,93 @@ func (r *runner) loadPhase(ctx context.Context, kind string, devices []*sim.Devi
 	case <-settle.C:
 	case <-ctx.Done():
 		settle.Stop()
-		return lr, errors.Join(ctx.Err(), stop())
+		return fail(ctx.Err())
 	}
 
-	packets := func() (n uint64) {
-		for _, rd := range readers {
+	packets := func(ru *running) (n uint64) {
+		for _, rd := range ru.readers {
 			n += rd.Packets()
 		}
 		return n
 	}
-	g0, err := ReadProc(pid)
-	if err != nil {
-		return lr, errors.Join(err, stop())
+	profErr := make(chan error, len(sides))
+	nprof := 0
+	for i, side := range sides {
+		if side.profile != "" {
+			nprof++
+			go func() { profErr <- fetchProfile(ctx, runs[i].pprof, r.opts.LoadWindow, side.profile) }()
+		}
+	}
+	pkts0 := make([]uint64, len(runs))
+	for i, ru := range runs {
+		st, err := ReadProc(ru.pid)
+		if err != nil {
+			return fail(err)
+		}
+		ru.p0, ru.peak, pkts0[i] = st, st.RSS, packets(ru)
 	}
 	b0, err := ReadProc(0)
 	if err != nil {
-		return lr, errors.Join(err, stop())
+		return fail(err)
 	}
-	var profErr chan error
-	if profile != "" {
-		profErr = make(chan error, 1)
-		go func() { profErr <- fetchProfile(ctx, pprofAddr, r.opts.LoadWindow, profile) }()
-	}
-	p0, t0 := packets(), time.Now()
-	peak := g0.RSS
+	t0 := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
 	window := time.NewTimer(r.opts.LoadWindow)
 sample:
 	for {
 		select {
 		case <-tick.C:
-			if st, err := ReadProc(pid); err == nil {
-				peak = max(peak, st.RSS)
+			for _, ru := range runs {
+				if st, err := ReadProc(ru.pid); err == nil {
+					ru.peak = max(ru.peak, st.RSS)
+				}
 			}
 		case <-window.C:
 			break sample
 		case <-ctx.Done():
 			tick.Stop()
-			return lr, errors.Join(ctx.Err(), stop())
+			return fail(ctx.Err())
 		}
 	}
 	tick.Stop()
-	g1, err := ReadProc(pid)
-	if err != nil {
-		return lr, errors.Join(err, stop())
+	t1 := time.Now()
+	out := make([]loadResult, len(runs))
+	total := 0
+	for i, ru := range runs {
+		st, err := ReadProc(ru.pid)
+		if err != nil {
+			return fail(err)
+		}
+		n := float64(len(sides[i].devices))
+		total += len(sides[i].devices)
+		streamMin := n * t1.Sub(t0).Minutes()
+		out[i] = loadResult{
+			cpuPerStreamMin: (st.CPU() - ru.p0.CPU()).Seconds() / streamMin,
+			peakRSS:         float64(max(ru.peak, st.RSS)) / (1 << 20),
+			pktPerStreamSec: float64(packets(ru)-pkts0[i]) / n / t1.Sub(t0).Seconds(),
+		}
 	}
 	b1, err := ReadProc(0)
 	if err != nil {
-		return lr, errors.Join(err, stop())
+		return fail(err)
 	}
-	p1, t1 := packets(), time.Now()
-	if profErr != nil {
+	for range nprof {
 		if err := <-profErr; err != nil {
-			return lr, errors.Join(err, stop())
+			return fail(err)
 		}
 	}
-	for i, rd := range readers {
-		if !rd.Alive() {
-			return lr, errors.Join(fmt.Errorf("consumer %d closed during the window: %v", i, rd.Err()), stop())
+	for i, ru := range runs {
+		for j, rd := range ru.readers {
+			if !rd.Alive() {
+				return fail(fmt.Errorf("%s consumer %d closed during the window: %v", sides[i].kind, j, rd.Err()))
+			}
 		}
 	}
-	if err = stop(); err != nil {
-		return lr, err
+	if err := stop(); err != nil {
+		return nil, 0, err
 	}
-	n := float64(len(devices))
-	streamMin := n * t1.Sub(t0).Minutes()
-	peak = max(peak, g1.RSS)
-	lr.cpuPerStreamMin = (g1.CPU() - g0.CPU()).Seconds() / streamMin
-	lr.benchPerStreamMin = (b1.CPU() - b0.CPU()).Seconds() / streamMin
-	lr.peakRSS = float64(peak) / (1 << 20)
-	lr.pktPerStreamSec = float64(p1-p0) / n / t1.Sub(t0).Seconds()
-	return lr, nil
+	benchPerStreamMin := (b1.CPU() - b0.CPU()).Seconds() / (float64(total) * t1.Sub(t0).Minutes())
+	return out, benchPerStreamMin, nil
 }
 
 // fetchProfile saves go2rtc's CPU profile over the next window (whole
