@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,38 +114,56 @@ type track struct {
 
 // forward returns the per-packet handler of one session's receiver for t:
 // it stamps the heartbeat, counts sequence gaps and forwards into t.recv. It
-// allocates nothing per packet.
+// allocates nothing per packet, and everything it touches per packet is in
+// one forwarder and the track (few cache lines: at 32 streams of 2 Mbit/s
+// this runs ~9000 times a second).
 func (p *Producer) forward(t *track) core.HandlerFunc {
-	var (
-		have   bool
-		inLast uint16
-		seqOff uint16
-		tsOff  uint32
-	)
-	clock := int64(t.codec.ClockRate)
-	return func(pkt *core.Packet) {
-		now := mono()
-		p.status.lastPacket.Store(now)
-		if !have {
-			have = true
-			select { // play sets the state to streaming
-			case p.firstPacket <- struct{}{}:
-			default:
-			}
-			if t.out && clock > 0 {
-				ticks := (now - t.lastAt) / 1000 * clock / 1_000_000
-				tsOff = t.lastTS + uint32(ticks) - pkt.Timestamp
-				seqOff = t.lastSeq + 1 - pkt.SequenceNumber
-			}
-		} else if gap := pkt.SequenceNumber - inLast - 1; gap != 0 && gap < 0x8000 {
-			p.status.packetsLost.Add(uint64(gap))
-		}
-		inLast = pkt.SequenceNumber
-		pkt.SequenceNumber += seqOff
-		pkt.Timestamp += tsOff
-		t.out, t.lastSeq, t.lastTS, t.lastAt = true, pkt.SequenceNumber, pkt.Timestamp, now
-		t.recv.WriteRTP(pkt)
+	f := &forwarder{
+		t: t, next: t.recv.Input, clock: int64(t.codec.ClockRate),
+		lastPacket: &p.status.lastPacket, lost: &p.status.packetsLost, first: p.firstPacket,
 	}
+	return f.handle
+}
+
+// forwarder is the state of one session's track (see forward). Only the
+// session's read goroutine touches it.
+type forwarder struct {
+	have   bool
+	inLast uint16
+	seqOff uint16
+	tsOff  uint32
+	clock  int64
+
+	t          *track
+	next       core.HandlerFunc // t.recv.Input: go2rtc's own fan-out to the consumers
+	lastPacket *atomic.Int64
+	lost       *atomic.Uint64
+	first      chan struct{}
+}
+
+func (f *forwarder) handle(pkt *core.Packet) {
+	now := mono()
+	f.lastPacket.Store(now)
+	t := f.t
+	if !f.have {
+		f.have = true
+		select { // play sets the state to streaming
+		case f.first <- struct{}{}:
+		default:
+		}
+		if t.out && f.clock > 0 {
+			ticks := (now - t.lastAt) / 1000 * f.clock / 1_000_000
+			f.tsOff = t.lastTS + uint32(ticks) - pkt.Timestamp
+			f.seqOff = t.lastSeq + 1 - pkt.SequenceNumber
+		}
+	} else if gap := pkt.SequenceNumber - f.inLast - 1; gap != 0 && gap < 0x8000 {
+		f.lost.Add(uint64(gap))
+	}
+	f.inLast = pkt.SequenceNumber
+	pkt.SequenceNumber += f.seqOff
+	pkt.Timestamp += f.tsOff
+	t.out, t.lastSeq, t.lastTS, t.lastAt = true, pkt.SequenceNumber, pkt.Timestamp, now
+	f.next(pkt)
 }
 
 // setupTracks SETUPs every track on a fresh session (one authenticated

@@ -82,13 +82,21 @@ func (r *runner) load(ctx context.Context) Section {
 				return filepath.Join(r.opts.CPUProfile, fmt.Sprintf("load-%d-r%d-%d-%s.pprof", n, round, phase, kind))
 			}
 			r.logf("load: %d × hik beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
-			res, bcpu, err := r.loadPhase(ctx, []loadSide{{kindHik, a, prof(1, kindHik)}, {kindStock, b, prof(1, kindStock)}})
+			// which go2rtc starts first (and gets its consumers first)
+			// alternates too: the first of two measures about 1 % more
+			pair := []loadSide{{kindHik, a, prof(1, kindHik)}, {kindStock, b, prof(1, kindStock)}}
+			h, st := 0, 1
+			if round%2 == 0 {
+				pair[0], pair[1] = pair[1], pair[0]
+				h, st = 1, 0
+			}
+			res, bcpu, err := r.loadPhase(ctx, pair)
 			if err != nil {
 				s.Error = fmt.Sprintf("%d streams, round %d, hikvision beside stock: %v", n, round, err)
 				return s
 			}
-			hik, stock = append(hik, res[0]), append(stock, res[1])
-			ratios = append(ratios, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
+			hik, stock = append(hik, res[h]), append(stock, res[st])
+			ratios = append(ratios, res[h].cpuPerStreamMin/res[st].cpuPerStreamMin)
 			bench = append(bench, bcpu)
 
 			r.logf("load: %d × stock beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
@@ -97,7 +105,11 @@ func (r *runner) load(ctx context.Context) Section {
 				s.Error = fmt.Sprintf("%d streams, round %d, stock beside stock: %v", n, round, err)
 				return s
 			}
-			noise = append(noise, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
+			if round%2 == 0 { // the positions of the round's hikvision/stock ratio
+				noise = append(noise, res[1].cpuPerStreamMin/res[0].cpuPerStreamMin)
+			} else {
+				noise = append(noise, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
+			}
 		}
 		label := fmt.Sprintf("%d streams", n)
 		if n == 1 {
@@ -124,7 +136,7 @@ func (r *runner) load(ctx context.Context) Section {
 	}
 	s.Notes = append(s.Notes,
 		fmt.Sprintf("Each phase runs two go2rtc at the same time, each with N streams on its own N simulated cameras and one consumer per stream; CPU is each go2rtc's user+system from /proc/<pid>/stat over the same %s window, opened %s after every consumer got its first packet; peak RSS is each go2rtc's largest VmRSS sampled every 250 ms in the window.", fmtDur(r.opts.LoadWindow), fmtDur(loadSettle)),
-		"Each round: hikvision beside stock, then stock beside stock on the same two device sets (the stock/stock ratio is the noise band); rounds swap the device sets. The CPU row's ratio is the median of the rounds' hikvision/stock ratios.",
+		"Each round: hikvision beside stock, then stock beside stock on the same two device sets (the stock/stock ratio is the noise band, taken in the same order of start as the hikvision/stock one); rounds swap the device sets and which go2rtc starts first. The CPU row's ratio is the median of the rounds' hikvision/stock ratios.",
 		"The simulators and all consumers run inside the bench process; its CPU in the hikvision-beside-stock phases (both sides together, CPU s per stream-minute of the 2N streams, median): "+strings.Join(benchCPU, ", ")+".",
 		fmt.Sprintf("Media: testdata/media H.264 640x360 25 fps padded with filler NAL units to %s (as a CBR encoder pads), + 64 kbit/s G.711 µ-law.", kbps(r.opts.LoadKbps)))
 	s.Notes = append(s.Notes, verdicts...)
