@@ -198,7 +198,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	r.report.Notes = append(r.report.Notes,
 		"Simulator: internal/sim in the bench process (camera H.264 640x360 25 fps + G.711 µ-law from testdata/media: ~160 kbit/s of video, padded to 2 Mbit/s with filler NAL units in the load section), on loopback.",
-		"Stock sources run in the same patched go2rtc binary as hikvision:// (patches 0002-0004 change go2rtc's stream core for both).",
+		"Stock sources run in the same patched go2rtc binary as hikvision:// (patches/ change go2rtc's stream core for both: reconnect backoff, long-outage consumers, URL redaction).",
 		"Consumers: the bench's own RTSP reader (TCP interleaved, every media, OPTIONS keepalive every 25 s only while packets arrive, like ffmpeg).")
 	if runtime.NumCPU() <= 2 {
 		r.report.Notes = append(r.report.Notes, fmt.Sprintf("Noise: %d CPUs shared with the bench, the simulator and other work; timings vary by tens of ms run to run.", runtime.NumCPU()))
