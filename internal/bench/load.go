@@ -71,9 +71,14 @@ func (r *runner) load(ctx context.Context) Section {
 		var hik, stock []loadResult
 		var ratios, noise, bench []float64
 		for round := 1; round <= r.opts.LoadRounds; round++ {
+			// even rounds swap the device sets and which go2rtc starts first
+			// (and gets its consumers first: the first of two measures about
+			// 1 % more); h and st are the hikvision and stock positions
 			a, b := sets[0][:n], sets[1][:n]
+			h, st := 0, 1
 			if round%2 == 0 {
 				a, b = b, a
+				h, st = 1, 0
 			}
 			prof := func(phase int, kind string) string {
 				if r.opts.CPUProfile == "" {
@@ -82,14 +87,9 @@ func (r *runner) load(ctx context.Context) Section {
 				return filepath.Join(r.opts.CPUProfile, fmt.Sprintf("load-%d-r%d-%d-%s.pprof", n, round, phase, kind))
 			}
 			r.logf("load: %d × hik beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
-			// which go2rtc starts first (and gets its consumers first)
-			// alternates too: the first of two measures about 1 % more
-			pair := []loadSide{{kindHik, a, prof(1, kindHik)}, {kindStock, b, prof(1, kindStock)}}
-			h, st := 0, 1
-			if round%2 == 0 {
-				pair[0], pair[1] = pair[1], pair[0]
-				h, st = 1, 0
-			}
+			pair := make([]loadSide, 2)
+			pair[h] = loadSide{kindHik, a, prof(1, kindHik)}
+			pair[st] = loadSide{kindStock, b, prof(1, kindStock)}
 			res, bcpu, err := r.loadPhase(ctx, pair)
 			if err != nil {
 				s.Error = fmt.Sprintf("%d streams, round %d, hikvision beside stock: %v", n, round, err)
@@ -105,11 +105,7 @@ func (r *runner) load(ctx context.Context) Section {
 				s.Error = fmt.Sprintf("%d streams, round %d, stock beside stock: %v", n, round, err)
 				return s
 			}
-			if round%2 == 0 { // the positions of the round's hikvision/stock ratio
-				noise = append(noise, res[1].cpuPerStreamMin/res[0].cpuPerStreamMin)
-			} else {
-				noise = append(noise, res[0].cpuPerStreamMin/res[1].cpuPerStreamMin)
-			}
+			noise = append(noise, res[h].cpuPerStreamMin/res[st].cpuPerStreamMin) // the same positions
 		}
 		label := fmt.Sprintf("%d streams", n)
 		if n == 1 {
@@ -164,7 +160,7 @@ func spread(xs []float64) string {
 }
 
 // noiseBand is the largest distance from 1 of the stock-vs-stock ratios (and
-// of their inverses: which stock phase came first is arbitrary).
+// of their inverses: a band is symmetric).
 func noiseBand(noise []float64) float64 {
 	band := 0.0
 	for _, x := range noise {
