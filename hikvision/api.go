@@ -13,7 +13,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
 
-// HTTP endpoints of the module. The glue (patches/0001) registers them with
+// HTTP endpoints of the module. The glue inside go2rtc registers them with
 // go2rtc's api.HandleFunc, so they sit behind go2rtc's own API listener,
 // base path and authentication:
 //
@@ -30,15 +30,15 @@ import (
 // ({"error","reason","last_good","age_s"}): 400 bad request, 404 no such
 // stream or no hikvision source, 502/503/504 device failures (see
 // snapshot.Serve).
-func SnapshotHandler(w http.ResponseWriter, r *http.Request) { reg.serveSnapshot(w, r) }
+func (m *Module) SnapshotHandler(w http.ResponseWriter, r *http.Request) { m.reg.serveSnapshot(w, r) }
 
 // HealthHandler answers the JSON Health of every device and source the module
 // knows.
-func HealthHandler(w http.ResponseWriter, r *http.Request) { reg.serveHealth(w, r) }
+func (m *Module) HealthHandler(w http.ResponseWriter, r *http.Request) { m.reg.serveHealth(w, r) }
 
 // MetricsHandler answers the same figures as HealthHandler in the Prometheus
 // text format (labels device, user, stream, stream_id; never a password).
-func MetricsHandler(w http.ResponseWriter, r *http.Request) { reg.serveMetrics(w, r) }
+func (m *Module) MetricsHandler(w http.ResponseWriter, r *http.Request) { m.reg.serveMetrics(w, r) }
 
 func writeJSONError(w http.ResponseWriter, status int, reason, msg string) {
 	b, _ := json.Marshal(snapshot.ErrorBody{Error: msg, Reason: snapshot.Reason(reason)})
@@ -70,6 +70,7 @@ func (r *registry) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("hikvision: snapshot: stream %q does not exist or has no hikvision:// source", name))
 		return
 	}
+	r.prune()
 	s, err := r.source(sources[0])
 	if err != nil { // a *ConfigError: never holds the password
 		writeJSONError(w, http.StatusBadRequest, "bad_source",
@@ -102,8 +103,13 @@ func (r *registry) serveHealth(w http.ResponseWriter, req *http.Request) {
 // current state).
 var (
 	deviceStates = []guard.Status{guard.StatusIdle, guard.StatusOK, guard.StatusFailing, guard.StatusHolding, guard.StatusLocked}
-	sourceStates = []string{stateIdle, StateConnecting.String(), StateStreaming.String(), StateReconnecting.String(),
-		StateBackoff.String(), stateUnreachable, stateAuthFailed, stateLocked, stateFailed, StateStopped.String()}
+	sourceStates = func() []string {
+		out := make([]string, len(states))
+		for i, s := range states {
+			out[i] = s.String()
+		}
+		return out
+	}()
 )
 
 // metricsWriter writes the Prometheus text format, one HELP/TYPE per family.

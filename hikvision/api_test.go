@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"image/jpeg"
 	"io"
 	"net/http"
@@ -57,8 +58,7 @@ type apiEnv struct {
 // and an HTTP server with the three handlers. Streams are set with stream().
 func newAPIEnv(t *testing.T, minInterval time.Duration) *apiEnv {
 	t.Helper()
-	probes.reset()
-	e := &apiEnv{t: t, reg: newRegistry(), clock: &apiClock{now: time.Unix(1_800_000_000, 0)}, strm: map[string][]string{}}
+	e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: &apiClock{now: time.Unix(1_800_000_000, 0)}, strm: map[string][]string{}}
 	e.reg.now = e.clock.Now
 	e.reg.cacheOptions = snapshot.Options{MinInterval: minInterval}
 	e.reg.resolve = func(name string) []string {
@@ -83,7 +83,6 @@ func newAPIEnv(t *testing.T, minInterval time.Duration) *apiEnv {
 	t.Cleanup(func() {
 		e.srv.Close()
 		e.reg.close()
-		probes.reset()
 	})
 	return e
 }
@@ -438,7 +437,7 @@ func TestRegistryCloseLeavesNoGoroutine(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	base := runtime.NumGoroutine()
 	func() {
-		e := &apiEnv{t: t, reg: newRegistry(), clock: &apiClock{now: time.Now()}, strm: map[string][]string{}}
+		e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: &apiClock{now: time.Now()}, strm: map[string][]string{}}
 		e.reg.resolve = func(string) []string { return []string{apiSimURL(dev, "admin", apiPass, "#timeout=5")} }
 		if err := dev.FailNextSnapshots(1, sim.SnapshotTimeout); err != nil {
 			t.Fatal(err)
@@ -467,23 +466,23 @@ func TestRegistryCloseLeavesNoGoroutine(t *testing.T) {
 	}
 }
 
-func TestSplitSnapshotOptions(t *testing.T) {
+func TestSnapshotOptions(t *testing.T) {
 	base := "hikvision://admin:pw@cam/?channel=1"
 	for _, tc := range []struct {
-		in, rest string
-		want     snapshotOptions
-		bad      string
+		in   string
+		want SnapshotOptions
+		bad  string
 	}{
-		{in: base, rest: base},
-		{in: base + "#backchannel=0#snapshot_max_stale=30#timeout=5", rest: base + "#backchannel=0#timeout=5",
-			want: snapshotOptions{MaxStale: 30 * time.Second}},
-		{in: base + "#snapshot_last_good=0&snapshot_min_interval=0.25", rest: base,
-			want: snapshotOptions{NoLastGood: true, MinInterval: 250 * time.Millisecond}},
+		{in: base},
+		{in: base + "#backchannel=0#snapshot_max_stale=30#timeout=5",
+			want: SnapshotOptions{MaxStale: 30 * time.Second}},
+		{in: base + "#snapshot_last_good=0&snapshot_min_interval=0.25",
+			want: SnapshotOptions{NoLastGood: true, MinInterval: 250 * time.Millisecond}},
 		{in: base + "#snapshot_max_stale=0", bad: "#snapshot_max_stale"},
 		{in: base + "#snapshot_last_good=maybe", bad: "#snapshot_last_good"},
 		{in: base + "#snapshot_min_interval=x", bad: "#snapshot_min_interval"},
 	} {
-		rest, o, err := splitSnapshotOptions(tc.in)
+		cfg, err := ParseURL(tc.in)
 		if tc.bad != "" {
 			var ce *ConfigError
 			if !errors.As(err, &ce) || ce.Param != tc.bad {
@@ -491,8 +490,8 @@ func TestSplitSnapshotOptions(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || rest != tc.rest || o != tc.want {
-			t.Errorf("%s: %q %+v %v, want %q %+v", tc.in, rest, o, err, tc.rest, tc.want)
+		if err != nil || cfg.Snapshot != tc.want {
+			t.Errorf("%s: %+v %v, want %+v", tc.in, cfg, err, tc.want)
 		}
 	}
 }
@@ -505,9 +504,8 @@ func BenchmarkSnapshotHandlerCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dev.Close()
-	probes.reset()
-	defer probes.reset()
-	r := newRegistry()
+	resetModule(b, Options{}, guard.Config{})
+	r := mod(b).reg
 	defer r.close()
 	r.cacheOptions = snapshot.Options{MinInterval: time.Hour}
 	src := apiSimURL(dev, "admin", apiPass, "")
@@ -609,7 +607,8 @@ func TestHealthForgetsDeletedStreams(t *testing.T) {
 		t.Errorf("after deleting both streams, cam still playing: devices %v, sources %v; want only cam's device and its source with no stream name", devs, srcs)
 	}
 
-	cancel() // its producer stopped
+	cancel()      // its producer stopped,
+	e.reg.prune() // which Stop follows with a prune (the end of its lifetime)
 	if devs, srcs := hosts(health()); len(devs) != 0 || len(srcs) != 0 {
 		t.Errorf("after the producer stopped: devices %v, sources %v; want none", devs, srcs)
 	}

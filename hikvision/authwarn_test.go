@@ -2,6 +2,7 @@ package hikvision
 
 import (
 	"bytes"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"strings"
 	"sync"
 	"testing"
@@ -41,17 +42,14 @@ next:
 // captureLog sends the module's log to a buffer for the test.
 func captureLog(t *testing.T) *syncBuf {
 	buf := &syncBuf{}
-	saved := log
-	SetLogger(zerolog.New(buf).Level(zerolog.DebugLevel))
-	t.Cleanup(func() { SetLogger(saved) })
+	mod(t).log = zerolog.New(buf).Level(zerolog.DebugLevel)
 	return buf
 }
 
 // A device that accepts only HTTP Basic over plain HTTP gets one warning,
 // however often it is dialled; a device that also offers Digest gets none.
 func TestBasicOverHTTPWarnsOncePerDevice(t *testing.T) {
-	probes.reset()
-	t.Cleanup(probes.reset)
+	resetModule(t, Options{}, guard.Config{})
 	buf := captureLog(t)
 	const pass = "hik/12@45"
 	basic := apiStartSim(t, sim.Config{Auth: sim.AuthBasic, Users: map[string]string{"admin": pass}})
@@ -64,9 +62,10 @@ func TestBasicOverHTTPWarnsOncePerDevice(t *testing.T) {
 			}
 		}
 		// forget the probes (not the warnings): the next Dial logs in again
-		probes.mu.Lock()
-		probes.m = map[string]probeEntry{}
-		probes.mu.Unlock()
+		m := mod(t)
+		m.probes.mu.Lock()
+		m.probes.m = map[string]probeEntry{}
+		m.probes.mu.Unlock()
 	}
 	got := buf.lines(`"device":"`+basic.HTTPAddr()+`"`, "Basic")
 	if len(got) != 1 {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
 
@@ -61,6 +62,27 @@ type Config struct {
 	// each open (the old go2rtc behaviour), cutting off whoever is talking.
 	// Default off: a busy line is reported, not taken.
 	TalkTakeover bool
+
+	// Snapshot are the #snapshot_* options (the source's snapshot cache).
+	Snapshot SnapshotOptions
+}
+
+// Snapshot option names (URL fragment).
+const (
+	optSnapshotMaxStale = "snapshot_max_stale"
+	optSnapshotLastGood = "snapshot_last_good"
+	optSnapshotMinIvl   = "snapshot_min_interval"
+)
+
+// SnapshotOptions are a source's snapshot options, after '#' in the URL:
+//
+//	#snapshot_max_stale=SECONDS     oldest last good image served when the device fails (1-604800, default 600)
+//	#snapshot_last_good=0           never serve a last good image: a failed fetch is an error at once
+//	#snapshot_min_interval=SECONDS  least time between two device requests (0.001-3600, default 1)
+type SnapshotOptions struct {
+	MaxStale    time.Duration // 0: snapshot.DefaultMaxStale
+	NoLastGood  bool
+	MinInterval time.Duration // 0: the module's default (snapshot.DefaultMinInterval)
 }
 
 // ConfigError is a hikvision:// URL that cannot be used. It is returned before
@@ -102,9 +124,9 @@ func hostPort(host, port string) string {
 // RTSPURL is rtsp://USER:PASS@HOST:PORT/Streaming/Channels/<id> with
 // percent-encoded credentials. It holds the password: never log it.
 //
-// On NVRs, IP channels use this same path. (Snapshots of NVR IP channels will
+// On NVRs, IP channels use this same path. (Snapshots of NVR IP channels
 // need /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture instead of
-// /ISAPI/Streaming/channels/<id>/picture, see PROTOCOL.md §3.)
+// /ISAPI/Streaming/channels/<id>/picture.)
 func (c *Config) RTSPURL(port int) string {
 	u := url.URL{
 		Scheme: "rtsp",
@@ -346,18 +368,24 @@ func (c *Config) setOption(name, value string) error {
 			return &ConfigError{Param: name, Value: value, Reason: "want seconds 1-3600"}
 		}
 		c.Timeout = time.Duration(n) * time.Second
-	case "snapshot_max_stale", "snapshot_min_interval":
-		// Snapshot options belong to the registry (registry.go), which takes
-		// them out of the URL before Dial; checked here too so that a URL
-		// Dial accepts is one the registry accepts.
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil || f < 0 || f > 86400 {
-			return &ConfigError{Param: "#" + name, Value: value, Reason: "want seconds 0-86400"}
+	case optSnapshotMaxStale:
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > 7*24*3600 {
+			return &ConfigError{Param: "#" + name, Value: value, Reason: "want seconds 1-604800"}
 		}
-	case "snapshot_last_good":
-		if _, err := parseBool(name, value); err != nil {
+		c.Snapshot.MaxStale = time.Duration(n) * time.Second
+	case optSnapshotMinIvl:
+		f, err := strconv.ParseFloat(value, 64)
+		if err != nil || f < 0.001 || f > 3600 {
+			return &ConfigError{Param: "#" + name, Value: value, Reason: "want seconds 0.001-3600"}
+		}
+		c.Snapshot.MinInterval = time.Duration(f * float64(time.Second))
+	case optSnapshotLastGood:
+		b, err := parseBool("#"+name, value)
+		if err != nil {
 			return err
 		}
+		c.Snapshot.NoLastGood = !b
 	default:
 		return &ConfigError{Param: "#" + name, Value: value, Reason: "unknown option (known: #backchannel, #timeout, #snapshot_max_stale, #snapshot_last_good, #snapshot_min_interval)"}
 	}
@@ -405,4 +433,12 @@ func userPassGuess(s string) []string {
 		return nil
 	}
 	return []string{pass}
+}
+
+// isapiConfig is the ISAPI client configuration of the URL's device.
+func (c *Config) isapiConfig() isapi.Config {
+	return isapi.Config{
+		Host: c.HTTPAddr(), HTTPS: c.HTTPS, Username: c.Username, Password: c.Password,
+		InsecureSkipVerify: c.Insecure, CertSHA256: c.CertSHA256, Timeout: c.Timeout,
+	}
 }

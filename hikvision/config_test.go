@@ -28,9 +28,10 @@ func TestParseURL(t *testing.T) {
 			Config{Host: "cam", Username: "admin", Password: "x", HTTPS: true, CertSHA256: "aabb" + strings.Repeat("00", 30), Channel: 1, Stream: StreamMain, Backchannel: false, Timeout: 7 * time.Second}},
 		{"hikvision://admin:x@[fe80::1]:81/?stream=2#timeout=3&backchannel=1",
 			Config{Host: "fe80::1", HTTPPort: 81, Username: "admin", Password: "x", Channel: 1, Stream: StreamSub, Backchannel: true, Timeout: 3 * time.Second}},
-		// snapshot options are the registry's: accepted (checked), not part of Config
+		// snapshot options: parsed with the rest (one parser for every option)
 		{"hikvision://admin:x@cam/#snapshot_max_stale=60#snapshot_last_good=0#snapshot_min_interval=0.5",
-			Config{Host: "cam", Username: "admin", Password: "x", Channel: 1, Stream: StreamMain, Backchannel: true}},
+			Config{Host: "cam", Username: "admin", Password: "x", Channel: 1, Stream: StreamMain, Backchannel: true,
+				Snapshot: SnapshotOptions{MaxStale: time.Minute, NoLastGood: true, MinInterval: 500 * time.Millisecond}}},
 	}
 	for _, tt := range tests {
 		got, err := ParseURL(tt.in)
@@ -76,7 +77,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"hikvision://admin:" + pass + "@cam/#backchannel=2", "backchannel", "2"},
 		{"hikvision://admin:" + pass + "@cam/#media=video", "#media", "video"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=soon", "#snapshot_max_stale", "soon"},
-		{"hikvision://admin:" + pass + "@cam/#snapshot_last_good=maybe", "snapshot_last_good", "maybe"},
+		{"hikvision://admin:" + pass + "@cam/#snapshot_last_good=maybe", "#snapshot_last_good", "maybe"},
 		// unencoded '/', '?' or '#' in the password
 		{"hikvision://admin:Sup3r/S3cret@cam/", "password", ""},
 		{"hikvision://admin:Sup3r?S3cret@cam/", "password", ""},

@@ -88,12 +88,18 @@ type causeError struct {
 func (e *causeError) Error() string   { return e.sentinel.Error() + ": " + describe(e.cause) }
 func (e *causeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
+// CredentialsAccepted: a missing channel, a stream without usable media or
+// a changed stream is the device's answer after the login (for the login
+// guard).
+func (e *causeError) CredentialsAccepted() bool {
+	return e.sentinel == ErrChannelNotFound || e.sentinel == ErrNoMedia || e.sentinel == ErrStreamChanged
+}
+
 // Permanent reports whether redialling cannot help until something changes
 // outside the program: wrong or missing credentials, the device's login lock,
 // a device that is not activated, a user without the rights, an unsupported
-// request, or a channel/stream the device does not have. Patched go2rtc
-// (patches/0004) stops reconnecting a source whose Dial or Start returns such
-// an error.
+// request, or a channel/stream the device does not have. The patched go2rtc
+// stops reconnecting a source whose Dial or Start returns such an error.
 func (e *DialError) Permanent() bool { return permanentCause(e.Err) }
 
 func permanentCause(err error) bool {
@@ -211,6 +217,9 @@ func (e *ChannelOfflineError) Error() string {
 }
 
 func (e *ChannelOfflineError) Is(target error) bool { return target == ErrChannelOffline }
+
+// CredentialsAccepted: the NVR answered past the login (for the login guard).
+func (e *ChannelOfflineError) CredentialsAccepted() bool { return true }
 
 // Permanent is false: the camera may be connected again.
 func (e *ChannelOfflineError) Permanent() bool { return false }

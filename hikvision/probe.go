@@ -45,8 +45,8 @@ type talkInfo struct {
 	Refused error
 }
 
-// probeCache is process-wide: go2rtc builds a new producer on every
-// reconnect.
+// probeCache keeps probes per device, channel and stream for the module:
+// go2rtc builds a new producer on every reconnect.
 type probeCache struct {
 	mu  sync.Mutex
 	m   map[string]probeEntry
@@ -59,16 +59,15 @@ type probeEntry struct {
 	expires time.Time
 }
 
-var probes = &probeCache{m: map[string]probeEntry{}, ttl: ProbeTTL, now: time.Now}
+func newProbeCache(ttl time.Duration) *probeCache {
+	return &probeCache{m: map[string]probeEntry{}, ttl: ttl, now: time.Now}
+}
 
 // probeKey identifies device + channel + stream (and the user, whose
-// privileges decide what the device tells). No password.
+// privileges decide what the device tells): the device's key plus the
+// stream id.
 func probeKey(cfg *Config) string {
-	scheme := "http"
-	if cfg.HTTPS {
-		scheme = "https"
-	}
-	return scheme + "://" + cfg.Username + "@" + cfg.HTTPAddr() + "/" + strconv.Itoa(cfg.StreamID())
+	return deviceKey(cfg) + "/" + strconv.Itoa(cfg.StreamID())
 }
 
 func (c *probeCache) get(cfg *Config) *deviceProbe {
@@ -99,53 +98,17 @@ func (c *probeCache) put(cfg *Config, p *deviceProbe) {
 	c.m[probeKey(cfg)] = probeEntry{p: p, expires: now.Add(c.ttl)}
 }
 
-// reset forgets every cached probe and every device's login guard (tests:
-// each test starts from a device nobody has logged in to).
-func (c *probeCache) reset() {
-	c.mu.Lock()
-	c.m = map[string]probeEntry{}
-	c.mu.Unlock()
-	setGuards(guard.NewRegistry(guard.Config{}))
-	resetBasicWarned()
-}
-
-// guards holds one login guard per device (host + user) for the process:
-// every producer of a device shares it (and so should snapshot and talk).
-var (
-	guardsMu sync.Mutex
-	guards   = guard.Default()
-)
-
-func setGuards(r *guard.Registry) {
-	guardsMu.Lock()
-	guards = r
-	guardsMu.Unlock()
-}
-
-// deviceGuard returns the login guard of cfg's device. A changed password
-// resets it (guard.Registry.Get).
-func deviceGuard(cfg *Config) *guard.Guard {
-	guardsMu.Lock()
-	r := guards
-	guardsMu.Unlock()
-	return r.Get(cfg.HTTPAddr(), cfg.Username, guard.Secret(cfg.Password))
-}
-
-// guardedProbe runs probe as one authenticated attempt of the device guard:
-// Allow first (a hold returns *HoldError without any request), then the
-// outcome is reported. A probe that failed after the login succeeded (no such
-// channel) reports a success: the credentials are good.
-func guardedProbe(ctx context.Context, g *guard.Guard, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
-	if err := g.Wait(ctx); err != nil {
-		return nil, holdErr(cfg.HTTPAddr(), err)
-	}
-	p, err := probe(ctx, c, cfg)
-	switch {
-	case err == nil, errors.Is(err, ErrChannelNotFound), errors.Is(err, ErrChannelOffline):
-		g.Success()
-		warnBasic(cfg, c)
-	default:
-		g.Report(err)
+// guardedProbe runs probe as one authenticated attempt of the device's
+// guard (a hold returns *HoldError without any request).
+func (m *Module) guardedProbe(ctx context.Context, d *Device, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
+	var p *deviceProbe
+	err := d.Do(ctx, func(ctx context.Context) error {
+		var err error
+		p, err = m.probe(ctx, c, cfg)
+		return err
+	})
+	if err == nil || errors.Is(err, ErrChannelNotFound) || errors.Is(err, ErrChannelOffline) {
+		m.warnBasic(cfg, c)
 	}
 	return p, err
 }
@@ -189,7 +152,7 @@ var (
 // three round trips whatever it asks. One more request happens only in a
 // rare case, after the round: the NVR StreamingProxy channel when an NVR
 // does not list the channel itself.
-func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
+func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	id := cfg.StreamID()
 	host := cfg.HTTPAddr()
 	p := &deviceProbe{Requests: 1}
@@ -252,7 +215,7 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 			return nil, err
 		}
 		if statusErr != nil {
-			log.Debug().Str("device", host).Str("err", redactErr(statusErr, cfg)).
+			m.log.Debug().Str("device", host).Str("err", redactErr(statusErr, cfg)).
 				Msg("[hikvision] NVR channel status unknown")
 		}
 	}
@@ -265,13 +228,13 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 		case errors.As(talkErr, &se):
 			p.Talk = talkInfo{Asked: true, Refused: talkErr} // the device's answer: cached
 		default:
-			log.Warn().Str("device", host).Str("err", redactErr(talkErr, cfg)).
+			m.log.Warn().Str("device", host).Str("err", redactErr(talkErr, cfg)).
 				Msg("[hikvision] two-way audio channels unknown: no talk this time")
 		}
 	}
 
 	if pe != nil {
-		log.Warn().Str("device", host).Str("err", redactErr(pe, cfg)).Msg("[hikvision] RTSP port unknown, using 554")
+		m.log.Warn().Str("device", host).Str("err", redactErr(pe, cfg)).Msg("[hikvision] RTSP port unknown, using 554")
 		port = isapi.DefaultRTSPPort
 	}
 	p.RTSPPort = port
@@ -301,7 +264,7 @@ func probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, err
 			&causeError{sentinel: ErrChannelNotFound, cause: chErr}, cfg)
 	default:
 		// 403/notSupport/lowPrivilege/odd XML: RTSP will tell.
-		log.Debug().Str("device", host).Str("err", redactErr(chErr, cfg)).
+		m.log.Debug().Str("device", host).Str("err", redactErr(chErr, cfg)).
 			Msg("[hikvision] streaming channel not described by the device")
 	}
 	return p, nil

@@ -1,7 +1,10 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
 	"errors"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"strings"
 	"testing"
 
@@ -19,12 +22,11 @@ func TestUnknownChannelBadParameters(t *testing.T) {
 		{"nvr channel 9", sim.PersonalityNVR, "?channel=9&stream=sub", "902"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			probes.reset()
-			t.Cleanup(probes.reset)
+			resetModule(t, Options{}, guard.Config{})
 			const pass = "hik/12@45"
 			dev := apiStartSim(t, sim.Config{Personality: tc.personality, Users: map[string]string{"admin": pass}})
 			src := strings.Replace(apiSimURL(dev, "admin", pass, ""), "?channel=1&stream=main", tc.query, 1)
-			p, err := Dial(src)
+			p, err := mod(t).Dial(src)
 			if err == nil {
 				_ = p.Stop()
 				t.Fatal("Dial of an unknown channel succeeded")
@@ -50,15 +52,14 @@ func TestUnknownChannelBadParameters(t *testing.T) {
 // *ChannelOfflineError (not permanent), from the status read in the probe's
 // concurrent round, before any RTSP; an online channel of the same NVR plays.
 func TestNVRChannelOffline(t *testing.T) {
-	probes.reset()
-	t.Cleanup(probes.reset)
+	resetModule(t, Options{}, guard.Config{})
 	const pass = "hik/12@45"
 	dev := apiStartSim(t, sim.Config{Personality: sim.PersonalityNVR, Users: map[string]string{"admin": pass},
 		Channels: []sim.Channel{{ID: 1}, {ID: 2, Offline: true}}})
 	src := func(ch string) string {
 		return strings.Replace(apiSimURL(dev, "admin", pass, "#backchannel=0"), "?channel=1&stream=main", "?channel="+ch+"&stream=sub", 1)
 	}
-	p, err := Dial(src("2"))
+	p, err := mod(t).Dial(src("2"))
 	if err == nil {
 		_ = p.Stop()
 		t.Fatal("Dial of an offline NVR channel succeeded")
@@ -83,11 +84,11 @@ func TestNVRChannelOffline(t *testing.T) {
 	if n := cs.Requests["/ISAPI/ContentMgmt/InputProxy/channels/status"]; n != 1 {
 		t.Errorf("status asked %d times, want 1", n)
 	}
-	if g := deviceGuard(mustParse(t, src("2"))).State(); g.FailedLogins != 0 {
+	if g := mod(t).guardOf(mustParse(t, src("2"))).State(); g.FailedLogins != 0 {
 		t.Errorf("guard counted %d failed logins for an offline channel", g.FailedLogins)
 	}
 
-	pr, err := Dial(src("1"))
+	pr, err := mod(t).Dial(src("1"))
 	if err != nil {
 		t.Fatalf("online channel: %v", err)
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/AlexxIT/go2rtc/pkg/rtsp"
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
+	"github.com/rs/zerolog"
 )
 
 // UserAgent is sent on RTSP requests.
@@ -34,12 +34,14 @@ const probeTimeout = 15 * time.Second
 type Producer struct {
 	core.Connection
 
+	m        *Module
+	dev      *Device // one reference, released by Stop (or a failed Dial)
 	cfg      *Config
 	probe    *deviceProbe
 	rtspH    string // RTSP host:port, for errors and the port probe
 	rtspPort int
-	guard    *guard.Guard // the device's login guard (shared per host+user)
 	opts     ReconnectOptions
+	log      zerolog.Logger
 
 	// ctx is cancelled by Stop; restartCh asks Start's session to restart
 	// (a track was added while playing).
@@ -51,35 +53,40 @@ type Producer struct {
 	firstPacket chan struct{}
 
 	mu      sync.Mutex
-	rtsp    *rtsp.Conn    // the current RTSP session (replaced on reconnect)
-	pending *rtsp.Conn    // a session being opened; Stop closes its socket
-	tracks  []*track      // receivers handed to go2rtc; they survive reconnects
-	client  *isapi.Client // lazily made; for talk and snapshots (other files)
-	talk    *backchannel  // voice talk (backchannel.go); nil without a talk media; set by dial
+	rtsp    *rtsp.Conn   // the current RTSP session (replaced on reconnect)
+	pending *rtsp.Conn   // a session being opened; Stop closes its socket
+	tracks  []*track     // receivers handed to go2rtc; they survive reconnects
+	talk    *backchannel // voice talk (talk.go); nil without a talk media; set by dial
 	started bool
 	stopped bool
 	done    chan struct{} // closed when Start's loop ends
 	status  statusBox
+	// onStop runs at the end of Stop (the registry prunes what the
+	// producer's end leaves unused); nil outside DialTracked.
+	onStop func()
 }
 
 // Dial is go2rtc's source handler for hikvision:// URLs. It parses the URL (a
 // bad one fails with *ConfigError before any traffic), probes the device over
 // ISAPI unless a probe of this device/channel/stream is cached (ProbeTTL), and
 // opens the RTSP session up to DESCRIBE. Other errors are *DialError.
-func Dial(source string) (core.Producer, error) {
+func (m *Module) Dial(source string) (core.Producer, error) {
 	cfg, err := ParseURL(source)
 	if err != nil {
 		return nil, err
 	}
-	p, err := dial(cfg)
+	p, err := m.dial(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-func dial(cfg *Config) (*Producer, error) {
+func (m *Module) dial(cfg *Config) (*Producer, error) {
 	p := &Producer{
+		m:   m,
+		dev: m.device(cfg),
+		log: m.log,
 		Connection: core.Connection{
 			ID:         core.NewID(),
 			FormatName: "hikvision",
@@ -88,8 +95,7 @@ func dial(cfg *Config) (*Producer, error) {
 			URL:        cfg.String(),
 		},
 		cfg:         cfg,
-		guard:       deviceGuard(cfg),
-		opts:        currentReconnectOptions(),
+		opts:        m.reconnect,
 		restartCh:   make(chan struct{}, 1),
 		firstPacket: make(chan struct{}, 1),
 	}
@@ -99,28 +105,29 @@ func dial(cfg *Config) (*Producer, error) {
 	defer func() {
 		if !ok {
 			p.cancel()
+			p.dev.Release()
 		}
 	}()
 
-	pr := probes.get(cfg)
+	pr := m.probes.get(cfg)
 	if pr == nil {
-		client, err := p.isapiClient()
+		client, err := p.dev.isapiClient()
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		pr, err = guardedProbe(ctx, p.guard, client, cfg)
+		pr, err = m.guardedProbe(ctx, p.dev, client, cfg)
 		cancel()
 		if err != nil {
 			client.Close()
 			return nil, err
 		}
-		probes.put(cfg, pr)
+		m.probes.put(cfg, pr)
 		// Hand the device its HTTP sessions back: a stream needs none while
 		// it plays (talk and snapshots dial again), and an idle keep-alive
 		// per stream costs the device a session slot and us two goroutines.
 		client.Close()
-		log.Debug().Str("device", cfg.HTTPAddr()).Int("requests", pr.Requests).Str("model", pr.Info.Model).
+		m.log.Debug().Str("device", cfg.HTTPAddr()).Int("requests", pr.Requests).Str("model", pr.Info.Model).
 			Bool("nvr", pr.NVR).Msg("[hikvision] probed")
 	}
 	p.probe = pr
@@ -134,7 +141,6 @@ func dial(cfg *Config) (*Producer, error) {
 
 	conn, err := p.openSession(port)
 	if err != nil {
-		p.closeClient()
 		return nil, err
 	}
 	p.unpend(conn)
@@ -149,7 +155,6 @@ func dial(cfg *Config) (*Producer, error) {
 	}
 	if len(p.Medias) == 0 {
 		_ = conn.Stop()
-		p.closeClient()
 		return nil, newDialError("rtsp medias", p.rtspH, &causeError{sentinel: ErrNoMedia,
 			cause: errors.New("SDP has " + mediaList(conn.Medias))}, cfg)
 	}
@@ -163,37 +168,36 @@ func dial(cfg *Config) (*Producer, error) {
 // Start's reconnects). The session stays registered as pending (Stop closes
 // its socket) until the caller calls unpend.
 func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
-	if err := p.guard.Wait(p.ctx); err != nil {
-		return nil, holdErr(p.cfg.HTTPAddr(), err)
-	}
-	p.mu.Lock()
-	p.status.attempts++
-	p.mu.Unlock()
+	var conn *rtsp.Conn
+	err := p.dev.Do(p.ctx, func(context.Context) error {
+		p.mu.Lock()
+		p.status.attempts++
+		p.mu.Unlock()
 
-	conn := rtsp.NewClient(p.cfg.RTSPURL(port))
-	conn.UserAgent = UserAgent
-	conn.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
-	conn.Timeout = int(p.cfg.Timeout / time.Second)
+		c := rtsp.NewClient(p.cfg.RTSPURL(port))
+		c.UserAgent = UserAgent
+		c.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
+		c.Timeout = int(p.cfg.Timeout / time.Second)
 
-	if err := conn.Dial(); err != nil {
-		de := newDialError("rtsp connect", p.rtspH, err, p.cfg)
-		p.guard.Report(de)
-		return nil, de
+		if err := c.Dial(); err != nil {
+			return newDialError("rtsp connect", p.rtspH, err, p.cfg)
+		}
+		if !p.pend(c) {
+			_ = closeTransport(c)
+			return errStopped
+		}
+		if err := p.rtspStep(c, c.Describe); err != nil {
+			_ = c.Stop()
+			_ = closeTransport(c)
+			p.unpend(c)
+			return newDialError("rtsp describe", p.rtspH, rtspCause(err), p.cfg)
+		}
+		conn = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if !p.pend(conn) {
-		_ = closeTransport(conn)
-		p.guard.Report(net.ErrClosed)
-		return nil, errStopped
-	}
-	if err := p.rtspStep(conn, conn.Describe); err != nil {
-		_ = conn.Stop()
-		_ = closeTransport(conn)
-		p.unpend(conn)
-		de := newDialError("rtsp describe", p.rtspH, rtspCause(err), p.cfg)
-		p.guard.Report(de)
-		return nil, de
-	}
-	p.guard.Success()
 	return conn, nil
 }
 
@@ -331,20 +335,20 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 		}
 		return t.recv, nil
 	}
-	if err := p.guard.Wait(p.ctx); err != nil {
-		return nil, holdErr(p.cfg.HTTPAddr(), err)
-	}
 	var inner *core.Receiver
-	err := p.rtspStep(p.rtsp, func() (err error) {
-		inner, err = p.rtsp.GetTrack(media, codec)
-		return err
+	err := p.dev.Do(p.ctx, func(context.Context) error {
+		err := p.rtspStep(p.rtsp, func() (err error) {
+			inner, err = p.rtsp.GetTrack(media, codec)
+			return err
+		})
+		if err != nil {
+			return newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
+		}
+		return nil
 	})
 	if err != nil {
-		de := newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
-		p.guard.Report(de)
-		return nil, de
+		return nil, err
 	}
-	p.guard.Success()
 	inner.Input = p.forward(t)
 	p.addTrackLocked(t)
 	return t.recv, nil
@@ -403,7 +407,7 @@ func (p *Producer) Stop() error {
 	}
 	p.stopped = true
 	p.cancel()
-	conn, pending, started, done := p.rtsp, p.pending, p.started, p.done
+	conn, pending, started, done, onStop := p.rtsp, p.pending, p.started, p.done, p.onStop
 	receivers := append([]*core.Receiver(nil), p.Receivers...)
 	p.mu.Unlock()
 
@@ -422,45 +426,15 @@ func (p *Producer) Stop() error {
 	for _, r := range receivers {
 		r.Close()
 	}
-	p.closeClient()
+	p.dev.Release()
 	p.setState(StateStopped, time.Time{}, nil)
+	if onStop != nil {
+		onStop()
+	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
-}
-
-// isapiClient returns the producer's ISAPI client, making it on first use.
-func (p *Producer) isapiClient() (*isapi.Client, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client != nil {
-		return p.client, nil
-	}
-	c, err := isapi.New(isapi.Config{
-		Host:               p.cfg.HTTPAddr(),
-		HTTPS:              p.cfg.HTTPS,
-		Username:           p.cfg.Username,
-		Password:           p.cfg.Password,
-		InsecureSkipVerify: p.cfg.Insecure,
-		CertSHA256:         p.cfg.CertSHA256,
-		Timeout:            p.cfg.Timeout,
-	})
-	if err != nil {
-		return nil, &ConfigError{Param: "url", Value: p.cfg.String(), Reason: redactErr(err, p.cfg)}
-	}
-	p.client = c
-	return c, nil
-}
-
-func (p *Producer) closeClient() {
-	p.mu.Lock()
-	c := p.client
-	p.client = nil
-	p.mu.Unlock()
-	if c != nil {
-		c.Close()
-	}
 }
 
 // SetSource and SetURL keep Source/URL redacted whatever a caller passes.

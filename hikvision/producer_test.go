@@ -1,9 +1,12 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"net/url"
 	"runtime"
 	"strings"
@@ -62,8 +65,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T, sdp string) *env {
-	probes.reset()
-	t.Cleanup(probes.reset)
+	resetModule(t, Options{}, guard.Config{})
 	e := &env{isapi: newFakeISAPI(t), rtsp: newFakeRTSP(t, sdp)}
 	e.isapi.rtspPort.Store(int32(e.rtsp.port()))
 	return e
@@ -73,7 +75,7 @@ func TestDialPlayStop(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	base := runtime.NumGoroutine()
 
-	prod, err := Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=main"))
+	prod, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=main"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestWarmDialMakesNoISAPIRequest(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	src := testURL(e.isapi.hostPort(), "?channel=1&stream=main")
 
-	p1, err := Dial(src)
+	p1, err := mod(t).Dial(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +204,7 @@ func TestWarmDialMakesNoISAPIRequest(t *testing.T) {
 
 	base := runtime.NumGoroutine()
 	for i := 0; i < 3; i++ {
-		p, err := Dial(src)
+		p, err := mod(t).Dial(src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +222,7 @@ func TestWarmDialMakesNoISAPIRequest(t *testing.T) {
 	}
 
 	// Another stream of the same device is a different cache entry.
-	p, err := Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=sub"))
+	p, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=1&stream=sub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +244,7 @@ func TestColdDialOneConcurrentRound(t *testing.T) {
 	e.isapi.talkCodec = "G.711alaw"
 	e.isapi.round = newRoundBarrier(3, 5*time.Second)
 	base := runtime.NumGoroutine()
-	prod, err := Dial(testURL(e.isapi.hostPort(), ""))
+	prod, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +267,7 @@ func TestColdDialOneConcurrentRound(t *testing.T) {
 // The talk channels live in the same cache entry as the rest of the probe:
 // a warm Dial with talk asks nothing; an entry cached by a #backchannel=0
 // Dial lacks them, so the next Dial that wants talk probes again (once);
-// probes.reset forgets them with the rest.
+// a fresh module forgets them with the rest.
 func TestProbeCacheHoldsTalk(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	e.isapi.talkCodec = "G.711ulaw"
@@ -273,7 +275,7 @@ func TestProbeCacheHoldsTalk(t *testing.T) {
 	talkAsked := func() int { return count(e.isapi.log(), "GET /ISAPI/System/TwoWayAudio/channels auth") }
 	dial := func(src string, wantTalk bool) {
 		t.Helper()
-		p, err := Dial(src)
+		p, err := mod(t).Dial(src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,23 +299,22 @@ func TestProbeCacheHoldsTalk(t *testing.T) {
 	if n := len(e.isapi.log()); n != before {
 		t.Fatalf("warm Dials made %d requests: %v", n-before, e.isapi.log()[before:])
 	}
-	probes.reset()
+	resetModule(t, Options{}, guard.Config{})
 	dial(src, true)
 	if n := talkAsked(); n != 2 {
-		t.Fatalf("after probes.reset the talk channels were asked %d times in all, want 2", n)
+		t.Fatalf("after a fresh module the talk channels were asked %d times in all, want 2", n)
 	}
 }
 
 func TestProbeCacheExpires(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	now := time.Now()
-	probes.now = func() time.Time { return now }
-	defer func() { probes.now = time.Now }()
+	mod(t).probes.now = func() time.Time { return now }
 	src := testURL(e.isapi.hostPort(), "")
 
 	for i, advance := range []time.Duration{0, ProbeTTL - time.Second, 2 * time.Second} {
 		now = now.Add(advance)
-		p, err := Dial(src)
+		p, err := mod(t).Dial(src)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +332,7 @@ func TestProbeCacheExpires(t *testing.T) {
 func TestDialRTSPPortFromURL(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	e.isapi.rtspPort.Store(1) // the device would say a wrong port
-	p, err := Dial(testURL(e.isapi.hostPort(), fmt.Sprintf("?rtsp_port=%d", e.rtsp.port())))
+	p, err := mod(t).Dial(testURL(e.isapi.hostPort(), fmt.Sprintf("?rtsp_port=%d", e.rtsp.port())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +341,7 @@ func TestDialRTSPPortFromURL(t *testing.T) {
 		t.Errorf("adminAccesses asked %d times though rtsp_port was given", n)
 	}
 	// A URL without rtsp_port must not use the port-less cache entry.
-	if _, err := Dial(testURL(e.isapi.hostPort(), "")); err == nil {
+	if _, err := mod(t).Dial(testURL(e.isapi.hostPort(), "")); err == nil {
 		t.Error("Dial to the device's (wrong) port 1 succeeded")
 	}
 	if n := count(e.isapi.log(), "GET /ISAPI/Security/adminAccesses auth"); n != 1 {
@@ -353,7 +354,7 @@ func TestDialWrongPassword(t *testing.T) {
 	e.isapi.pass = "other"
 	base := runtime.NumGoroutine()
 
-	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	var de *DialError
 	if !errors.As(err, &de) {
 		t.Fatalf("err %v (%T), want *DialError", err, err)
@@ -376,7 +377,7 @@ func TestDialWrongPassword(t *testing.T) {
 		t.Errorf("RTSP dialed %d times after an ISAPI auth failure", n)
 	}
 	// A failed probe is not cached: the next Dial asks again.
-	_, _ = Dial(testURL(e.isapi.hostPort(), ""))
+	_, _ = mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	bad := 0
 	for _, l := range e.isapi.log() {
 		if strings.HasSuffix(l, " badauth") {
@@ -391,7 +392,7 @@ func TestDialWrongPassword(t *testing.T) {
 
 func TestDialChannelNotFound(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
-	_, err := Dial(testURL(e.isapi.hostPort(), "?channel=5&stream=sub"))
+	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=5&stream=sub"))
 	if !errors.Is(err, ErrChannelNotFound) {
 		t.Fatalf("err %v, want ErrChannelNotFound", err)
 	}
@@ -408,7 +409,7 @@ func TestDialRTSPWrongPassword(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	e.rtsp.pass = "different"
 	base := runtime.NumGoroutine()
-	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	if !errors.Is(err, ErrRTSPUnauthorized) {
 		t.Fatalf("err %v, want ErrRTSPUnauthorized", err)
 	}
@@ -425,7 +426,7 @@ func TestDialNoSupportedMedia(t *testing.T) {
 		"m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=control:trackID=1\r\n"
 	e := newEnv(t, sdp)
 	base := runtime.NumGoroutine()
-	_, err := Dial(testURL(e.isapi.hostPort(), ""))
+	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	if !errors.Is(err, ErrNoMedia) || !strings.Contains(err.Error(), "JPEG") {
 		t.Fatalf("err %v, want ErrNoMedia naming JPEG", err)
 	}
@@ -433,8 +434,7 @@ func TestDialNoSupportedMedia(t *testing.T) {
 }
 
 func TestDialUnreachable(t *testing.T) {
-	probes.reset()
-	_, err := Dial(testURL("127.0.0.1:1", "#timeout=2"))
+	_, err := mod(t).Dial(testURL("127.0.0.1:1", "#timeout=2"))
 	var de *DialError
 	if !errors.As(err, &de) || de.Step != "probe deviceInfo" || de.Host != "127.0.0.1:1" {
 		t.Fatalf("err %v", err)
@@ -444,7 +444,7 @@ func TestDialUnreachable(t *testing.T) {
 
 func TestBadURLNoTraffic(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
-	_, err := Dial(testURL(e.isapi.hostPort(), "?channel=0"))
+	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=0"))
 	var ce *ConfigError
 	if !errors.As(err, &ce) || ce.Param != "channel" {
 		t.Fatalf("err %v", err)
@@ -457,7 +457,7 @@ func TestBadURLNoTraffic(t *testing.T) {
 func TestStopBeforeStart(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
 	base := runtime.NumGoroutine()
-	p, err := Dial(testURL(e.isapi.hostPort(), ""))
+	p, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
@@ -59,7 +61,7 @@ func TestProfileStreams(t *testing.T) {
 	user := url.UserPassword("admin", pass).String()
 
 	hik := func(d *sim.Device) (profStream, error) {
-		prod, err := Dial("hikvision://" + user + "@" + d.HTTPAddr() + "/?channel=1&stream=main")
+		prod, err := mod(t).Dial("hikvision://" + user + "@" + d.HTTPAddr() + "/?channel=1&stream=main")
 		if err != nil {
 			return nil, err
 		}

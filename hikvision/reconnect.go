@@ -22,26 +22,26 @@ type ReconnectOptions struct {
 	// PortProbeInterval: while the device is down, its RTSP port is probed
 	// with a plain TCP connect (no credentials, never a login) this often.
 	// Default 300 ms.
-	PortProbeInterval time.Duration
+	PortProbeInterval time.Duration `yaml:"port_probe_interval"`
 	// StallTimeout: a session that delivers no RTP on any track for this long
 	// is torn down and reconnected, even if RTCP or keep-alives still flow.
 	// Default 3 s.
-	StallTimeout time.Duration
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// GiveUpAfter: Start returns *ReconnectError after reconnect attempts
 	// failed for this long with the device's RTSP port answering. Default 2 min.
-	GiveUpAfter time.Duration
+	GiveUpAfter time.Duration `yaml:"give_up_after"`
 	// BackoffBase and BackoffMax: after a failed authenticated attempt the
 	// next one waits BackoffBase×1.6^n ±20%, at most BackoffMax. Defaults 1 s, 30 s.
-	BackoffBase time.Duration
-	BackoffMax  time.Duration
+	BackoffBase time.Duration `yaml:"backoff_base"`
+	BackoffMax  time.Duration `yaml:"backoff_max"`
 	// StableAfter: a session that lasted at least this long resets the
 	// backoff; shorter ones (a device that drops every stream at once) keep
 	// growing it. Default 30 s.
-	StableAfter time.Duration
+	StableAfter time.Duration `yaml:"stable_after"`
 	// LossLogInterval: RTP packet loss is summed and logged at most once per
 	// interval (and only when non-zero; checked when the stall timer fires,
 	// so at least StallTimeout apart). Default 1 min.
-	LossLogInterval time.Duration
+	LossLogInterval time.Duration `yaml:"loss_log_interval"`
 }
 
 // DefaultReconnectOptions returns the defaults.
@@ -50,8 +50,8 @@ func DefaultReconnectOptions() ReconnectOptions {
 		PortProbeInterval: 300 * time.Millisecond,
 		StallTimeout:      3 * time.Second,
 		GiveUpAfter:       2 * time.Minute,
-		BackoffBase:       guard.DefaultBackoff.Base,
-		BackoffMax:        guard.DefaultBackoff.Max,
+		BackoffBase:       guard.DefaultBackoff().Base,
+		BackoffMax:        guard.DefaultBackoff().Max,
 		StableAfter:       30 * time.Second,
 		LossLogInterval:   time.Minute,
 	}
@@ -74,26 +74,17 @@ func (o ReconnectOptions) withDefaults() ReconnectOptions {
 	return o
 }
 
+// stoppedError ends what Stop interrupted. It matches context.Canceled, so
+// the login guard forgets an attempt it interrupted (nothing counted).
+type stoppedError struct{}
+
+func (stoppedError) Error() string        { return "hikvision: producer stopped" }
+func (stoppedError) Is(target error) bool { return target == context.Canceled }
+
 var (
-	optsMu     sync.Mutex
-	reconnOpts = DefaultReconnectOptions()
-	errStopped = errors.New("hikvision: producer stopped")
-	errRestart = errors.New("hikvision: session restart for a new track")
+	errStopped error = stoppedError{}
+	errRestart       = errors.New("hikvision: session restart for a new track")
 )
-
-// SetReconnectOptions sets the options of producers dialled afterwards
-// (zero fields: defaults). go2rtc's glue need not call it.
-func SetReconnectOptions(o ReconnectOptions) {
-	optsMu.Lock()
-	reconnOpts = o.withDefaults()
-	optsMu.Unlock()
-}
-
-func currentReconnectOptions() ReconnectOptions {
-	optsMu.Lock()
-	defer optsMu.Unlock()
-	return reconnOpts
-}
 
 // track is one receiver handed to go2rtc. It outlives RTSP sessions: each
 // session's own receiver forwards into it, so consumers see a gap, not a
@@ -170,30 +161,26 @@ func (f *forwarder) handle(pkt *core.Packet) {
 // attempt of the guard), matching each track to the session's media by kind,
 // control and codec name.
 func (p *Producer) setupTracks(conn *rtsp.Conn, tracks []*track) error {
-	if err := p.guard.Wait(p.ctx); err != nil {
-		return holdErr(p.cfg.HTTPAddr(), err)
-	}
-	for _, t := range tracks {
-		m, c := matchMedia(conn.Medias, t)
-		if m == nil {
-			p.guard.Success() // the login worked; the stream changed
-			return newDialError("rtsp setup", p.rtspH, &causeError{sentinel: ErrStreamChanged,
-				cause: errors.New(t.media.String() + " not in " + mediaList(conn.Medias))}, p.cfg)
+	return p.dev.Do(p.ctx, func(context.Context) error {
+		for _, t := range tracks {
+			m, c := matchMedia(conn.Medias, t)
+			if m == nil {
+				// the login worked; the stream changed
+				return newDialError("rtsp setup", p.rtspH, &causeError{sentinel: ErrStreamChanged,
+					cause: errors.New(t.media.String() + " not in " + mediaList(conn.Medias))}, p.cfg)
+			}
+			var r *core.Receiver
+			err := p.rtspStep(conn, func() (err error) {
+				r, err = conn.GetTrack(m, c)
+				return err
+			})
+			if err != nil {
+				return newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
+			}
+			r.Input = p.forward(t)
 		}
-		var r *core.Receiver
-		err := p.rtspStep(conn, func() (err error) {
-			r, err = conn.GetTrack(m, c)
-			return err
-		})
-		if err != nil {
-			de := newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
-			p.guard.Report(de)
-			return de
-		}
-		r.Input = p.forward(t)
-	}
-	p.guard.Success()
-	return nil
+		return nil
+	})
 }
 
 func matchMedia(medias []*core.Media, t *track) (*core.Media, *core.Codec) {
@@ -258,19 +245,15 @@ func (p *Producer) run(conn *rtsp.Conn) error {
 // fail records the error that ends Start.
 func (p *Producer) fail(err error) {
 	var h *HoldError
-	switch {
-	case errors.As(err, &h) && h.hold.Reason == guard.KindLocked,
-		guard.Classify(err) == guard.KindLocked:
-		until := time.Time{}
-		if h != nil {
-			until = h.Until
-		}
-		p.setState(StateLocked, until, err)
-	case isAuthKind(guard.Classify(err)):
-		p.setState(StateAuthFailed, time.Time{}, err)
-	default:
-		p.setState(StateFailed, time.Time{}, err)
+	until := time.Time{}
+	if errors.As(err, &h) {
+		until = h.Until
 	}
+	st := stateOfKind(guard.Classify(err))
+	if st != StateLocked {
+		until = time.Time{}
+	}
+	p.setState(st, until, err)
 }
 
 // play runs one session until it ends, stalls, is restarted, or Stop.
@@ -436,7 +419,7 @@ func (p *Producer) reconnect(attempt int, now bool) (*rtsp.Conn, error) {
 }
 
 func (p *Producer) backoff(attempt int) time.Duration {
-	b := guard.DefaultBackoff
+	b := guard.DefaultBackoff()
 	b.Base, b.Max = p.opts.BackoffBase, p.opts.BackoffMax
 	return b.Delay(attempt, rand.Float64())
 }
@@ -527,12 +510,4 @@ func (p *Producer) unpend(conn *rtsp.Conn) bool {
 		p.pending = nil
 	}
 	return !p.stopped
-}
-
-func isAuthKind(k guard.Kind) bool {
-	switch k {
-	case guard.KindWrongCredentials, guard.KindNoCredentials, guard.KindNotActivated, guard.KindLowPrivilege:
-		return true
-	}
-	return false
 }

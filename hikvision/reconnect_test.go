@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
@@ -28,13 +30,7 @@ type simEnv struct {
 
 func newSimEnv(t *testing.T, cfg sim.Config, gcfg guard.Config, opts ReconnectOptions) *simEnv {
 	t.Helper()
-	probes.reset()
-	setGuards(guard.NewRegistry(gcfg))
-	SetReconnectOptions(opts)
-	t.Cleanup(func() {
-		probes.reset()
-		SetReconnectOptions(ReconnectOptions{})
-	})
+	resetModule(t, Options{Reconnect: opts}, gcfg)
 	if cfg.Users == nil {
 		cfg.Users = map[string]string{"admin": simPass}
 	}
@@ -61,7 +57,7 @@ type playing struct {
 
 func startPlaying(t *testing.T, src string) *playing {
 	t.Helper()
-	prod, err := Dial(src)
+	prod, err := mod(t).Dial(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +253,6 @@ func TestPlayingHoldsNoISAPIConnection(t *testing.T) {
 // contract, where Start returned.)
 func TestDeviceDropsStreamReconnects(t *testing.T) {
 	e := newEnv(t, sdpH264PCMA)
-	SetReconnectOptions(ReconnectOptions{})
 	base := runtime.NumGoroutine()
 	pl := startPlaying(t, testURL(e.isapi.hostPort(), ""))
 	pl.waitPacket(t, 0, 5*time.Second)
@@ -304,7 +299,7 @@ func TestWrongPasswordBudget(t *testing.T) {
 
 	var held, before int
 	for i := 0; i < 6000; i++ { // 6000 × 100 ms = 10 min
-		_, err := Dial(src)
+		_, err := mod(t).Dial(src)
 		if err == nil {
 			t.Fatal("Dial with a wrong password succeeded")
 		}
@@ -342,7 +337,7 @@ func TestWrongPasswordBudget(t *testing.T) {
 		t.Errorf("held Dials made %d ISAPI requests", after-before)
 	}
 	// a corrected password is tried at once
-	if _, err := Dial(e.src); err != nil {
+	if _, err := mod(t).Dial(e.src); err != nil {
 		t.Errorf("Dial with the right password: %v", err)
 	}
 }
@@ -356,7 +351,7 @@ func TestLockedNoRequestUntilUnlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	locked := time.Now()
-	_, err := Dial(e.src)
+	_, err := mod(t).Dial(e.src)
 	if err == nil || !isPermanent(err) || !strings.Contains(err.Error(), "lock") {
 		t.Fatalf("Dial on a locked device: %v (permanent %v)", err, isPermanent(err))
 	}
@@ -364,7 +359,7 @@ func TestLockedNoRequestUntilUnlock(t *testing.T) {
 	reqs, conns := totalRequests(e.dev), e.dev.Client("127.0.0.1").RTSPConnections
 	var last error
 	for {
-		_, err := Dial(e.src)
+		_, err := mod(t).Dial(e.src)
 		if err == nil {
 			break
 		}
@@ -512,7 +507,7 @@ func TestNoLeakCycles(t *testing.T) {
 			pl.stop(t)
 		case 1: // Dial fails (RTSP refuses)
 			e.dev.SetRefuseRTSP(true)
-			if _, err := Dial(e.src); err == nil {
+			if _, err := mod(t).Dial(e.src); err == nil {
 				t.Fatal("Dial succeeded with RTSP refused")
 			}
 			e.dev.SetRefuseRTSP(false)
@@ -522,7 +517,7 @@ func TestNoLeakCycles(t *testing.T) {
 			e.dev.DropRTSP()
 			pl.stop(t)
 		case 3: // Dial, Stop without Start
-			p, err := Dial(e.src)
+			p, err := mod(t).Dial(e.src)
 			if err != nil {
 				t.Fatal(err)
 			}

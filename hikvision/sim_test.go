@@ -1,7 +1,10 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
 	"fmt"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"net/url"
 	"runtime"
 	"strings"
@@ -30,8 +33,7 @@ func TestSimulator(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			probes.reset()
-			defer probes.reset()
+			resetModule(t, Options{}, guard.Config{})
 			const pass = "hik/12@45"
 			tt.cfg.Users = map[string]string{"admin": pass}
 			dev, err := sim.Start(tt.cfg)
@@ -42,7 +44,7 @@ func TestSimulator(t *testing.T) {
 			base := runtime.NumGoroutine()
 
 			src := "hikvision://" + url.UserPassword("admin", pass).String() + "@" + dev.HTTPAddr() + "/" + tt.query
-			prod, err := Dial(src)
+			prod, err := mod(t).Dial(src)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +123,7 @@ func TestSimulator(t *testing.T) {
 			coldDialRequests(t, dev, tt.nvr)
 			// Warm Dial: no ISAPI request.
 			before := totalRequests(dev)
-			p2, err := Dial(src)
+			p2, err := mod(t).Dial(src)
 			if err != nil {
 				t.Fatal(err)
 			}

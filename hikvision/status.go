@@ -32,6 +32,10 @@ const (
 	StateFailed
 	// StateStopped: Stop was called.
 	StateStopped
+	// StateIdle: a source known (in a stream's config) but never dialled.
+	StateIdle
+	// StateUnreachable: the last Dial failed without the device answering.
+	StateUnreachable
 )
 
 var stateNames = [...]string{
@@ -43,6 +47,28 @@ var stateNames = [...]string{
 	StateLocked:       "locked",
 	StateFailed:       "failed",
 	StateStopped:      "stopped",
+	StateIdle:         "idle",
+	StateUnreachable:  "unreachable",
+}
+
+// states lists every State, for the metrics.
+var states = [...]State{StateIdle, StateConnecting, StateStreaming, StateReconnecting, StateBackoff,
+	StateUnreachable, StateAuthFailed, StateLocked, StateFailed, StateStopped}
+
+// stateOfKind is the state a failure of kind leaves a source in when it ends
+// a Dial or a Start: the one map from failure kinds to state words.
+func stateOfKind(k guard.Kind) State {
+	switch k {
+	case guard.KindWrongCredentials, guard.KindNoCredentials, guard.KindNotActivated, guard.KindLowPrivilege:
+		return StateAuthFailed
+	case guard.KindLocked:
+		return StateLocked
+	case guard.KindLoginPending:
+		return StateBackoff
+	case guard.KindUnreachable, guard.KindTimeout:
+		return StateUnreachable
+	}
+	return StateFailed
 }
 
 func (s State) String() string {
@@ -116,7 +142,6 @@ type statusBox struct {
 	stalls      int
 	lastErr     string
 	lastErrAt   time.Time
-	lastLogged  string // state text of the last log line
 	lostLogged  uint64
 	lastPacket  atomic.Int64 // monotonic ns (mono) of the last RTP packet; 0 none
 	packetsLost atomic.Uint64
@@ -155,14 +180,14 @@ func (p *Producer) setState(s State, until time.Time, err error) {
 	if !changed {
 		return
 	}
-	ev := log.Info()
+	ev := p.log.Info()
 	switch s {
-	case StateReconnecting, StateBackoff:
-		ev = log.Warn()
+	case StateReconnecting, StateBackoff, StateUnreachable:
+		ev = p.log.Warn()
 	case StateAuthFailed, StateLocked, StateFailed:
-		ev = log.Error()
+		ev = p.log.Error()
 	case StateStopped:
-		ev = log.Debug()
+		ev = p.log.Debug()
 	}
 	ev = ev.Str("device", p.cfg.HTTPAddr()).Int("channel", p.cfg.Channel).Str("stream", p.cfg.Stream.String()).
 		Str("state", stateText(s, until))
@@ -188,7 +213,7 @@ func (p *Producer) logLoss() {
 	p.status.lostLogged = total
 	p.mu.Unlock()
 	if delta > 0 {
-		log.Warn().Str("device", p.cfg.HTTPAddr()).Int("channel", p.cfg.Channel).Str("stream", p.cfg.Stream.String()).
+		p.log.Warn().Str("device", p.cfg.HTTPAddr()).Int("channel", p.cfg.Channel).Str("stream", p.cfg.Stream.String()).
 			Uint64("lost", delta).Uint64("lost_total", total).Msg("[hikvision] RTP packets lost")
 	}
 }
@@ -204,8 +229,8 @@ func (p *Producer) Status() Status {
 	p.mu.Unlock()
 	s.LastPacket = monoTime(p.status.lastPacket.Load())
 	s.PacketsLost = p.status.packetsLost.Load()
-	if p.guard != nil {
-		s.Guard = guardStatus(p.guard.State())
+	if p.dev != nil {
+		s.Guard = guardStatus(p.dev.guard.State())
 	}
 	return s
 }

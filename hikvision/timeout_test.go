@@ -17,8 +17,7 @@ import (
 // #timeout=N bounds the wait for the RTSP DESCRIBE answer too (go2rtc's
 // pkg/rtsp waits 5 s for any answer whatever Conn.Timeout says).
 func TestRTSPTimeoutFromURL(t *testing.T) {
-	probes.reset()
-	t.Cleanup(probes.reset)
+	resetModule(t, Options{}, guard.Config{})
 	const pass = "hik/12@45"
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": pass}})
 	// an RTSP port that accepts and reads, and never answers
@@ -48,7 +47,7 @@ func TestRTSPTimeoutFromURL(t *testing.T) {
 	src := strings.Replace(apiSimURL(dev, "admin", pass, "#backchannel=0#timeout=1"), "stream=main", "stream=main&rtsp_port="+port, 1)
 	base := runtime.NumGoroutine()
 	t0 := time.Now()
-	_, err = Dial(src)
+	_, err = mod(t).Dial(src)
 	elapsed := time.Since(t0)
 	if err == nil {
 		t.Fatal("Dial of a silent RTSP port succeeded")

@@ -17,12 +17,14 @@ type BackoffConfig struct {
 	Max time.Duration
 }
 
-// DefaultBackoff: 1 s, ×1.6, ±20%, at most 30 s.
-var DefaultBackoff = BackoffConfig{Base: time.Second, Multiplier: 1.6, Jitter: 0.2, Max: 30 * time.Second}
+// DefaultBackoff returns the default backoff: 1 s, ×1.6, ±20%, at most 30 s.
+func DefaultBackoff() BackoffConfig {
+	return BackoffConfig{Base: time.Second, Multiplier: 1.6, Jitter: 0.2, Max: 30 * time.Second}
+}
 
-// Backoff is DefaultBackoff.Delay.
+// Backoff is DefaultBackoff().Delay.
 func Backoff(attempt int, rnd float64) time.Duration {
-	return DefaultBackoff.Delay(attempt, rnd)
+	return DefaultBackoff().Delay(attempt, rnd)
 }
 
 // Delay returns the delay before retry number attempt (0 = first retry):

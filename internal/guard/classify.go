@@ -88,8 +88,8 @@ func Permanent(k Kind) bool {
 }
 
 // countsAsLogin reports whether a failure of this kind was a failed
-// authenticated login as the device counts them (PROTOCOL.md §1: requests
-// without credentials never count).
+// authenticated login as the device counts them (requests without
+// credentials never count).
 func countsAsLogin(k Kind) bool {
 	return k == KindWrongCredentials || k == KindLocked
 }
@@ -168,4 +168,59 @@ func Classify(err error) Kind {
 	}
 
 	return KindOther
+}
+
+// Result is what an authenticated attempt's outcome means for the guard.
+type Result int
+
+const (
+	// ResultOK: the request succeeded.
+	ResultOK Result = iota
+	// ResultAccepted: the request failed, but after the device accepted the
+	// credentials (it answered past the login: a ResponseStatus, a missing
+	// channel, a busy line, an unreadable body...).
+	ResultAccepted
+	// ResultFailedLogin: the device refused the credentials or locked this
+	// client: counts toward the budget.
+	ResultFailedLogin
+	// ResultFailed: any other failure (unreachable, timeout, not activated,
+	// an RTSP answer that says nothing about the login): recorded, not
+	// counted.
+	ResultFailed
+	// ResultAbandoned: the caller gave up before the device answered
+	// (context cancelled): nothing is recorded.
+	ResultAbandoned
+)
+
+// Accepter is implemented by errors that know whether the device accepted
+// the credentials before failing (e.g. a channel the device says is
+// offline). Outcome asks it through errors.As.
+type Accepter interface {
+	CredentialsAccepted() bool
+}
+
+// Outcome classifies the error of an authenticated attempt: the one rule Do
+// applies to every request.
+func Outcome(err error) Result {
+	if err == nil {
+		return ResultOK
+	}
+	switch Classify(err) {
+	case KindWrongCredentials, KindLocked:
+		return ResultFailedLogin
+	case KindNotActivated, KindNoCredentials:
+		return ResultFailed
+	}
+	if errors.Is(err, context.Canceled) {
+		return ResultAbandoned
+	}
+	var acc Accepter
+	if errors.As(err, &acc) && acc.CredentialsAccepted() {
+		return ResultAccepted
+	}
+	var se *isapi.StatusError
+	if errors.As(err, &se) || errors.Is(err, isapi.ErrProtocol) || errors.Is(err, isapi.ErrTooLarge) {
+		return ResultAccepted
+	}
+	return ResultFailed
 }

@@ -1,28 +1,3 @@
-// Package guard keeps one login guard per device (host + user) for the whole
-// process, so that every producer, snapshot and talk session of a device
-// shares one budget of failed logins and respects the device's login lock.
-//
-// The guard is pure logic: it never touches the network and never logs. The
-// caller asks Allow before every authenticated request, and tells the guard
-// the outcome with Report (failure) or Success.
-//
-// Rules (defaults in Config):
-//   - Budget: at most MaxFailedLogins (2) failed authenticated logins per
-//     device in any Window (30 min); then Allow holds until the oldest failure
-//     leaves the window. Only wrong-credentials and locked answers count.
-//   - RetryLoginTime: after a failed login the device may say how many tries
-//     are left before it locks. The guard tries again only if more than
-//     ReserveTries (1) are left, so at least ReserveTries tries always stay
-//     unused for a person at the device; otherwise it holds for Window after
-//     that failure.
-//   - Lock: when the device says it locked this client, Allow holds until
-//     unlockTime has passed plus LockMargin (if the device did not say when,
-//     for LockHold, 30 min).
-//   - In flight: until a login has succeeded, at most as many logins as the
-//     budget has left may be in flight at once, so concurrent sessions cannot
-//     overrun it together. After a success (credentials known good) there is
-//     no such limit.
-//   - A changed password (a different secret in Registry.Get) resets all of it.
 package guard
 
 import (
@@ -59,6 +34,14 @@ type Config struct {
 	PendingTimeout time.Duration
 	// PendingRetry: how long a hold for logins in flight lasts. Default 1 s.
 	PendingRetry time.Duration
+	// PeerReserve: when the guard reads the device's tries left before a
+	// login (see Peek), it logs in only if more than ReserveTries+PeerReserve
+	// tries are left, so that PeerReserve other processes logging in at the
+	// same moment still leave ReserveTries unused. Default 2. Negative means 0.
+	PeerReserve int
+	// PeekHold: how long a hold decided from a peeked count lasts before the
+	// guard reads the count again. Default 1 min.
+	PeekHold time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -72,6 +55,8 @@ const (
 	DefaultLockHold        = 30 * time.Minute
 	DefaultPendingTimeout  = time.Minute
 	DefaultPendingRetry    = time.Second
+	DefaultPeerReserve     = 2
+	DefaultPeekHold        = time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -98,6 +83,14 @@ func (c Config) withDefaults() Config {
 	if c.PendingRetry <= 0 {
 		c.PendingRetry = DefaultPendingRetry
 	}
+	if c.PeerReserve == 0 {
+		c.PeerReserve = DefaultPeerReserve
+	} else if c.PeerReserve < 0 {
+		c.PeerReserve = 0
+	}
+	if c.PeekHold <= 0 {
+		c.PeekHold = DefaultPeekHold
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -116,11 +109,6 @@ func NewRegistry(cfg Config) *Registry {
 	return &Registry{cfg: cfg.withDefaults(), guards: map[string]*Guard{}}
 }
 
-var defaultRegistry = NewRegistry(Config{})
-
-// Default returns the process-wide registry (default Config).
-func Default() *Registry { return defaultRegistry }
-
 // Get returns the guard of the device at host for user, creating it. host may
 // carry a port, which is ignored (all services of a device share its lock);
 // it is compared case-insensitively. secret identifies the password (use
@@ -135,7 +123,7 @@ func (r *Registry) Get(host, user, secret string) *Guard {
 	r.mu.Lock()
 	g := r.guards[key]
 	if g == nil {
-		g = &Guard{cfg: r.cfg, host: host, user: user, secret: secret, retryLeft: -1}
+		g = &Guard{cfg: r.cfg, host: host, user: user, secret: secret, retryLeft: -1, peekLeft: -1}
 		r.guards[key] = g
 	}
 	r.mu.Unlock()
@@ -194,15 +182,20 @@ type Guard struct {
 	lockedUntil time.Time
 	retryLeft   int // tries left the device last reported; -1 unknown
 	retryAt     time.Time
+	refused     bool      // the device refused these credentials since they last worked
+	peekLeft    int       // tries left a peek read; -1 unknown
+	peekAt      time.Time // last peek
 	lastErr     error
 	lastKind    Kind
 	lastErrAt   time.Time
 	consecutive int
 
-	allowed   int
-	held      int
-	successes int
-	failed    int
+	allowed       int
+	held          int
+	successes     int
+	failed        int
+	loginFailures int
+	peeks         int
 
 	// changed is closed (and replaced) whenever a login in flight is
 	// reported, so Wait can wake up the callers held by it.
@@ -220,13 +213,16 @@ func (g *Guard) reset() {
 	g.lockedUntil = time.Time{}
 	g.retryLeft = -1
 	g.retryAt = time.Time{}
+	g.refused = false
+	g.peekLeft = -1
+	g.peekAt = time.Time{}
 	g.lastErr = nil
 	g.lastKind = KindNone
 	g.lastErrAt = time.Time{}
 	g.consecutive = 0
 }
 
-// HoldError is Allow's answer while the guard holds logins.
+// HoldError is Do's answer while the guard holds logins.
 type HoldError struct {
 	Host string
 	User string
@@ -251,14 +247,126 @@ func (e *HoldError) Error() string {
 func (e *HoldError) Unwrap() error { return e.LastErr }
 
 // Permanent reports whether redialling before Until is useless. It matches
-// go2rtc's core.PermanentError interface from patches/0004.
+// the Permanent() method the patched go2rtc checks before redialling.
 func (e *HoldError) Permanent() bool { return Permanent(e.Reason) }
 
-// Allow returns nil if an authenticated request to the device may be made
+// Do runs req as one authenticated attempt on the device and returns req's
+// error, or a *HoldError without running req when the guard holds logins
+// (see the package rules). It is the only way this module sends an
+// authenticated request: everything that can spend a login (probe, RTSP
+// DESCRIBE/SETUP, talk, snapshots) is a req of Do, so every outcome is
+// classified by one rule (Outcome) and no attempt is left unfinished.
+//
+// While the only reason to hold is a first login still in flight
+// (KindLoginPending), Do waits for that login's outcome (or ctx).
+//
+// peek, if not nil, reads the device's login state without credentials; Do
+// calls it before a login when the device has refused this user before and
+// the credentials have not worked since, and holds if the device would be
+// left with too few tries (Config.PeerReserve). It may be nil.
+func (g *Guard) Do(ctx context.Context, peek Peek, req func(ctx context.Context) error) error {
+	if peek != nil && g.wantPeek() {
+		st, err := peek(ctx)
+		if err == nil {
+			g.peeked(st)
+		}
+	}
+	if err := g.wait(ctx); err != nil {
+		return err
+	}
+	err := req(ctx)
+	g.finish(err)
+	return err
+}
+
+// Peek reads the device's login state for this client without sending
+// credentials (a request without credentials never counts as a login).
+type Peek func(ctx context.Context) (Peeked, error)
+
+// Peeked is the device's login state for this client, as it tells it to a
+// request without credentials.
+type Peeked struct {
+	// Locked: the device locks this client now, for UnlockTime (0: not said).
+	Locked     bool
+	UnlockTime time.Duration
+	// TriesLeft before the device locks this client; -1 if it did not say.
+	TriesLeft int
+}
+
+// wantPeek: a login would be made now, the device refused this user before
+// and nothing proved the credentials since, and the last peek is older than
+// PeekHold.
+func (g *Guard) wantPeek() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.cfg.Now()
+	g.prune(now)
+	if g.verified || !g.refused || g.holdLocked(now) != nil {
+		return false // no reason to read, or no login would be made anyway
+	}
+	return g.peekAt.IsZero() || !now.Before(g.peekAt.Add(g.cfg.PeekHold))
+}
+
+// peeked records what a peek read.
+func (g *Guard) peeked(st Peeked) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.cfg.Now()
+	g.peekAt = now
+	g.peeks++
+	if st.Locked {
+		lockFor := g.cfg.LockHold
+		if st.UnlockTime > 0 {
+			lockFor = st.UnlockTime + g.cfg.LockMargin
+		}
+		if until := now.Add(lockFor); until.After(g.lockedUntil) {
+			g.lockedUntil = until
+		}
+		return
+	}
+	if st.TriesLeft >= 0 {
+		g.peekLeft = st.TriesLeft
+	}
+}
+
+// finish records the outcome of an attempt Do allowed.
+func (g *Guard) finish(err error) {
+	switch Outcome(err) {
+	case ResultOK, ResultAccepted:
+		g.success()
+	case ResultAbandoned:
+		g.release()
+	default:
+		g.report(err)
+	}
+}
+
+// ReportLate records a device's refusal that arrives after the request Do
+// ran has returned (the device refusing the credentials on a connection the
+// request opened, e.g. talk audio). Only failed logins are recorded; it
+// does not touch the logins in flight.
+func (g *Guard) ReportLate(err error) {
+	if !countsAsLogin(Classify(err)) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.recordLocked(err, Classify(err), g.cfg.Now())
+}
+
+// release forgets a login in flight whose request was abandoned before the
+// device answered (the caller stopped): nothing is recorded.
+func (g *Guard) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.popPending()
+}
+
+// allow returns nil if an authenticated request to the device may be made
 // now, or a *HoldError saying why not and until when. A nil answer reserves
-// a login in flight until Report or Success is called (or PendingTimeout
-// passes), so call one of them after every allowed request.
-func (g *Guard) Allow() error {
+// a login in flight until report, success or release is called (or
+// PendingTimeout passes).
+func (g *Guard) allow() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.allowLocked(); err != nil {
@@ -299,6 +407,9 @@ func (g *Guard) prune(now time.Time) {
 	if g.retryLeft >= 0 && !g.retryAt.Add(g.cfg.Window).After(now) {
 		g.retryLeft = -1
 	}
+	if g.peekLeft >= 0 && !g.peekAt.Add(g.cfg.PeekHold).After(now) {
+		g.peekLeft = -1
+	}
 }
 
 func (g *Guard) hold(reason Kind, until time.Time, detail string) *HoldError {
@@ -318,6 +429,11 @@ func (g *Guard) holdLocked(now time.Time) *HoldError {
 		return g.hold(g.lastLoginKind(), g.retryAt.Add(g.cfg.Window),
 			fmt.Sprintf("%s; device allows %d more login tries before it locks, kept for manual logins",
 				g.lastLoginKind(), g.retryLeft))
+	}
+	if g.peekLeft >= 0 && !g.verified && g.peekLeft <= g.cfg.ReserveTries+g.cfg.PeerReserve {
+		return g.hold(g.lastLoginKind(), g.peekAt.Add(g.cfg.PeekHold),
+			fmt.Sprintf("%s; device allows %d more login tries before it locks (other clients count too), "+
+				"kept for manual logins and other clients", g.lastLoginKind(), g.peekLeft))
 	}
 	if !g.verified && len(g.failures)+len(g.pending) >= g.cfg.MaxFailedLogins {
 		return g.hold(KindLoginPending, now.Add(g.cfg.PendingRetry),
@@ -345,17 +461,15 @@ func times(n int) string {
 	return fmt.Sprintf("%d times", n)
 }
 
-// Report records a failure and returns its kind. Only failed logins (wrong
+// report records a failure and returns its kind. Only failed logins (wrong
 // credentials, locked) count toward the budget; a lock answer also holds
 // until the device's unlockTime; a RetryLoginTime in an *isapi.AuthError is
 // remembered. A *HoldError (the guard's own answer) is not recorded. A nil
-// err is the same as Success. Report the outcome of every request Allow
-// allowed; failures of unauthenticated probes (TCP connect) need not be
-// reported, and if they are, they count as transient failures only.
-func (g *Guard) Report(err error) Kind {
+// err is the same as success.
+func (g *Guard) report(err error) Kind {
 	kind := Classify(err)
 	if kind == KindNone {
-		g.Success()
+		g.success()
 		return kind
 	}
 	var hold *HoldError
@@ -369,7 +483,12 @@ func (g *Guard) Report(err error) Kind {
 	now := g.cfg.Now()
 	g.prune(now)
 	g.popPending()
+	g.recordLocked(err, kind, now)
+	return kind
+}
 
+// recordLocked records a failure of kind; g.mu held.
+func (g *Guard) recordLocked(err error, kind Kind, now time.Time) {
 	g.failed++
 	g.consecutive++
 	g.lastErr = err
@@ -377,10 +496,12 @@ func (g *Guard) Report(err error) Kind {
 	g.lastErrAt = now
 
 	if !countsAsLogin(kind) {
-		return kind
+		return
 	}
 
 	g.verified = false
+	g.refused = true
+	g.loginFailures++
 	g.failures = append(g.failures, now)
 
 	var auth *isapi.AuthError
@@ -398,7 +519,6 @@ func (g *Guard) Report(err error) Kind {
 			g.lockedUntil = until
 		}
 	}
-	return kind
 }
 
 func (g *Guard) popPending() {
@@ -411,12 +531,12 @@ func (g *Guard) popPending() {
 	}
 }
 
-// Wait is Allow for callers that may wait: while the only reason to hold is
+// wait is allow for callers that may wait: while the only reason to hold is
 // a first login still in flight (KindLoginPending: several streams of one
 // device dialled at once, before any login succeeded), it waits for that
 // login's outcome, then asks again. Any other hold is returned at once, as
 // is the pending hold when ctx ends first.
-func (g *Guard) Wait(ctx context.Context) error {
+func (g *Guard) wait(ctx context.Context) error {
 	for {
 		g.mu.Lock()
 		err := g.allowLocked()
@@ -447,11 +567,11 @@ func (g *Guard) Wait(ctx context.Context) error {
 	}
 }
 
-// Success records an authenticated request that succeeded: the credentials
+// success records an authenticated request that succeeded: the credentials
 // are good and the device is not locked, so failure history, lock and
 // RetryLoginTime are cleared (the device resets its own count on a good
-// login). Call it only for authenticated requests, not for TCP probes.
-func (g *Guard) Success() {
+// login).
+func (g *Guard) success() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
@@ -462,6 +582,9 @@ func (g *Guard) Success() {
 	g.lockedUntil = time.Time{}
 	g.retryLeft = -1
 	g.retryAt = time.Time{}
+	g.refused = false
+	g.peekLeft = -1
+	g.peekAt = time.Time{}
 	g.lastErr = nil
 	g.lastKind = KindNone
 	g.consecutive = 0
@@ -507,6 +630,10 @@ type State struct {
 	Held      int `json:"held"`
 	Successes int `json:"successes"`
 	Failures  int `json:"failures"`
+	// LoginFailures: failed logins recorded since the guard was created;
+	// Peeks: reads of the device's login state without credentials.
+	LoginFailures int `json:"login_failures"`
+	Peeks         int `json:"peeks"`
 }
 
 // State returns a snapshot of the guard.
@@ -531,6 +658,8 @@ func (g *Guard) State() State {
 		Held:                g.held,
 		Successes:           g.successes,
 		Failures:            g.failed,
+		LoginFailures:       g.loginFailures,
+		Peeks:               g.peeks,
 	}
 	if g.lastErr != nil {
 		s.LastError = g.lastErr.Error()

@@ -193,7 +193,8 @@ func TestChangedPasswordResets(t *testing.T) {
 	if st := g.State(); st.FailedLogins != 0 || st.LastError != "" {
 		t.Fatalf("state after reset: %+v", st)
 	}
-	if guard.Secret("new") == "new" || guard.Secret("a") == guard.Secret("b") || guard.Secret("a") != guard.Secret("a") {
+	a1, a2 := guard.Secret("a"), guard.Secret("a")
+	if guard.Secret("new") == "new" || a1 == guard.Secret("b") || a1 != a2 {
 		t.Fatal("Secret is not a stable keyed hash")
 	}
 }
@@ -280,7 +281,8 @@ func TestSuccessClearsFailures(t *testing.T) {
 // concurrent sessions cannot overrun it together; afterwards they do not.
 func TestLoginsInFlight(t *testing.T) {
 	g, c := newGuard(t, guard.Config{})
-	if g.Allow() != nil || g.Allow() != nil {
+	first, second := g.Allow(), g.Allow()
+	if first != nil || second != nil {
 		t.Fatal("first two logins held")
 	}
 	err := g.Allow()
@@ -413,7 +415,7 @@ func TestBackoff(t *testing.T) {
 		if lo > mid || mid > hi || hi > 30*time.Second || float64(lo) < 0.79*float64(mid) {
 			t.Fatalf("attempt %d: jitter range %s..%s around %s", a, lo, hi, mid)
 		}
-		if guard.Backoff(a, 0.3) != guard.Backoff(a, 0.3) {
+		if d1, d2 := guard.Backoff(a, 0.3), guard.Backoff(a, 0.3); d1 != d2 {
 			t.Fatal("not deterministic")
 		}
 	}

@@ -2,22 +2,22 @@ package hikvision
 
 // Voice talk (the backchannel): a sendonly audio media in the device's talk
 // codec, fed by go2rtc through AddTrack into the internal/talk engine (lazy
-// session, idle close, busy line, stop contract; PROTOCOL.md §4, issue 3).
+// session, idle close, busy line, stop contract).
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/AlexxIT/go2rtc/pkg/aac"
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/pion/rtp"
 
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
@@ -25,9 +25,6 @@ import (
 // aacTalkFmtp is the RTP fmtp of AAC-LC talk (RFC 3640 AAC-hbr); config= is
 // the AudioSpecificConfig, filled per sample rate (1408: 16 kHz mono).
 const aacTalkFmtp = "streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config="
-
-// talkConfigHook lets tests shorten the talk engine's timings.
-var talkConfigHook func(*talk.Config)
 
 // backchannel is the talk side of a Producer.
 type backchannel struct {
@@ -54,22 +51,22 @@ func (p *Producer) talkMedia() *core.Media {
 	host := cfg.HTTPAddr()
 	tp := &p.probe.Talk
 	if tp.Refused != nil {
-		log.Debug().Str("device", host).Str("err", redactErr(tp.Refused, cfg)).Msg("[hikvision] no two-way audio")
+		p.log.Debug().Str("device", host).Str("err", redactErr(tp.Refused, cfg)).Msg("[hikvision] no two-way audio")
 		return nil
 	}
 	ch := chooseTalkChannel(tp.Channels, cfg.TalkChannel)
 	if ch == nil {
 		if cfg.TalkChannel != "" {
-			log.Warn().Str("device", host).Str("talk_channel", cfg.TalkChannel).
+			p.log.Warn().Str("device", host).Str("talk_channel", cfg.TalkChannel).
 				Msg("[hikvision] the device has no such two-way audio channel: no talk")
 		} else if len(tp.Channels) > 0 {
-			log.Info().Str("device", host).Msg("[hikvision] no two-way audio channel with a speaker: no talk")
+			p.log.Info().Str("device", host).Msg("[hikvision] no two-way audio channel with a speaker: no talk")
 		}
 		return nil
 	}
 	codec, err := talkCodec(ch)
 	if err != nil {
-		log.Warn().Str("device", host).Str("channel", ch.ID).Str("codec", ch.AudioCodec).
+		p.log.Warn().Str("device", host).Str("channel", ch.ID).Str("codec", ch.AudioCodec).
 			Msg("[hikvision] talk codec " + ch.AudioCodec + " cannot be sent (G.711ulaw, G.711alaw or AAC needed; change it in the device's audio settings): no talk")
 		return nil
 	}
@@ -110,7 +107,7 @@ func talkCodec(ch *isapi.TwoWayAudioChannel) (*core.Codec, error) {
 	case "g.711alaw", "g711alaw", "g.711a":
 		return &core.Codec{Name: core.CodecPCMA, ClockRate: 8000}, nil
 	case "aac":
-		rate := uint32(16000) // PROTOCOL.md §4: AAC talk is 16 kHz
+		rate := uint32(16000) // AAC talk is 16 kHz unless the device says otherwise
 		if r := ch.AudioSamplingRate; r > 0 {
 			rate = uint32(r)
 		}
@@ -124,15 +121,7 @@ func talkCodec(ch *isapi.TwoWayAudioChannel) (*core.Codec, error) {
 
 // aacConfig is the hex AudioSpecificConfig of AAC-LC mono at rate.
 func aacConfig(rate uint32) string {
-	rates := []uint32{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
-	idx := 8
-	for i, r := range rates {
-		if r == rate {
-			idx = i
-		}
-	}
-	asc := uint16(2)<<11 | uint16(idx)<<7 | uint16(1)<<3 // object type 2 (LC), index, 1 channel
-	return fmt.Sprintf("%04X", asc)
+	return strings.ToUpper(hex.EncodeToString(aac.EncodeConfig(aac.TypeAACLC, rate, 1, false)))
 }
 
 // AddTrack is go2rtc handing us the audio to speak through the device (a
@@ -157,18 +146,18 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 		return errors.New("hikvision: producer stopped")
 	}
 	if bc.sess == nil {
-		client, err := p.isapiClient()
+		client, err := p.dev.isapiClient()
 		if err != nil {
 			return err
 		}
 		tc := talk.Config{
-			Device:   newGuardedTalk(talk.ISAPIDevice{Client: client, Channel: bc.channel}, p.guard, p.cfg.HTTPAddr()),
+			Device:   &guardedTalk{dev: talk.ISAPIDevice{Client: client, Channel: bc.channel}, device: p.dev},
 			Framer:   framer,
 			TakeOver: p.cfg.TalkTakeover,
 			OnState:  p.onTalkState,
 		}
-		if talkConfigHook != nil {
-			talkConfigHook(&tc)
+		if p.m.talkHook != nil {
+			p.m.talkHook(&tc)
 		}
 		if bc.sess, err = talk.New(tc); err != nil {
 			return fmt.Errorf("hikvision: talk: %w", err)
@@ -178,6 +167,7 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 
 	sender := core.NewSender(media, track.Codec)
 	sender.Handler = func(packet *rtp.Packet) { sess.Write(packet.Payload) }
+	//lint:ignore SA1019 go2rtc v1.9.14 marks it deprecated but has no other way to bind a sender to a receiver
 	sender.HandleRTP(track)
 	bc.senders = append(bc.senders, sender)
 
@@ -188,32 +178,23 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 }
 
 // guardedTalk is the talk.Device of a producer: every talk request (open,
-// close, audioData) goes through the device's login guard, which every
-// producer, snapshot and talk session of the device shares. Wait comes first
-// (a hold answers *HoldError and sends nothing), the outcome is reported
-// after: a wrong-credentials or lock answer counts as a failed login, any
-// other answer of the device proves the login (Success), a transport failure
-// is recorded without counting.
+// close, audioData) is an attempt of the device's login guard (Device.Do),
+// which every producer, snapshot and talk session of the device shares.
 //
 // The first authentication failure is permanent for talk (the talk engine
 // turns talk off on it) and is counted once: every later call returns it
 // without a request, so a close the engine still tries, or a take-over's
 // close-then-open, cannot spend the budget again.
 type guardedTalk struct {
-	dev   talk.Device
-	guard *guard.Guard
-	host  string
+	dev    talk.Device
+	device *Device
 
 	mu      sync.Mutex
 	authErr error // the first authentication failure; latched
 }
 
-func newGuardedTalk(dev talk.Device, g *guard.Guard, host string) *guardedTalk {
-	return &guardedTalk{dev: dev, guard: g, host: host}
-}
-
 func (g *guardedTalk) Open(ctx context.Context) (sid string, err error) {
-	err = g.do(ctx, func() error {
+	err = g.do(ctx, func(ctx context.Context) error {
 		var err error
 		sid, err = g.dev.Open(ctx)
 		return err
@@ -222,16 +203,16 @@ func (g *guardedTalk) Open(ctx context.Context) (sid string, err error) {
 }
 
 func (g *guardedTalk) Close(ctx context.Context) error {
-	return g.do(ctx, func() error { return g.dev.Close(ctx) })
+	return g.do(ctx, func(ctx context.Context) error { return g.dev.Close(ctx) })
 }
 
 // AudioData counts as a login that worked once the request went out: the
 // credentials were proved by the open just before on the same client. A
 // refusal the device sends on the audio connection later comes through the
-// writer (guardedWriter) and is reported then.
+// writer (guardedWriter) and is recorded then.
 func (g *guardedTalk) AudioData(ctx context.Context, sessionID string) (io.WriteCloser, error) {
 	var w io.WriteCloser
-	err := g.do(ctx, func() error {
+	err := g.do(ctx, func(ctx context.Context) error {
 		var err error
 		w, err = g.dev.AudioData(ctx, sessionID)
 		return err
@@ -242,24 +223,15 @@ func (g *guardedTalk) AudioData(ctx context.Context, sessionID string) (io.Write
 	return &guardedWriter{WriteCloser: w, g: g}, nil
 }
 
-// do runs one authenticated talk request as an attempt of the guard.
-func (g *guardedTalk) do(ctx context.Context, req func() error) error {
+// do runs one authenticated talk request through the device's guard, unless
+// an authentication failure is latched.
+func (g *guardedTalk) do(ctx context.Context, req func(context.Context) error) error {
 	if err := g.latched(); err != nil {
 		return err
 	}
-	if err := g.guard.Wait(ctx); err != nil {
-		return holdErr(g.host, err)
-	}
-	err := req()
-	switch {
-	case err == nil:
-		g.guard.Success()
-	case isAuthErr(err):
-		g.authFailed(err, true)
-	case isDeviceAnswer(err):
-		g.guard.Success() // refused past the login (busy, notSupport...): the credentials are good
-	default:
-		g.guard.Report(err) // unreachable, timeout, cancelled: recorded, not a failed login
+	err := g.device.Do(ctx, req)
+	if isAuthErr(err) {
+		g.latch(err)
 	}
 	return err
 }
@@ -270,21 +242,15 @@ func (g *guardedTalk) latched() error {
 	return g.authErr
 }
 
-// authFailed latches the first authentication failure and reports it to the
-// guard once. pending says the failure ends a request the guard allowed.
-func (g *guardedTalk) authFailed(err error, pending bool) {
+// latch keeps the first authentication failure; true if err is the first.
+func (g *guardedTalk) latch(err error) bool {
 	g.mu.Lock()
-	first := g.authErr == nil
-	if first {
-		g.authErr = err
+	defer g.mu.Unlock()
+	if g.authErr != nil {
+		return false
 	}
-	g.mu.Unlock()
-	switch {
-	case first:
-		g.guard.Report(err)
-	case pending:
-		g.guard.Report(net.ErrClosed) // releases the attempt without counting a login again
-	}
+	g.authErr = err
+	return true
 }
 
 // guardedWriter reports an authentication refusal that arrives on the audio
@@ -296,8 +262,9 @@ type guardedWriter struct {
 
 func (w *guardedWriter) Write(b []byte) (int, error) {
 	n, err := w.WriteCloser.Write(b)
-	if err != nil && isAuthErr(err) {
-		w.g.authFailed(err, false)
+	if err != nil && isAuthErr(err) && w.g.latch(err) {
+		// the device's answer to the audioData request, after it returned
+		w.g.device.guard.ReportLate(err)
 	}
 	return n, err
 }
@@ -310,26 +277,19 @@ func (w *guardedWriter) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// isDeviceAnswer: err is the device's own answer to the request.
-func isDeviceAnswer(err error) bool {
-	var se *isapi.StatusError
-	var ae *isapi.AuthError
-	return errors.As(err, &se) || errors.As(err, &ae)
-}
-
 // onTalkState logs one line per talk state change.
 func (p *Producer) onTalkState(st talk.State, err error) {
-	ev := log.Debug()
+	ev := p.log.Debug()
 	switch st {
 	case talk.StateOpen:
-		ev = log.Info()
+		ev = p.log.Info()
 	case talk.StateBusy:
-		ev = log.Warn()
+		ev = p.log.Warn()
 	case talk.StateFailed:
-		ev = log.Error()
+		ev = p.log.Error()
 	case talk.StateIdle:
 		if err != nil {
-			ev = log.Warn()
+			ev = p.log.Warn()
 		}
 	}
 	ev = ev.Str("device", p.cfg.HTTPAddr()).Str("channel", p.talk.channel)

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 go2rtc v1.9.14 marks core.Producer Start/Stop, Receiver.WriteRTP and Sender.HandleRTP deprecated, yet they are the interface it calls; the tests drive the producer as go2rtc does.
+
 package hikvision
 
 import (
@@ -35,19 +37,17 @@ const (
 // shortTalk makes the talk engine's timings short for the tests (our idle
 // close well before the simulator's hang-up).
 func shortTalk(t *testing.T) {
-	talkConfigHook = func(c *talk.Config) {
+	mod(t).talkHook = func(c *talk.Config) {
 		c.IdleTimeout = ourIdle
 		c.BusyRetry = 150 * time.Millisecond
 		c.BusyTries = 50
 		c.CloseTimeout = 2 * time.Second
 	}
-	t.Cleanup(func() { talkConfigHook = nil })
 }
 
 func startTalkSim(t *testing.T, cfg sim.Config) (*sim.Device, string) {
 	t.Helper()
-	probes.reset()
-	t.Cleanup(probes.reset)
+	mod(t) // the test's own module (shortTalk may have set it up)
 	cfg.Users = map[string]string{"admin": talkTestPass}
 	if cfg.Talk.IdleHangup == 0 {
 		cfg.Talk.IdleHangup = simHangup
@@ -62,7 +62,7 @@ func startTalkSim(t *testing.T, cfg sim.Config) (*sim.Device, string) {
 
 func dialProducer(t *testing.T, src string) *Producer {
 	t.Helper()
-	prod, err := Dial(src)
+	prod, err := mod(t).Dial(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,11 +522,11 @@ func TestTalkThroughLoginGuard(t *testing.T) {
 	p := dialProducer(t, src)
 	defer p.Stop()
 	f := addTrack(t, p)
-	g0 := p.guard.State()
+	g0 := p.dev.guard.State()
 	f.talkG711(g711Tone(1600))
 	waitFor(t, "our idle close", 5*time.Second, func() bool { return dev.TalkClient(ourIP).Closes == 1 })
 	waitFor(t, "talk idle", 5*time.Second, func() bool { return p.Talk().State == "idle" })
-	g1 := p.guard.State()
+	g1 := p.dev.guard.State()
 	// open, audioData, close: three requests, three allowed attempts, three successes
 	if n := talkAt(dev); n != 3 || g1.Allowed-g0.Allowed != 3 || g1.Successes-g0.Successes != 3 || g1.Failures != g0.Failures {
 		t.Fatalf("%d talk requests; guard allowed %d, successes %d, failures %d (want 3, 3, 3, 0)",
@@ -542,7 +542,7 @@ func TestTalkGuardHoldSendsNothing(t *testing.T) {
 	base := runtime.NumGoroutine()
 	p := dialProducer(t, src)
 	f := addTrack(t, p)
-	p.guard.Report(&isapi.AuthError{Method: "GET", Path: "/ISAPI/System/deviceInfo", Locked: true, UnlockTime: 600, RetryLoginTime: -1})
+	p.dev.guard.ReportLate(&isapi.AuthError{Method: "GET", Path: "/ISAPI/System/deviceInfo", Locked: true, UnlockTime: 600, RetryLoginTime: -1})
 	before := dev.Client(ourIP)
 	f.talkG711(g711Tone(800))
 	waitFor(t, "talk failed", 5*time.Second, func() bool { return p.Talk().State == "failed" })
@@ -601,7 +601,7 @@ func TestTalkWrongCredentialsCountOnce(t *testing.T) {
 	if cs.FailedLogins != 1 {
 		t.Fatalf("the device counted %d failed logins, want the one request's", cs.FailedLogins)
 	}
-	if g := p.guard.State(); g.FailedLogins != 1 || g.Reason.String() != "wrong credentials" {
+	if g := p.dev.guard.State(); g.FailedLogins != 1 || g.Reason.String() != "wrong credentials" {
 		t.Fatalf("guard: %d failed logins (%s), want 1 wrong credentials", g.FailedLogins, g.Reason)
 	}
 	f.recv.Close()
