@@ -170,6 +170,13 @@ func (d *Device) Do(ctx context.Context, req func(ctx context.Context) error) er
 	return holdErr(d.host, err)
 }
 
+// doVerified runs a best-effort request whose answer is never read (RTSP
+// TEARDOWN) only while the device's credentials are known good
+// (guard.Guard.DoVerified); otherwise it sends nothing.
+func (d *Device) doVerified(ctx context.Context, req func(ctx context.Context) error) error {
+	return d.guard.DoVerified(ctx, req)
+}
+
 // peek reads the device's login state for this client without credentials.
 func (d *Device) peek(ctx context.Context) (guard.Peeked, error) {
 	c, err := d.isapiClient()

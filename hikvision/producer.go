@@ -3,45 +3,36 @@ package hikvision
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/AlexxIT/go2rtc/pkg/core"
-	"github.com/AlexxIT/go2rtc/pkg/rtsp"
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 	"github.com/rs/zerolog"
 )
 
-// UserAgent is sent on RTSP requests.
-const UserAgent = "go2rtc-hikvision"
-
 // probeTimeout bounds the whole ISAPI probe of a cold Dial.
 const probeTimeout = 15 * time.Second
 
-// Producer is the real-play source of one channel/stream: video and audio
-// over RTSP (TCP interleaved), described by an ISAPI probe. It embeds
-// core.Connection (FormatName "hikvision", Protocol "rtsp+tcp"); Source and URL
-// hold the redacted hikvision:// URL.
+// Producer is the real-play source of one channel/stream, described by an
+// ISAPI probe, its media from a Backend (RTSP over TCP so far). It embeds
+// core.Connection (FormatName "hikvision", Protocol the backend's); Source
+// and URL hold the redacted hikvision:// URL.
 //
-// The inner go2rtc rtsp.Conn keeps the raw RTSP URL with the password in its
-// own Connection.URL: it is never marshalled or exposed.
+// The backend's own connection (go2rtc's rtsp.Conn) keeps the raw RTSP URL
+// with the password in its own Connection.URL: it is never marshalled or
+// exposed.
 type Producer struct {
 	core.Connection
 
-	m        *Module
-	dev      *Device // one reference, released by Stop (or a failed Dial)
-	cfg      *Config
-	probe    *deviceProbe
-	rtspH    string // RTSP host:port, for errors and the port probe
-	rtspPort int
-	opts     ReconnectOptions
-	log      zerolog.Logger
+	m       *Module
+	dev     *Device // one reference, released by Stop (or a failed Dial)
+	cfg     *Config
+	probe   *deviceProbe
+	backend Backend
+	opts    ReconnectOptions
+	log     zerolog.Logger
 
 	// ctx is cancelled by Stop; restartCh asks Start's session to restart
 	// (a track was added while playing).
@@ -53,8 +44,7 @@ type Producer struct {
 	firstPacket chan struct{}
 
 	mu      sync.Mutex
-	rtsp    *rtsp.Conn   // the current RTSP session (replaced on reconnect)
-	pending *rtsp.Conn   // a session being opened; Stop closes its socket
+	sess    Session      // the current session (replaced on reconnect)
 	tracks  []*track     // receivers handed to go2rtc; they survive reconnects
 	talk    *backchannel // voice talk (talk.go); nil without a talk media; set by dial
 	started bool
@@ -69,7 +59,8 @@ type Producer struct {
 // Dial is go2rtc's source handler for hikvision:// URLs. It parses the URL (a
 // bad one fails with *ConfigError before any traffic), probes the device over
 // ISAPI unless a probe of this device/channel/stream is cached (ProbeTTL), and
-// opens the RTSP session up to DESCRIBE. Other errors are *DialError.
+// opens the backend's session (RTSP: up to DESCRIBE). Other errors are
+// *DialError or *HoldError.
 func (m *Module) Dial(source string) (core.Producer, error) {
 	cfg, err := ParseURL(source)
 	if err != nil {
@@ -84,16 +75,15 @@ func (m *Module) Dial(source string) (core.Producer, error) {
 
 func (m *Module) dial(cfg *Config) (*Producer, error) {
 	p := &Producer{
-		m:   m,
-		dev: m.device(cfg),
-		log: m.log,
 		Connection: core.Connection{
 			ID:         core.NewID(),
 			FormatName: "hikvision",
-			Protocol:   "rtsp+tcp",
 			Source:     cfg.String(),
 			URL:        cfg.String(),
 		},
+		m:           m,
+		dev:         m.device(cfg),
+		log:         m.log,
 		cfg:         cfg,
 		opts:        m.reconnect,
 		restartCh:   make(chan struct{}, 1),
@@ -118,152 +108,59 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		pr, err = m.guardedProbe(ctx, p.dev, client, cfg)
 		cancel()
-		if err != nil {
-			client.Close()
-			return nil, err
-		}
-		m.probes.put(cfg, pr)
 		// Hand the device its HTTP sessions back: a stream needs none while
 		// it plays (talk and snapshots dial again), and an idle keep-alive
 		// per stream costs the device a session slot and us two goroutines.
 		client.Close()
+		if err != nil {
+			return nil, err
+		}
+		m.probes.put(cfg, pr)
 		m.log.Debug().Str("device", cfg.HTTPAddr()).Int("requests", pr.Requests).Str("model", pr.Info.Model).
 			Bool("nvr", pr.NVR).Msg("[hikvision] probed")
 	}
 	p.probe = pr
+	p.backend = newBackend(cfg, p.dev, pr)
+	p.Protocol = p.backend.Protocol()
 
-	port := cfg.RTSPPort
-	if port == 0 {
-		port = pr.RTSPPort
-	}
-	p.rtspH = hostPort(cfg.Host, strconv.Itoa(port))
-	p.rtspPort = port
-
-	conn, err := p.openSession(port)
+	sess, err := p.open()
 	if err != nil {
 		return nil, err
 	}
-	p.unpend(conn)
-	p.rtsp = conn
-	p.RemoteAddr = conn.Connection.RemoteAddr
-	p.SDP = conn.SDP
-	p.Medias = supportedMedias(conn.Medias)
-	// Seam: the talk (backchannel) media, Direction sendonly, unless
-	// #backchannel=0 (backchannel.go). Before the check: talk alone is a media.
+	p.sess = sess
+	p.RemoteAddr = sess.RemoteAddr()
+	p.SDP = sess.SDP()
+	p.Medias = supportedMedias(sess.Medias())
+	// the talk media, Direction sendonly, unless #backchannel=0 (talk.go).
+	// Before the check: talk alone is a media.
 	if m := p.talkMedia(); m != nil {
 		p.Medias = append(p.Medias, m)
 	}
 	if len(p.Medias) == 0 {
-		_ = conn.Stop()
-		return nil, newDialError("rtsp medias", p.rtspH, &causeError{sentinel: ErrNoMedia,
-			cause: errors.New("SDP has " + mediaList(conn.Medias))}, cfg)
+		_ = sess.Close()
+		return nil, newDialError("rtsp medias", p.backend.Addr(), &causeError{sentinel: ErrNoMedia,
+			cause: errors.New("SDP has " + mediaList(sess.Medias()))}, cfg)
 	}
 	ok = true
 	return p, nil
 }
 
-// openSession connects RTSP over TCP and DESCRIBEs the stream, as one
-// authenticated attempt of the device guard (a hold returns *HoldError
-// without connecting). It is the one place an RTSP session is made (Dial and
-// Start's reconnects). The session stays registered as pending (Stop closes
-// its socket) until the caller calls unpend.
-func (p *Producer) openSession(port int) (*rtsp.Conn, error) {
-	var conn *rtsp.Conn
-	err := p.dev.Do(p.ctx, func(context.Context) error {
+// open asks the backend for a session, counting the attempts that reached
+// the device (a hold is none).
+func (p *Producer) open() (Session, error) {
+	sess, err := p.backend.Open(p.ctx)
+	var h *HoldError
+	if !errors.As(err, &h) {
 		p.mu.Lock()
 		p.status.attempts++
 		p.mu.Unlock()
-
-		c := rtsp.NewClient(p.cfg.RTSPURL(port))
-		c.UserAgent = UserAgent
-		c.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
-		c.Timeout = int(p.cfg.Timeout / time.Second)
-
-		if err := c.Dial(); err != nil {
-			return newDialError("rtsp connect", p.rtspH, err, p.cfg)
-		}
-		if !p.pend(c) {
-			_ = closeTransport(c)
-			return errStopped
-		}
-		if err := p.rtspStep(c, c.Describe); err != nil {
-			_ = c.Stop()
-			_ = closeTransport(c)
-			p.unpend(c)
-			return newDialError("rtsp describe", p.rtspH, rtspCause(err), p.cfg)
-		}
-		conn = c
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return conn, nil
-}
-
-// rtspStep runs one request of conn that waits for the device's answer
-// (DESCRIBE, SETUP) within the URL's #timeout. go2rtc's pkg/rtsp uses
-// Conn.Timeout (set from #timeout) to connect and to read media, but waits
-// for answers with its package-wide rtsp.Timeout (5 s): a shorter #timeout
-// closes the socket when it passes, and the step fails with "no answer within
-// Ns" (a timeout for the guard). A longer #timeout cannot extend go2rtc's 5 s;
-// go2rtc's own read timeout is worded the same ("no answer within 5s").
-func (p *Producer) rtspStep(conn *rtsp.Conn, f func() error) error {
-	d := p.cfg.Timeout
-	if d <= 0 || d >= rtsp.Timeout {
-		// go2rtc's read deadline ends the wait: same wording as ours
-		err := f()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return &isapi.TimeoutError{After: rtsp.Timeout, Err: err}
-		}
-		return err
-	}
-	var mu sync.Mutex
-	done, fired := false, false
-	timer := time.AfterFunc(d, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			fired = true
-			_ = closeTransport(conn)
-		}
-	})
-	err := f()
-	timer.Stop()
-	mu.Lock()
-	done = true
-	timedOut := fired
-	mu.Unlock()
-	if timedOut {
-		return &isapi.TimeoutError{After: d, Err: os.ErrDeadlineExceeded}
-	}
-	return err
-}
-
-// playSession plays an RTSP session that has its SETUPs done, blocking until
-// it ends (error, device closed, or Stop).
-func playSession(conn *rtsp.Conn) error {
-	return conn.Start()
-}
-
-func rtspCause(err error) error {
-	if s := err.Error(); s == "wrong user/pass" || s == "user/pass not provided" {
-		return &causeError{sentinel: ErrRTSPUnauthorized, cause: err}
-	}
-	return err
-}
-
-func closeTransport(conn *rtsp.Conn) error {
-	if c, ok := conn.Connection.Transport.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
+	return sess, err
 }
 
 // supportedMedias keeps the recvonly H.264/H.265 video and PCMU/PCMA/AAC
 // audio medias (with only those codecs). The *Media pointers stay those of the
-// RTSP session, which needs them for SETUP.
+// session, which needs them for Setup.
 func supportedMedias(medias []*core.Media) []*core.Media {
 	var out []*core.Media
 	for _, m := range medias {
@@ -323,11 +220,11 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 			return t.recv, nil
 		}
 	}
-	// go2rtc gets our own receiver; each RTSP session's receiver forwards
-	// into it, so it survives reconnects.
+	// go2rtc gets our own receiver; each session's receiver forwards into
+	// it, so it survives reconnects.
 	t := &track{media: media, codec: codec, recv: core.NewReceiver(media, codec)}
 	if p.started {
-		// playing: the next session SETUPs it too; restart now
+		// playing: the next session sets it up too; restart now
 		p.addTrackLocked(t)
 		select {
 		case p.restartCh <- struct{}{}:
@@ -335,21 +232,9 @@ func (p *Producer) GetTrack(media *core.Media, codec *core.Codec) (*core.Receive
 		}
 		return t.recv, nil
 	}
-	var inner *core.Receiver
-	err := p.dev.Do(p.ctx, func(context.Context) error {
-		err := p.rtspStep(p.rtsp, func() (err error) {
-			inner, err = p.rtsp.GetTrack(media, codec)
-			return err
-		})
-		if err != nil {
-			return newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := p.sess.Setup(p.ctx, []Track{{Media: media, Codec: codec, Out: p.forward(t)}}); err != nil {
 		return nil, err
 	}
-	inner.Input = p.forward(t)
 	p.addTrackLocked(t)
 	return t.recv, nil
 }
@@ -360,7 +245,7 @@ func (p *Producer) addTrackLocked(t *track) {
 }
 
 // Start plays the stream and blocks until Stop (then it returns nil) or an
-// error it cannot recover from. When the RTSP link drops (EOF, reset, read
+// error it cannot recover from. When the session drops (EOF, reset, read
 // timeout) or carries no media for StallTimeout, Start reconnects into the
 // same receivers (see ReconnectOptions and reconnect). It returns at once
 // for permanent errors (*DialError or *HoldError with Permanent() true:
@@ -378,27 +263,27 @@ func (p *Producer) Start() error {
 	}
 	p.started = true
 	p.done = make(chan struct{})
-	done, conn, tracks := p.done, p.rtsp, len(p.tracks)
+	done, sess, tracks := p.done, p.sess, len(p.tracks)
 	p.mu.Unlock()
 	defer close(done)
 
 	if tracks == 0 {
-		// Nothing to play (a talk-only consumer): no RTSP session is
-		// needed; stay until Stop.
-		p.endSession(conn)
+		// Nothing to play (a talk-only consumer): no session is needed;
+		// stay until Stop.
+		_ = sess.Close()
 		<-p.ctx.Done()
 		return nil
 	}
-	err := p.run(conn)
+	err := p.run(sess)
 	if err == nil || p.isStopped() {
 		return nil
 	}
 	return err
 }
 
-// Stop ends the RTSP session (TEARDOWN, close), or the reconnect in
-// progress, and waits until Start's loop has ended, so no goroutine, socket
-// or timer of the producer outlives it and nothing is sent afterwards.
+// Stop ends the session (TEARDOWN, close), or the reconnect in progress,
+// and waits until Start's loop has ended, so no goroutine, socket or timer
+// of the producer outlives it and nothing is sent afterwards.
 func (p *Producer) Stop() error {
 	p.mu.Lock()
 	if p.stopped {
@@ -406,22 +291,18 @@ func (p *Producer) Stop() error {
 		return nil
 	}
 	p.stopped = true
-	p.cancel()
-	conn, pending, started, done, onStop := p.rtsp, p.pending, p.started, p.done, p.onStop
+	p.cancel() // an attempt in flight fails at once
+	sess, started, done, onStop := p.sess, p.started, p.done, p.onStop
 	receivers := append([]*core.Receiver(nil), p.Receivers...)
 	p.mu.Unlock()
 
-	p.stopTalk() // nothing more to the talk endpoints but the one close (backchannel.go)
-	if pending != nil {
-		_ = closeTransport(pending) // an attempt in flight fails at once
-	}
+	p.stopTalk() // nothing more to the talk endpoints but the one close (talk.go)
 	var err error
 	if started {
 		// Start's loop ends its session (TEARDOWN, close) and returns.
 		<-done
 	} else {
-		err = conn.Stop() // TEARDOWN, close
-		_ = closeTransport(conn)
+		err = sess.Close() // TEARDOWN, close
 	}
 	for _, r := range receivers {
 		r.Close()
@@ -431,10 +312,7 @@ func (p *Producer) Stop() error {
 	if onStop != nil {
 		onStop()
 	}
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return nil
+	return err
 }
 
 // SetSource and SetURL keep Source/URL redacted whatever a caller passes.

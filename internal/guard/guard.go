@@ -279,6 +279,29 @@ func (g *Guard) Do(ctx context.Context, peek Peek, req func(ctx context.Context)
 	return err
 }
 
+// ErrNotVerified is DoVerified's answer when the credentials are not known
+// to be good: the request was not sent.
+var ErrNotVerified = errors.New("guard: credentials not verified; request not sent")
+
+// DoVerified runs a best-effort request whose answer is never read (an RTSP
+// TEARDOWN written as a session closes) only while the device's last
+// authenticated answer was a success; otherwise it answers ErrNotVerified
+// without running req. A nil error from req records nothing (there was no
+// answer to learn from); a failed login it reports is recorded like Do's.
+func (g *Guard) DoVerified(ctx context.Context, req func(ctx context.Context) error) error {
+	g.mu.Lock()
+	ok := g.verified
+	g.mu.Unlock()
+	if !ok {
+		return ErrNotVerified
+	}
+	err := req(ctx)
+	if Outcome(err) == ResultFailedLogin {
+		g.ReportLate(err)
+	}
+	return err
+}
+
 // Peek reads the device's login state for this client without sending
 // credentials (a request without credentials never counts as a login).
 type Peek func(ctx context.Context) (Peeked, error)

@@ -5,14 +5,9 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/AlexxIT/go2rtc/pkg/core"
-	"github.com/AlexxIT/go2rtc/pkg/rtsp"
-	"github.com/AlexxIT/go2rtc/pkg/tcp"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 )
 
@@ -86,134 +81,16 @@ var (
 	errRestart       = errors.New("hikvision: session restart for a new track")
 )
 
-// track is one receiver handed to go2rtc. It outlives RTSP sessions: each
-// session's own receiver forwards into it, so consumers see a gap, not a
-// disconnect. Sequence numbers and timestamps are rebased so that the output
-// stays continuous across sessions (the timestamp gap equals the real gap).
-type track struct {
-	media *core.Media // the producer's media (from Dial's DESCRIBE)
-	codec *core.Codec
-	recv  *core.Receiver
-
-	// Output state, touched only by the session read goroutine (sessions run
-	// one after another, ordered by the supervisor).
-	out     bool
-	lastSeq uint16
-	lastTS  uint32
-	lastAt  int64 // mono ns
-}
-
-// forward returns the per-packet handler of one session's receiver for t:
-// it stamps the heartbeat, counts sequence gaps and forwards into t.recv. It
-// allocates nothing per packet, and everything it touches per packet is in
-// one forwarder and the track (few cache lines: at 32 streams of 2 Mbit/s
-// this runs ~9000 times a second).
-func (p *Producer) forward(t *track) core.HandlerFunc {
-	f := &forwarder{
-		t: t, next: t.recv.Input, clock: int64(t.codec.ClockRate),
-		lastPacket: &p.status.lastPacket, lost: &p.status.packetsLost, first: p.firstPacket,
-	}
-	return f.handle
-}
-
-// forwarder is the state of one session's track (see forward). Only the
-// session's read goroutine touches it.
-type forwarder struct {
-	have   bool
-	inLast uint16
-	seqOff uint16
-	tsOff  uint32
-	clock  int64
-
-	t          *track
-	next       core.HandlerFunc // t.recv.Input: go2rtc's own fan-out to the consumers
-	lastPacket *atomic.Int64
-	lost       *atomic.Uint64
-	first      chan struct{}
-}
-
-func (f *forwarder) handle(pkt *core.Packet) {
-	now := mono()
-	f.lastPacket.Store(now)
-	t := f.t
-	if !f.have {
-		f.have = true
-		select { // play sets the state to streaming
-		case f.first <- struct{}{}:
-		default:
-		}
-		if t.out && f.clock > 0 {
-			ticks := (now - t.lastAt) / 1000 * f.clock / 1_000_000
-			f.tsOff = t.lastTS + uint32(ticks) - pkt.Timestamp
-			f.seqOff = t.lastSeq + 1 - pkt.SequenceNumber
-		}
-	} else if gap := pkt.SequenceNumber - f.inLast - 1; gap != 0 && gap < 0x8000 {
-		f.lost.Add(uint64(gap))
-	}
-	f.inLast = pkt.SequenceNumber
-	pkt.SequenceNumber += f.seqOff
-	pkt.Timestamp += f.tsOff
-	t.out, t.lastSeq, t.lastTS, t.lastAt = true, pkt.SequenceNumber, pkt.Timestamp, now
-	f.next(pkt)
-}
-
-// setupTracks SETUPs every track on a fresh session (one authenticated
-// attempt of the guard), matching each track to the session's media by kind,
-// control and codec name.
-func (p *Producer) setupTracks(conn *rtsp.Conn, tracks []*track) error {
-	return p.dev.Do(p.ctx, func(context.Context) error {
-		for _, t := range tracks {
-			m, c := matchMedia(conn.Medias, t)
-			if m == nil {
-				// the login worked; the stream changed
-				return newDialError("rtsp setup", p.rtspH, &causeError{sentinel: ErrStreamChanged,
-					cause: errors.New(t.media.String() + " not in " + mediaList(conn.Medias))}, p.cfg)
-			}
-			var r *core.Receiver
-			err := p.rtspStep(conn, func() (err error) {
-				r, err = conn.GetTrack(m, c)
-				return err
-			})
-			if err != nil {
-				return newDialError("rtsp setup", p.rtspH, rtspCause(err), p.cfg)
-			}
-			r.Input = p.forward(t)
-		}
-		return nil
-	})
-}
-
-func matchMedia(medias []*core.Media, t *track) (*core.Media, *core.Codec) {
-	var fallback *core.Media
-	var fallbackCodec *core.Codec
-	for _, m := range medias {
-		if m.Kind != t.media.Kind || m.Direction != core.DirectionRecvonly {
-			continue
-		}
-		for _, c := range m.Codecs {
-			if c.Name != t.codec.Name {
-				continue
-			}
-			if m.ID == t.media.ID {
-				return m, c
-			}
-			if fallback == nil {
-				fallback, fallbackCodec = m, c
-			}
-		}
-	}
-	return fallback, fallbackCodec
-}
-
-// run is Start's supervisor: it plays conn, and when the link drops or
+// run is Start's supervisor: it plays sess, and when the session drops or
 // stalls, reconnects into the same receivers. It returns nil after Stop, or
-// the error that ended the stream.
-func (p *Producer) run(conn *rtsp.Conn) error {
+// the error that ended the stream. It talks to the session only through the
+// Backend and Session interfaces.
+func (p *Producer) run(sess Session) error {
 	flaps := 0
 	for {
 		began := time.Now()
-		err := p.play(conn)
-		p.endSession(conn)
+		err := p.play(sess)
+		_ = sess.Close()
 		if errors.Is(err, errStopped) || p.isStopped() {
 			return nil
 		}
@@ -228,7 +105,7 @@ func (p *Producer) run(conn *rtsp.Conn) error {
 			p.setState(StateReconnecting, time.Time{}, err)
 		}
 
-		conn, err = p.reconnect(flaps, errors.Is(err, errRestart))
+		sess, err = p.reconnect(flaps, errors.Is(err, errRestart))
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -257,23 +134,13 @@ func (p *Producer) fail(err error) {
 }
 
 // play runs one session until it ends, stalls, is restarted, or Stop.
-func (p *Producer) play(conn *rtsp.Conn) error {
+func (p *Producer) play(sess Session) error {
 	p.mu.Lock()
-	p.rtsp = conn
-	p.RemoteAddr = conn.Connection.RemoteAddr
+	p.sess = sess
+	p.RemoteAddr = sess.RemoteAddr()
 	p.mu.Unlock()
 
 	start := mono()
-	// go2rtc's client writes PLAY from its read goroutine, unsynchronised:
-	// a TEARDOWN from here may only follow once PLAY is out (its listener
-	// fires after the request was prepared, before it is written).
-	playSent := make(chan struct{})
-	var once sync.Once
-	conn.Listen(func(msg any) {
-		if req, ok := msg.(*tcp.Request); ok && req.Method == rtsp.MethodPlay {
-			once.Do(func() { close(playSent) })
-		}
-	})
 	// the session's first packet flips the state to streaming (forward
 	// signals it once per session); drop a signal left by the last one
 	select {
@@ -281,7 +148,7 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 	default:
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- playSession(conn) }()
+	go func() { errc <- sess.Play() }()
 
 	// One timer per stream, not a ticker: it fires StallTimeout after the
 	// last packet it knows of and re-arms itself from the newest packet's
@@ -292,23 +159,14 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 	lossAt := start
 
 	stop := func(reason error) error {
-		select {
-		case <-playSent:
-			_ = conn.Teardown() // best effort: the device frees the session at once
-			_ = closeTransport(conn)
-			<-errc
-		case <-errc: // ended before PLAY was sent
-			_ = closeTransport(conn)
-		}
+		_ = sess.Close() // Play returns
+		<-errc
 		return reason
 	}
 	for {
 		select {
 		case err := <-errc:
-			if err == nil {
-				err = errors.New("session ended")
-			}
-			return newDialError("rtsp play", p.rtspH, rtspCause(err), p.cfg)
+			return err
 		case <-p.ctx.Done():
 			return stop(errStopped)
 		case <-p.restartCh:
@@ -330,7 +188,7 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 				heartbeat.Reset(p.opts.StallTimeout - idle)
 				continue
 			}
-			se := &StallError{Host: p.rtspH, For: idle}
+			se := &StallError{Host: p.backend.Addr(), For: idle}
 			msg := redactErr(se, p.cfg)
 			p.mu.Lock()
 			// count and reason together: a status that shows the stall shows why
@@ -342,19 +200,13 @@ func (p *Producer) play(conn *rtsp.Conn) error {
 	}
 }
 
-// endSession releases a session whose read loop has ended.
-func (p *Producer) endSession(conn *rtsp.Conn) {
-	_ = conn.Stop() // closes the session's own receivers (not ours)
-	_ = closeTransport(conn)
-}
-
-// reconnect restores a session for every track. While the device's RTSP
-// port does not answer it is probed every PortProbeInterval without
+// reconnect restores a session for every track. While the backend's port
+// does not answer it is probed every PortProbeInterval without
 // credentials; authenticated attempts (guard permitting) follow a jittered
 // exponential backoff while they fail with the port answering. It ends with a
 // playing-ready session, errStopped, a permanent error at once, or
 // *ReconnectError after GiveUpAfter of failures.
-func (p *Producer) reconnect(attempt int, now bool) (*rtsp.Conn, error) {
+func (p *Producer) reconnect(attempt int, now bool) (Session, error) {
 	var (
 		nextAuth     time.Time
 		failingSince time.Time
@@ -383,9 +235,9 @@ func (p *Producer) reconnect(attempt int, now bool) (*rtsp.Conn, error) {
 			continue // probe again: a reboot in the meantime ends the backoff
 		}
 
-		conn, err := p.attempt()
+		sess, err := p.attempt()
 		if err == nil {
-			return conn, nil
+			return sess, nil
 		}
 		if p.isStopped() {
 			return nil, errStopped
@@ -409,7 +261,7 @@ func (p *Producer) reconnect(attempt int, now bool) (*rtsp.Conn, error) {
 			failingSince = t
 		}
 		if t.Sub(failingSince) >= p.opts.GiveUpAfter {
-			return nil, &ReconnectError{Host: p.rtspH, Since: failingSince, For: t.Sub(failingSince),
+			return nil, &ReconnectError{Host: p.backend.Addr(), Since: failingSince, For: t.Sub(failingSince),
 				Attempts: attempts, Err: lastErr}
 		}
 		nextAuth = t.Add(p.backoff(attempt))
@@ -424,35 +276,37 @@ func (p *Producer) backoff(attempt int) time.Duration {
 	return b.Delay(attempt, rand.Float64())
 }
 
-// attempt is one authenticated reconnect: DESCRIBE, SETUP of every track.
-// PLAY is sent by play (go2rtc's client reads its answer in the read loop).
-func (p *Producer) attempt() (*rtsp.Conn, error) {
-	conn, err := p.openSession(p.rtspPort)
+// attempt is one authenticated reconnect: a session with every track set
+// up (RTSP: DESCRIBE, SETUP; PLAY is sent by play).
+func (p *Producer) attempt() (Session, error) {
+	sess, err := p.open()
 	if err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
-	tracks := append([]*track(nil), p.tracks...)
+	req := make([]Track, len(p.tracks))
+	for i, t := range p.tracks {
+		req[i] = Track{Media: t.media, Codec: t.codec, Out: p.forward(t)}
+	}
 	p.mu.Unlock()
-	if err := p.setupTracks(conn, tracks); err != nil {
-		p.endSession(conn)
-		p.unpend(conn)
+	if err := sess.Setup(p.ctx, req); err != nil {
+		_ = sess.Close()
 		return nil, err
 	}
-	if !p.unpend(conn) {
-		p.endSession(conn)
+	if p.isStopped() {
+		_ = sess.Close()
 		return nil, errStopped
 	}
 	p.setState(StateConnecting, time.Time{}, nil)
-	return conn, nil
+	return sess, nil
 }
 
-// waitPort returns once the RTSP port accepts a TCP connection (closed at
+// waitPort returns once the backend's port accepts a TCP connection (closed at
 // once: no request, no credentials). wasDown tells whether it had to wait.
 func (p *Producer) waitPort() (wasDown bool, err error) {
 	for {
 		ctx, cancel := context.WithTimeout(p.ctx, max(p.opts.PortProbeInterval*3, time.Second))
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.rtspH)
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.backend.Addr())
 		cancel()
 		if err == nil {
 			_ = c.Close()
@@ -489,25 +343,3 @@ func (p *Producer) sleep(d time.Duration) bool {
 }
 
 func (p *Producer) isStopped() bool { return p.ctx.Err() != nil }
-
-// pend registers a session being opened so that Stop can close its socket;
-// false if Stop came first (the caller closes it).
-func (p *Producer) pend(conn *rtsp.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return false
-	}
-	p.pending = conn
-	return true
-}
-
-// unpend ends the registration; false if Stop came meanwhile.
-func (p *Producer) unpend(conn *rtsp.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pending == conn {
-		p.pending = nil
-	}
-	return !p.stopped
-}
