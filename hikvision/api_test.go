@@ -148,6 +148,7 @@ func apiJPEG(t *testing.T, res *http.Response, body []byte) string {
 }
 
 func TestSnapshotHandlerFreshAndSized(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, -1)
 	e.stream("cam", "ffmpeg:whatever", apiSimURL(dev, "admin", apiPass, ""))
@@ -188,6 +189,7 @@ func TestSnapshotHandlerFreshAndSized(t *testing.T) {
 }
 
 func TestSnapshotHandlerNVRChannel(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Personality: sim.PersonalityNVR, Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, -1)
 	e.stream("nvr2", "hikvision://admin:"+url.QueryEscape(apiPass)+"@"+dev.HTTPAddr()+"/?channel=2&stream=main")
@@ -202,6 +204,7 @@ func TestSnapshotHandlerNVRChannel(t *testing.T) {
 // Every failure kind gives the last good image, marked stale with its age;
 // past #snapshot_max_stale the answer is an explained error.
 func TestSnapshotHandlerStale(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, -1)
 	e.stream("cam", apiSimURL(dev, "admin", apiPass, "#timeout=1#snapshot_max_stale=30"))
@@ -267,6 +270,7 @@ func TestSnapshotHandlerStale(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestSnapshotHandlerLastGoodOff(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, -1)
 	e.stream("cam", apiSimURL(dev, "admin", apiPass, "#snapshot_last_good=0"))
@@ -283,6 +287,7 @@ func TestSnapshotHandlerLastGoodOff(t *testing.T) {
 
 // 50 clients at once cause one device request; all get the same image.
 func TestSnapshotHandlerCoalesces(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, time.Second)
 	e.stream("cam", apiSimURL(dev, "admin", apiPass, ""))
@@ -350,6 +355,7 @@ func checkMetrics(t *testing.T, text string) map[string]string {
 // A camera with a wrong password and a locked one: health and metrics say
 // so, the guard holds further logins, and nothing shows the password.
 func TestHealthWrongPasswordAndLocked(t *testing.T) {
+	t.Parallel()
 	good := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	wrong := apiStartSim(t, sim.Config{Users: map[string]string{"viewer": "other-password"}})
 	locked := apiStartSim(t, sim.Config{Users: map[string]string{"op": apiPass}})
@@ -467,6 +473,7 @@ func TestRegistryCloseLeavesNoGoroutine(t *testing.T) {
 }
 
 func TestSnapshotOptions(t *testing.T) {
+	t.Parallel()
 	base := "hikvision://admin:pw@cam/?channel=1"
 	for _, tc := range []struct {
 		in   string
@@ -545,6 +552,7 @@ func BenchmarkSnapshotHandlerCached(b *testing.B) {
 // sources are forgotten; a source whose producer still runs stays until it
 // stops.
 func TestHealthForgetsDeletedStreams(t *testing.T) {
+	t.Parallel()
 	dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": apiPass}})
 	e := newAPIEnv(t, -1)
 	e.stream("cam", apiSimURL(dev, "admin", apiPass, ""))

@@ -269,6 +269,7 @@ func TestColdDialOneConcurrentRound(t *testing.T) {
 // Dial lacks them, so the next Dial that wants talk probes again (once);
 // a fresh module forgets them with the rest.
 func TestProbeCacheHoldsTalk(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, sdpH264PCMA)
 	e.isapi.talkCodec = "G.711ulaw"
 	src := testURL(e.isapi.hostPort(), "")
@@ -307,6 +308,7 @@ func TestProbeCacheHoldsTalk(t *testing.T) {
 }
 
 func TestProbeCacheExpires(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, sdpH264PCMA)
 	now := time.Now()
 	mod(t).probes.now = func() time.Time { return now }
@@ -330,6 +332,7 @@ func TestProbeCacheExpires(t *testing.T) {
 }
 
 func TestDialRTSPPortFromURL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, sdpH264PCMA)
 	e.isapi.rtspPort.Store(1) // the device would say a wrong port
 	p, err := mod(t).Dial(testURL(e.isapi.hostPort(), fmt.Sprintf("?rtsp_port=%d", e.rtsp.port())))
@@ -391,6 +394,7 @@ func TestDialWrongPassword(t *testing.T) {
 }
 
 func TestDialChannelNotFound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, sdpH264PCMA)
 	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=5&stream=sub"))
 	if !errors.Is(err, ErrChannelNotFound) {
@@ -434,6 +438,7 @@ func TestDialNoSupportedMedia(t *testing.T) {
 }
 
 func TestDialUnreachable(t *testing.T) {
+	t.Parallel()
 	_, err := mod(t).Dial(testURL("127.0.0.1:1", "#timeout=2"))
 	var de *DialError
 	if !errors.As(err, &de) || de.Step != "probe deviceInfo" || de.Host != "127.0.0.1:1" {
@@ -443,6 +448,7 @@ func TestDialUnreachable(t *testing.T) {
 }
 
 func TestBadURLNoTraffic(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, sdpH264PCMA)
 	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?channel=0"))
 	var ce *ConfigError

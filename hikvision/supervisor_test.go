@@ -215,6 +215,7 @@ func TestStallDetected(t *testing.T) {
 // The state turns to streaming on the session's first packet, not on the
 // stall timer's next wake-up (which, with a 10 s StallTimeout, is 10 s away).
 func TestStreamingOnFirstPacket(t *testing.T) {
+	t.Parallel()
 	e := newSimEnv(t, sim.Config{}, guard.Config{}, ReconnectOptions{StallTimeout: 10 * time.Second})
 	pl := startPlaying(t, e.src)
 	first := pl.waitPacket(t, 0, 5*time.Second)
@@ -235,6 +236,7 @@ func TestStreamingOnFirstPacket(t *testing.T) {
 // A playing stream holds no ISAPI connection: the probe's keep-alives go
 // back to the device (it has few HTTP session slots) once Dial is done.
 func TestPlayingHoldsNoISAPIConnection(t *testing.T) {
+	t.Parallel()
 	e := newSimEnv(t, sim.Config{}, guard.Config{}, ReconnectOptions{})
 	pl := startPlaying(t, e.src)
 	pl.waitPacket(t, 0, 5*time.Second)
@@ -291,6 +293,7 @@ func isPermanent(err error) bool {
 // guard's clock): at most 2 failed logins reach the device, it never locks,
 // and every error says "wrong credentials" and is permanent.
 func TestWrongPasswordBudget(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -345,6 +348,7 @@ func TestWrongPasswordBudget(t *testing.T) {
 // The device locked this client: after the Dial that learns it, nothing
 // reaches the device until unlockTime has passed; then Dial works.
 func TestLockedNoRequestUntilUnlock(t *testing.T) {
+	t.Parallel()
 	e := newSimEnv(t, sim.Config{}, guard.Config{LockMargin: 200 * time.Millisecond}, ReconnectOptions{})
 	const lockFor = 2 * time.Second
 	if err := e.dev.LockIP("127.0.0.1", lockFor); err != nil {

@@ -237,6 +237,7 @@ func TestTalkG711EndToEnd(t *testing.T) {
 }
 
 func TestTalkALaw(t *testing.T) {
+	t.Parallel()
 	shortTalk(t)
 	dev, src := startTalkSim(t, sim.Config{TalkCodec: "G.711alaw"})
 	p := dialProducer(t, src)
@@ -266,6 +267,7 @@ func splitADTS(t *testing.T, b []byte) [][]byte {
 }
 
 func TestTalkAAC(t *testing.T) {
+	t.Parallel()
 	shortTalk(t)
 	adts, err := os.ReadFile("../internal/talk/testdata/tone16k.aac") // ffmpeg: 440 Hz, AAC-LC 16 kHz mono
 	if err != nil {
@@ -298,6 +300,7 @@ func TestTalkAAC(t *testing.T) {
 }
 
 func TestTalkBackchannelOff(t *testing.T) {
+	t.Parallel()
 	dev, src := startTalkSim(t, sim.Config{})
 	p := dialProducer(t, src+"#backchannel=0")
 	defer p.Stop()
@@ -316,6 +319,7 @@ func TestTalkBackchannelOff(t *testing.T) {
 }
 
 func TestTalkUnsupportedCodec(t *testing.T) {
+	t.Parallel()
 	_, src := startTalkSim(t, sim.Config{TalkCodec: "G.726"})
 	p := dialProducer(t, src)
 	defer p.Stop()
@@ -459,6 +463,7 @@ func TestTalkBusyLineNotCutOff(t *testing.T) {
 
 // With talk_takeover=1 the old behaviour: close before open, cutting the other talker off.
 func TestTalkTakeover(t *testing.T) {
+	t.Parallel()
 	shortTalk(t)
 	dev, src := startTalkSim(t, sim.Config{Auth: sim.AuthDigestBasic})
 	other := startOtherTalker(t, dev)
@@ -517,16 +522,17 @@ func talkAt(dev *sim.Device) int { return talkRequests(dev) }
 // Talk requests go through the device's login guard: each is an allowed
 // attempt whose outcome is reported.
 func TestTalkThroughLoginGuard(t *testing.T) {
+	t.Parallel()
 	shortTalk(t)
 	dev, src := startTalkSim(t, sim.Config{})
 	p := dialProducer(t, src)
 	defer p.Stop()
 	f := addTrack(t, p)
-	g0 := p.dev.guard.State()
+	g0 := p.dev.guard.Snapshot()
 	f.talkG711(g711Tone(1600))
 	waitFor(t, "our idle close", 5*time.Second, func() bool { return dev.TalkClient(ourIP).Closes == 1 })
 	waitFor(t, "talk idle", 5*time.Second, func() bool { return p.Talk().State == "idle" })
-	g1 := p.dev.guard.State()
+	g1 := p.dev.guard.Snapshot()
 	// open, audioData, close: three requests, three allowed attempts, three successes
 	if n := talkAt(dev); n != 3 || g1.Allowed-g0.Allowed != 3 || g1.Successes-g0.Successes != 3 || g1.Failures != g0.Failures {
 		t.Fatalf("%d talk requests; guard allowed %d, successes %d, failures %d (want 3, 3, 3, 0)",
@@ -601,7 +607,7 @@ func TestTalkWrongCredentialsCountOnce(t *testing.T) {
 	if cs.FailedLogins != 1 {
 		t.Fatalf("the device counted %d failed logins, want the one request's", cs.FailedLogins)
 	}
-	if g := p.dev.guard.State(); g.FailedLogins != 1 || g.Reason.String() != "wrong credentials" {
+	if g := p.dev.guard.Snapshot(); g.FailedLogins != 1 || g.Reason.String() != "wrong credentials" {
 		t.Fatalf("guard: %d failed logins (%s), want 1 wrong credentials", g.FailedLogins, g.Reason)
 	}
 	f.recv.Close()
