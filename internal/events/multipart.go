@@ -1,0 +1,334 @@
+package events
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"strconv"
+	"strings"
+)
+
+// Errors of the multipart reader.
+var (
+	// ErrNoBoundary: the body never showed a "--boundary" line (nothing to split on).
+	ErrNoBoundary = errors.New("events: alert stream has no multipart boundary line")
+	// ErrPartTooLarge: a part exceeded MaxPartSize; it was skipped.
+	ErrPartTooLarge = errors.New("events: alert stream part too large")
+)
+
+// DefaultMaxPartSize bounds one part (an event picture is the largest: a few hundred KiB).
+const DefaultMaxPartSize = 4 << 20
+
+// maxPreamble is how much the reader skips looking for the first boundary line.
+const maxPreamble = 64 << 10
+
+// Part is one part of the alert stream.
+type Part struct {
+	ContentType   string // media type, lower case, without parameters ("" when the part had none)
+	ContentLength int    // -1 when absent or unusable
+	Body          []byte
+}
+
+// PartReader splits a long-lived multipart/mixed (or x-mixed-replace) body into parts. It trusts what
+// the body shows over what the headers claim: the boundary is taken from the body's first "--" line when
+// it differs from the announced one, duplicate boundary lines are skipped, a boundary glued to the end
+// of a text line still ends the part, and Content-Length is only used for binary parts.
+type PartReader struct {
+	br        *bufio.Reader
+	announced string // boundary from Content-Type, "" if none
+	boundary  string // boundary in use, without the leading "--"
+	started   bool   // the first boundary line was consumed
+	done      bool   // closing delimiter seen
+	max       int
+	line      []byte // scratch
+}
+
+// NewPartReader reads parts from r. contentType is the response's Content-Type header (may be empty or
+// wrong). maxPart ≤ 0 means DefaultMaxPartSize.
+func NewPartReader(r io.Reader, contentType string, maxPart int) *PartReader {
+	if maxPart <= 0 {
+		maxPart = DefaultMaxPartSize
+	}
+	p := &PartReader{br: bufio.NewReaderSize(r, 32<<10), max: maxPart}
+	if _, params, err := mime.ParseMediaType(contentType); err == nil {
+		p.announced = strings.TrimSpace(params["boundary"])
+	} else if i := strings.Index(strings.ToLower(contentType), "boundary="); i >= 0 {
+		p.announced = strings.Trim(strings.TrimSpace(contentType[i+len("boundary="):]), `"`)
+	}
+	p.announced = strings.TrimPrefix(p.announced, "--")
+	return p
+}
+
+// Boundary is the boundary in use ("" before the first part). It differs from Announced on devices
+// whose header and body disagree.
+func (p *PartReader) Boundary() string { return p.boundary }
+
+// Announced is the boundary the Content-Type header gave ("" if none).
+func (p *PartReader) Announced() string { return p.announced }
+
+// readLine reads one line including its end ("\n" or "\r\n"); the last line of the stream may have no
+// end. It returns at most limit bytes; a longer line gives ErrPartTooLarge after consuming it.
+func (p *PartReader) readLine(limit int) ([]byte, error) {
+	p.line = p.line[:0]
+	tooLong := false
+	for {
+		frag, err := p.br.ReadSlice('\n')
+		if !tooLong {
+			if len(p.line)+len(frag) > limit {
+				tooLong = true
+			} else {
+				p.line = append(p.line, frag...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLong {
+				return nil, ErrPartTooLarge
+			}
+			return p.line, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		default:
+			if tooLong {
+				return nil, ErrPartTooLarge
+			}
+			if len(p.line) > 0 && errors.Is(err, io.EOF) {
+				return p.line, nil
+			}
+			return nil, err
+		}
+	}
+}
+
+func trimEOL(b []byte) []byte { return bytes.TrimRight(b, "\r\n") }
+
+// delimiter reports whether line is a boundary line: 0 no, 1 delimiter, 2 closing delimiter.
+func (p *PartReader) delimiter(line []byte) int {
+	t := bytes.TrimRight(line, " \t\r\n")
+	if len(t) < 2+len(p.boundary) || t[0] != '-' || t[1] != '-' || string(t[2:2+len(p.boundary)]) != p.boundary {
+		return 0
+	}
+	switch rest := string(t[2+len(p.boundary):]); rest {
+	case "":
+		return 1
+	case "--":
+		return 2
+	}
+	return 0
+}
+
+// start finds the boundary in use from the body's first boundary line.
+func (p *PartReader) start() error {
+	skipped := 0
+	for {
+		line, err := p.readLine(maxPreamble)
+		if err != nil {
+			if errors.Is(err, ErrPartTooLarge) {
+				return ErrNoBoundary
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%w (stream ended)", ErrNoBoundary)
+			}
+			return err
+		}
+		skipped += len(line)
+		t := bytes.TrimSpace(line)
+		switch {
+		case len(t) == 0:
+		case bytes.HasPrefix(t, []byte("--")) && len(t) > 2:
+			b := string(bytes.TrimPrefix(t, []byte("--")))
+			if p.announced != "" && b == p.announced+"--" {
+				b = p.announced // a closing delimiter first: odd, but the boundary is known
+			}
+			p.boundary = b
+			p.started = true
+			return nil
+		case p.announced != "" && hasHeaderPrefix(t, "content-type:"):
+			// headers of a first part sent without its delimiter line: use the announced boundary and
+			// read this part's headers from here
+			p.boundary = p.announced
+			p.started = true
+			p.unread(line)
+			return nil
+		}
+		if skipped > maxPreamble {
+			return ErrNoBoundary
+		}
+	}
+}
+
+// unread pushes a line back in front of the buffered reader.
+func (p *PartReader) unread(line []byte) {
+	rest := append(append([]byte(nil), line...), bufferedBytes(p.br)...)
+	p.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), p.br), 32<<10)
+}
+
+// bufferedBytes drains what br has buffered without reading further.
+func bufferedBytes(br *bufio.Reader) []byte {
+	b, _ := br.Peek(br.Buffered())
+	out := append([]byte(nil), b...)
+	_, _ = br.Discard(len(out))
+	return out
+}
+
+func hasHeaderPrefix(line []byte, prefix string) bool {
+	return len(line) >= len(prefix) && strings.EqualFold(string(line[:len(prefix)]), prefix)
+}
+
+// Next returns the next part. Bad parts (too large) are skipped. It returns io.EOF when the stream ended
+// (closing delimiter or end of body), or the read error.
+func (p *PartReader) Next() (*Part, error) {
+	if p.done {
+		return nil, io.EOF
+	}
+	if !p.started {
+		if err := p.start(); err != nil {
+			return nil, err
+		}
+	}
+	for {
+		part, err := p.readPart()
+		if errors.Is(err, ErrPartTooLarge) {
+			if err := p.skipToDelimiter(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return part, err
+	}
+}
+
+// readPart reads headers and body of one part; the delimiter line before it was consumed.
+func (p *PartReader) readPart() (*Part, error) {
+	part := &Part{ContentLength: -1}
+	var first []byte // a body line met where a header was expected
+	for n := 0; ; n++ {
+		line, err := p.readLine(8 << 10)
+		if err != nil {
+			if errors.Is(err, ErrPartTooLarge) {
+				return nil, err
+			}
+			return nil, eof(err)
+		}
+		if d := p.delimiter(line); d != 0 {
+			if d == 2 {
+				p.done = true
+				return nil, io.EOF
+			}
+			// duplicate delimiter (seen on cameras): start this part again
+			*part = Part{ContentLength: -1}
+			continue
+		}
+		t := trimEOL(line)
+		if len(t) == 0 {
+			if n == 0 {
+				continue // blank line right after the delimiter: some devices add one
+			}
+			break
+		}
+		name, value, ok := strings.Cut(string(t), ":")
+		if !ok || strings.ContainsAny(name, " <{\t") || n > 64 {
+			first = append([]byte(nil), line...) // no headers: this is already the body
+			break
+		}
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "content-type":
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(value))
+			if err != nil {
+				mt, _, _ = strings.Cut(strings.TrimSpace(value), ";")
+			}
+			part.ContentType = strings.ToLower(strings.TrimSpace(mt))
+		case "content-length":
+			if n, err := strconv.Atoi(strings.TrimSpace(value)); err == nil && n >= 0 {
+				part.ContentLength = n
+			}
+		}
+	}
+	binary := strings.HasPrefix(part.ContentType, "image/") || part.ContentType == "application/octet-stream"
+	if binary && first == nil && part.ContentLength > 0 {
+		if part.ContentLength > p.max {
+			return nil, ErrPartTooLarge
+		}
+		part.Body = make([]byte, part.ContentLength)
+		if _, err := io.ReadFull(p.br, part.Body); err != nil {
+			return nil, eof(err)
+		}
+		err := p.skipToDelimiter()
+		if errors.Is(err, io.EOF) {
+			p.done = true
+			return part, nil
+		}
+		return part, err
+	}
+	body := first
+	for {
+		line, err := p.readLine(p.max)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				p.done = true
+				part.Body = trimBody(body, binary)
+				if len(part.Body) == 0 {
+					return nil, io.EOF
+				}
+				return part, nil
+			}
+			return nil, err
+		}
+		if d := p.delimiter(line); d != 0 {
+			p.done = d == 2
+			part.Body = trimBody(body, binary)
+			return part, nil
+		}
+		if !binary {
+			// "</EventNotificationAlert>--boundary": the delimiter glued to the last text line
+			t := bytes.TrimRight(line, " \t\r\n")
+			if i := bytes.LastIndex(t, []byte("--"+p.boundary)); i > 0 && i+2+len(p.boundary) == len(t) {
+				body = append(body, t[:i]...)
+				part.Body = trimBody(body, binary)
+				return part, nil
+			}
+		}
+		if len(body)+len(line) > p.max {
+			return nil, ErrPartTooLarge
+		}
+		body = append(body, line...)
+	}
+}
+
+// trimBody drops the line end that belongs to the next delimiter (text parts: all surrounding space).
+func trimBody(b []byte, binary bool) []byte {
+	if binary {
+		b = bytes.TrimSuffix(b, []byte("\n"))
+		return bytes.TrimSuffix(b, []byte("\r"))
+	}
+	return bytes.TrimSpace(b)
+}
+
+// skipToDelimiter discards input up to and including the next delimiter line.
+func (p *PartReader) skipToDelimiter() error {
+	for {
+		line, err := p.readLine(p.max)
+		if err != nil && !errors.Is(err, ErrPartTooLarge) {
+			return err
+		}
+		if err == nil {
+			switch p.delimiter(line) {
+			case 1:
+				return nil
+			case 2:
+				p.done = true
+				return nil
+			}
+		}
+	}
+}
+
+func eof(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	return err
+}
