@@ -106,10 +106,10 @@ func DefaultBackoff(attempt int) time.Duration {
 
 // SubscriberStats are counters of a Subscriber.
 type SubscriberStats struct {
-	Connects          int           // streams opened (200)
-	Failures          int           // failed opens and lost streams
-	WatchdogFires     int           // streams ended by the watchdog
-	Alerts            int           // event reports
+	Connects          int // streams opened (200)
+	Failures          int // failed opens and lost streams
+	WatchdogFires     int // streams ended by the watchdog
+	Alerts            int // event reports
 	Heartbeats        int
 	BadParts          int           // parts that did not decode
 	Pictures          int           // pictures attached to events

@@ -51,7 +51,7 @@ type DoorStats struct {
 	State                 string         `json:"state"` // call state now
 	Rings                 int            `json:"rings"`
 	StatusPolls           int            `json:"status_polls"`
-	Signals               map[string]int `json:"signals"`        // accepted callSignal cmdTypes
+	Signals               map[string]int `json:"signals"`         // accepted callSignal cmdTypes
 	RefusedSignals        int            `json:"refused_signals"` // bad or out-of-state cmdTypes
 	Unlocks               map[int]int    `json:"unlocks"`         // door number → open commands
 	RefusedUnlocks        int            `json:"refused_unlocks"`

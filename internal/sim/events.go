@@ -65,7 +65,7 @@ type EventsConfig struct {
 
 // EventStep is one scripted report (or run of repeats).
 type EventStep struct {
-	Delay       time.Duration `json:"-"`       // after the previous step
+	Delay       time.Duration `json:"-"`        // after the previous step
 	DelayMS     float64       `json:"delay_ms"` // JSON form of Delay
 	Type        string        `json:"type"`     // the device's eventType: VMD, linedetection, fielddetection, regionEntrance, IO, videoloss, tamperdetection, ...
 	Channel     int           `json:"channel"`  // channel number (the IO port for IO); 0 = none
@@ -87,12 +87,12 @@ type EventStep struct {
 
 // EventStats counts the alert-stream side.
 type EventStats struct {
-	Streams    int `json:"streams"`     // streams opened
-	Open       int `json:"open"`        // streams open now
-	Parts      int `json:"parts"`       // report parts written (heartbeats excluded)
-	Heartbeats int `json:"heartbeats"`  // heartbeat parts written
-	Pictures   int `json:"pictures"`    // JPEG parts written
-	Dropped    int `json:"dropped"`     // triggered steps a full stream queue refused
+	Streams    int `json:"streams"`    // streams opened
+	Open       int `json:"open"`       // streams open now
+	Parts      int `json:"parts"`      // report parts written (heartbeats excluded)
+	Heartbeats int `json:"heartbeats"` // heartbeat parts written
+	Pictures   int `json:"pictures"`   // JPEG parts written
+	Dropped    int `json:"dropped"`    // triggered steps a full stream queue refused
 }
 
 // eventSide is the alert-stream state of a Device (zero value ready).
