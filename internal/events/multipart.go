@@ -3,6 +3,7 @@ package events
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ type PartReader struct {
 	announced string // boundary from Content-Type, "" if none
 	boundary  string // boundary in use, without the leading "--"
 	started   bool   // the first boundary line was consumed
+	sync      bool   // a part was returned before its closing delimiter line: skip to it first
 	done      bool   // closing delimiter seen
 	max       int
 	line      []byte // scratch
@@ -201,8 +203,18 @@ func (p *PartReader) Next() (*Part, error) {
 	}
 }
 
-// readPart reads headers and body of one part; the delimiter line before it was consumed.
+// readPart reads headers and body of one part; the delimiter line before it was consumed (or sync says
+// it is still to be read).
 func (p *PartReader) readPart() (*Part, error) {
+	if p.sync {
+		p.sync = false
+		if err := p.skipToDelimiter(); err != nil {
+			return nil, eof(err)
+		}
+		if p.done {
+			return nil, io.EOF
+		}
+	}
 	part := &Part{ContentLength: -1}
 	var first []byte // a body line met where a header was expected
 	for n := 0; ; n++ {
@@ -248,22 +260,41 @@ func (p *PartReader) readPart() (*Part, error) {
 		}
 	}
 	binary := strings.HasPrefix(part.ContentType, "image/") || part.ContentType == "application/octet-stream"
-	if binary && first == nil && part.ContentLength > 0 {
-		if part.ContentLength > p.max {
-			return nil, ErrPartTooLarge
+	body := first
+	if part.ContentLength > p.max {
+		return nil, ErrPartTooLarge
+	}
+	if part.ContentLength > 0 && first == nil {
+		// Read what Content-Length announces without waiting for the next delimiter (it only comes with
+		// the next part, maybe much later). A delimiter inside means the length was too long.
+		for len(body) < part.ContentLength {
+			if p.br.Buffered() == 0 {
+				if _, err := p.br.Peek(1); err != nil {
+					if errors.Is(err, io.EOF) && len(body) > 0 {
+						p.done = true
+						part.Body = trimBody(body, binary)
+						return part, nil
+					}
+					return nil, eof(err)
+				}
+			}
+			chunk, _ := p.br.Peek(min(p.br.Buffered(), part.ContentLength-len(body)))
+			body = append(body, chunk...)
+			_, _ = p.br.Discard(len(chunk))
+			if i := p.delimiterIn(body); i >= 0 {
+				rest := body[i:]
+				body = body[:i]
+				p.unread(rest)
+				return p.finishAtDelimiter(part, body, binary)
+			}
 		}
-		part.Body = make([]byte, part.ContentLength)
-		if _, err := io.ReadFull(p.br, part.Body); err != nil {
-			return nil, eof(err)
-		}
-		err := p.skipToDelimiter()
-		if errors.Is(err, io.EOF) {
-			p.done = true
+		if binary || looksComplete(body) {
+			p.sync = true // the delimiter line is read before the next part
+			part.Body = trimBody(body, binary)
 			return part, nil
 		}
-		return part, err
+		// too short: go on line by line up to the delimiter
 	}
-	body := first
 	for {
 		line, err := p.readLine(p.max)
 		if err != nil {
@@ -295,7 +326,69 @@ func (p *PartReader) readPart() (*Part, error) {
 			return nil, ErrPartTooLarge
 		}
 		body = append(body, line...)
+		if !binary && part.ContentLength < 0 && looksComplete(body) {
+			// no length: a complete document is returned at once, not when the next part starts
+			p.sync = true
+			part.Body = trimBody(body, binary)
+			return part, nil
+		}
 	}
+}
+
+// delimiterIn finds a delimiter line inside body (at its start or after a line end); -1 if none.
+func (p *PartReader) delimiterIn(body []byte) int {
+	d := []byte("--" + p.boundary)
+	for off := 0; ; {
+		i := bytes.Index(body[off:], d)
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i == 0 || body[i-1] == '\n' {
+			return i
+		}
+		off = i + 1
+	}
+}
+
+// finishAtDelimiter ends a part whose body stopped at a delimiter that was pushed back.
+func (p *PartReader) finishAtDelimiter(part *Part, body []byte, binary bool) (*Part, error) {
+	p.sync = true
+	part.Body = trimBody(body, binary)
+	return part, nil
+}
+
+// looksComplete tells whether a text body is a whole document: XML ending with its root's closing tag,
+// or valid JSON.
+func looksComplete(body []byte) bool {
+	t := bytes.TrimSpace(body)
+	switch {
+	case len(t) == 0:
+		return false
+	case t[0] == '{':
+		return t[len(t)-1] == '}' && json.Valid(t)
+	case t[0] == '<':
+		if t[len(t)-1] != '>' {
+			return false
+		}
+		// the root element's name, after an optional <?xml ...?> declaration
+		s := t
+		if bytes.HasPrefix(s, []byte("<?")) {
+			if i := bytes.Index(s, []byte("?>")); i >= 0 {
+				s = bytes.TrimSpace(s[i+2:])
+			}
+		}
+		if len(s) < 2 || s[0] != '<' {
+			return false
+		}
+		end := bytes.IndexAny(s[1:], " \t\r\n/>")
+		if end <= 0 {
+			return false
+		}
+		root := s[1 : 1+end]
+		return bytes.HasSuffix(t, append(append([]byte("</"), root...), '>'))
+	}
+	return false
 }
 
 // trimBody drops the line end that belongs to the next delimiter (text parts: all surrounding space).

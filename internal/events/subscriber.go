@@ -291,15 +291,13 @@ func (s *Subscriber) stream() (gotData bool, err error) {
 	heartbeats := 0
 	var lastHB time.Time
 
-	// watchdog: re-arms itself for the remaining time until the limit is reached
+	// watchdog: fires when nothing arrived for watchdogLimit; re-armed when the limit changes
 	var wmu sync.Mutex
 	var wtimer Timer
-	var check func()
-	check = func() {
-		wmu.Lock()
-		defer wmu.Unlock()
-		if ctx.Err() != nil {
-			return
+	var arm func()
+	arm = func() { // caller holds wmu
+		if wtimer != nil {
+			wtimer.Stop()
 		}
 		limit := s.watchdogLimit()
 		idle := s.cfg.Clock.Now().Sub(time.Unix(0, ar.last.Load()))
@@ -308,16 +306,25 @@ func (s *Subscriber) stream() (gotData bool, err error) {
 			cancel()
 			return
 		}
-		wtimer = s.cfg.Clock.AfterFunc(limit-idle, check)
+		wtimer = s.cfg.Clock.AfterFunc(limit-idle, func() {
+			wmu.Lock()
+			defer wmu.Unlock()
+			if ctx.Err() == nil {
+				arm()
+			}
+		})
 	}
 	wmu.Lock()
-	wtimer = s.cfg.Clock.AfterFunc(s.watchdogLimit(), check)
+	arm()
 	wmu.Unlock()
 	defer func() {
 		wmu.Lock()
-		wtimer.Stop()
+		if wtimer != nil {
+			wtimer.Stop()
+		}
 		wmu.Unlock()
 	}()
+	limit := s.watchdogLimit()
 
 	dec := NewDecoder(ar, resp.Header.Get("Content-Type"), s.cfg.Channels)
 	prevBad := 0
@@ -326,13 +333,14 @@ func (s *Subscriber) stream() (gotData bool, err error) {
 		st := dec.Stats()
 		if err != nil {
 			if stalled.Load() {
+				was := s.watchdogLimit()
 				s.mu.Lock()
 				s.stats.WatchdogFires++
 				if heartbeats == 0 {
 					s.hbMax = 0 // the heartbeats stopped for good: fall back to IdleTimeout
 				}
 				s.mu.Unlock()
-				return gotData, fmt.Errorf("%w: nothing received for %v", ErrStalled, s.watchdogLimit())
+				return gotData, fmt.Errorf("%w: nothing received for %v", ErrStalled, was)
 			}
 			if errors.Is(err, io.EOF) {
 				err = errors.New("events: device ended the alert stream")
@@ -360,6 +368,12 @@ func (s *Subscriber) stream() (gotData bool, err error) {
 		s.stats.BadParts += st.BadParts - prevBad
 		prevBad = st.BadParts
 		s.mu.Unlock()
+		if l := s.watchdogLimit(); l != limit { // heartbeat cadence learned or changed
+			limit = l
+			wmu.Lock()
+			arm()
+			wmu.Unlock()
+		}
 		if s.cfg.State != nil {
 			s.cfg.State.Apply(s.cfg.Device, a)
 		}
