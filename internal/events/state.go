@@ -46,9 +46,10 @@ type entry struct {
 type State struct {
 	cfg StateConfig
 
-	emitMu sync.Mutex // serialises Emit so changes leave in order
-	mu     sync.Mutex
-	m      map[stateKey]*entry
+	emitMu     sync.Mutex // serialises Emit so changes leave in order
+	emitClosed bool       // under emitMu: Close happened, emit nothing
+	mu         sync.Mutex
+	m          map[stateKey]*entry
 	// explicit[device+"\x00"+type]: the device sends "inactive" for this type
 	explicit map[string]bool
 	closed   bool
@@ -113,7 +114,7 @@ func (s *State) Apply(device string, a Alert) {
 	}
 	s.emitMu.Lock() // taken before mu is released: emits leave in the order of the changes
 	s.mu.Unlock()
-	if out != nil {
+	if out != nil && !s.emitClosed {
 		s.cfg.Emit(*out)
 	}
 	s.emitMu.Unlock()
@@ -172,7 +173,9 @@ func (s *State) expire(k stateKey, gen uint64) {
 	out := s.endLocked(e, now, "timeout")
 	s.emitMu.Lock()
 	s.mu.Unlock()
-	s.cfg.Emit(*out)
+	if !s.emitClosed {
+		s.cfg.Emit(*out)
+	}
 	s.emitMu.Unlock()
 }
 
@@ -215,7 +218,9 @@ func (s *State) Forget(device string) {
 	s.mu.Unlock()
 	sortEvents(outs)
 	for _, ev := range outs {
-		s.cfg.Emit(ev)
+		if !s.emitClosed {
+			s.cfg.Emit(ev)
+		}
 	}
 	s.emitMu.Unlock()
 }
@@ -246,8 +251,9 @@ func (s *State) Close() {
 		}
 	}
 	s.mu.Unlock()
-	s.emitMu.Lock()
-	s.emitMu.Unlock() //nolint:staticcheck // waits for an Emit in progress
+	s.emitMu.Lock() // waits for an Emit in progress
+	s.emitClosed = true
+	s.emitMu.Unlock()
 }
 
 func sortEvents(evs []Event) {

@@ -36,17 +36,6 @@ func (l *alertLog) add(a events.Alert) {
 	l.as = append(l.as, a)
 }
 
-func (l *alertLog) find(f func(events.Alert) bool) (events.Alert, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, a := range l.as {
-		if f(a) {
-			return a, true
-		}
-	}
-	return events.Alert{}, false
-}
-
 func (l *alertLog) count(f func(events.Alert) bool) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -373,7 +362,12 @@ func TestWatchdogFakeClock(t *testing.T) {
 	var mu sync.Mutex
 	s, _ := events.NewSubscriber(events.SubscriberConfig{Device: "x:80", Open: open, Clock: clk, OnAlert: log.add,
 		MinWatchdog: 5 * time.Second, IdleTimeout: time.Hour,
-		Backoff: func(n int) time.Duration { mu.Lock(); backoffs = append(backoffs, n); mu.Unlock(); return 7 * time.Second }})
+		Backoff: func(n int) time.Duration {
+			mu.Lock()
+			backoffs = append(backoffs, n)
+			mu.Unlock()
+			return 7 * time.Second
+		}})
 	s.Start()
 	defer s.Close()
 	c := <-opened

@@ -207,7 +207,9 @@ func ControlDoor(ctx context.Context, d Doer, door int, cmd DoorCommand) error {
 }
 
 // OpenDoor releases the lock of door (1-based).
-func OpenDoor(ctx context.Context, d Doer, door int) error { return ControlDoor(ctx, d, door, DoorOpen) }
+func OpenDoor(ctx context.Context, d Doer, door int) error {
+	return ControlDoor(ctx, d, door, DoorOpen)
+}
 
 // TalkGate applies what door stations do with a talk that starts while they ring: the voice-talk session
 // does not answer the call (the station keeps ringing and the visitor does not hear the talk), so
