@@ -73,7 +73,11 @@ type StatusError struct {
 	StatusString  string
 	SubStatusCode string
 	ErrorMsg      string
+	Err           error // the Doer's error, if it reported the refusal as one
 }
+
+// Unwrap returns the Doer's error.
+func (e *StatusError) Unwrap() error { return e.Err }
 
 func (e *StatusError) Error() string {
 	s := fmt.Sprintf("intercom: %s: HTTP %d", e.Op, e.HTTPStatus)
@@ -143,12 +147,12 @@ func parseStatus(body []byte) (responseStatus, bool) {
 func do(ctx context.Context, d Doer, method, path string, reqBody []byte) ([]byte, error) {
 	op := method + " " + strings.SplitN(path, "?", 2)[0]
 	status, body, err := d(ctx, method, path, reqBody)
-	if err != nil {
+	if err != nil && status == 0 {
 		return nil, fmt.Errorf("intercom: %s: %w", op, err)
 	}
 	rs, isStatus := parseStatus(body)
-	if status < 200 || status > 299 || isStatus && rs.StatusCode != 1 {
-		se := &StatusError{Op: op, HTTPStatus: status}
+	if err != nil || status < 200 || status > 299 || isStatus && rs.StatusCode != 1 {
+		se := &StatusError{Op: op, HTTPStatus: status, Err: err}
 		if isStatus {
 			se.StatusCode, se.StatusString, se.SubStatusCode, se.ErrorMsg = int(rs.StatusCode), rs.StatusString, rs.SubStatusCode, rs.ErrorMsg
 		}
