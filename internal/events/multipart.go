@@ -57,11 +57,21 @@ func NewPartReader(r io.Reader, contentType string, maxPart int) *PartReader {
 	p := &PartReader{br: bufio.NewReaderSize(r, 32<<10), max: maxPart}
 	if _, params, err := mime.ParseMediaType(contentType); err == nil {
 		p.announced = strings.TrimSpace(params["boundary"])
-	} else if i := strings.Index(strings.ToLower(contentType), "boundary="); i >= 0 {
+	} else if i := indexFold(contentType, "boundary="); i >= 0 {
 		p.announced = strings.Trim(strings.TrimSpace(contentType[i+len("boundary="):]), `"`)
 	}
 	p.announced = strings.TrimPrefix(p.announced, "--")
 	return p
+}
+
+// indexFold is strings.Index ignoring ASCII case (byte offsets of s, whatever its encoding).
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Boundary is the boundary in use ("" before the first part). It differs from Announced on devices

@@ -48,7 +48,7 @@ type EventsConfig struct {
 	MediaType string
 	// Namespace of EventNotificationAlert; "" = Config.Namespace.
 	Namespace string
-	// JSON sends every report as a JSON part (door stations, newer firmware).
+	// JSON sends every report as a JSON part (newer firmware; always on for door stations).
 	JSON bool
 	// NoContentLength leaves Content-Length out of the part headers.
 	NoContentLength bool
@@ -124,6 +124,9 @@ func (d *Device) eventsCfg() EventsConfig {
 		if door {
 			c.Boundary = "MIME_boundary"
 		}
+	}
+	if door {
+		c.JSON = true // door stations send JSON parts
 	}
 	if c.AnnouncedBoundary == "" {
 		c.AnnouncedBoundary = c.Boundary
