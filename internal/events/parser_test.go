@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/events"
 )
@@ -231,5 +232,73 @@ func TestHeartbeatKinds(t *testing.T) {
 		if a.Heartbeat != c.heartbeat || a.Type != c.typ {
 			t.Errorf("%s: heartbeat=%v type=%q, want %v %q", c.body, a.Heartbeat, a.Type, c.heartbeat, c.typ)
 		}
+	}
+}
+
+// TestPartReturnedBeforeNextDelimiter: a report must not wait for the next part (which may come
+// seconds later, or never on devices without heartbeats).
+func TestPartReturnedBeforeNextDelimiter(t *testing.T) {
+	motion := fmt.Sprintf(xmlAlert, "x", "1", "VMD", "active", "a & b")
+	json := `{"eventType":"VMD","eventState":"active","channelID":1}`
+	cases := map[string]string{
+		"xml with length":     fmt.Sprintf("--x\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s\r\n", len(motion), motion),
+		"xml without length":  "--x\r\nContent-Type: application/xml\r\n\r\n<?xml version=\"1.0\"?>\r\n" + motion + "\r\n",
+		"json with length":    fmt.Sprintf("--x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s\r\n", len(json), json),
+		"json without length": "--x\r\nContent-Type: application/json\r\n\r\n{\r\n\"eventType\": \"VMD\",\r\n\"eventState\": \"active\",\r\n\"channelID\": 1\r\n}\r\n",
+	}
+	for name, first := range cases {
+		t.Run(name, func(t *testing.T) {
+			r, w := io.Pipe()
+			defer w.Close()
+			dec := events.NewDecoder(r, "multipart/mixed; boundary=x", nil)
+			got := make(chan events.Alert, 2)
+			go func() {
+				for {
+					a, err := dec.Next()
+					if err != nil {
+						close(got)
+						return
+					}
+					got <- a
+				}
+			}()
+			if _, err := io.WriteString(w, first); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case a := <-got:
+				if alertString(a) != "1/motion:on" {
+					t.Fatalf("alert %s", alertString(a))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the part waited for the next delimiter")
+			}
+			// the stream goes on normally after it
+			if _, err := io.WriteString(w, first); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case a, ok := <-got:
+				if !ok || alertString(a) != "1/motion:on" {
+					t.Fatalf("second alert %v %s", ok, alertString(a))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("second part not returned")
+			}
+			w.Close()
+			if _, ok := <-got; ok {
+				t.Fatal("an alert from nothing")
+			}
+		})
+	}
+}
+
+func TestContentLengthTooLong(t *testing.T) {
+	motion := fmt.Sprintf(xmlAlert, "x", "1", "VMD", "active", "a & b")
+	body := fmt.Sprintf("--x\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n%s\r\n", len(motion)+500, motion) +
+		stream("x", strings.Replace(motion, ">1<", ">2<", 1))
+	as, dec := decodeAll(t, strings.NewReader(body), "multipart/mixed; boundary=x", nil)
+	if len(as) != 2 || alertString(as[0]) != "1/motion:on" || alertString(as[1]) != "2/motion:on" || dec.Stats().BadParts != 0 {
+		t.Fatalf("alerts %+v stats %+v", as, dec.Stats())
 	}
 }
