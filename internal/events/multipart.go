@@ -39,11 +39,12 @@ type Part struct {
 // of a text line still ends the part, and Content-Length is only used for binary parts.
 type PartReader struct {
 	br        *bufio.Reader
-	announced string // boundary from Content-Type, "" if none
-	boundary  string // boundary in use, without the leading "--"
-	started   bool   // the first boundary line was consumed
-	sync      bool   // a part was returned before its closing delimiter line: skip to it first
-	done      bool   // closing delimiter seen
+	pb        *pushback // under br: bytes pushed back in front of the body
+	announced string    // boundary from Content-Type, "" if none
+	boundary  string    // boundary in use, without the leading "--"
+	started   bool      // the first boundary line was consumed
+	sync      bool      // a part was returned before its closing delimiter line: skip to it first
+	done      bool      // closing delimiter seen
 	max       int
 	line      []byte // scratch
 }
@@ -54,7 +55,8 @@ func NewPartReader(r io.Reader, contentType string, maxPart int) *PartReader {
 	if maxPart <= 0 {
 		maxPart = DefaultMaxPartSize
 	}
-	p := &PartReader{br: bufio.NewReaderSize(r, 32<<10), max: maxPart}
+	pb := &pushback{r: r}
+	p := &PartReader{br: bufio.NewReaderSize(pb, 32<<10), pb: pb, max: maxPart}
 	if _, params, err := mime.ParseMediaType(contentType); err == nil {
 		p.announced = strings.TrimSpace(params["boundary"])
 	} else if i := indexFold(contentType, "boundary="); i >= 0 {
@@ -172,10 +174,26 @@ func (p *PartReader) start() error {
 	}
 }
 
-// unread pushes a line back in front of the buffered reader.
-func (p *PartReader) unread(line []byte) {
-	rest := append(append([]byte(nil), line...), bufferedBytes(p.br)...)
-	p.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(rest), p.br), 32<<10)
+// pushback is the body reader with bytes put back in front.
+type pushback struct {
+	front []byte
+	r     io.Reader
+}
+
+func (b *pushback) Read(p []byte) (int, error) {
+	if len(b.front) > 0 {
+		n := copy(p, b.front)
+		b.front = b.front[n:]
+		return n, nil
+	}
+	return b.r.Read(p)
+}
+
+// unread pushes bytes back in front of what the buffered reader holds.
+func (p *PartReader) unread(data []byte) {
+	front := append(append([]byte(nil), data...), bufferedBytes(p.br)...)
+	p.pb.front = append(front, p.pb.front...)
+	p.br.Reset(p.pb)
 }
 
 // bufferedBytes drains what br has buffered without reading further.
@@ -289,22 +307,24 @@ func (p *PartReader) readPart() (*Part, error) {
 				}
 			}
 			chunk, _ := p.br.Peek(min(p.br.Buffered(), part.ContentLength-len(body)))
+			from := len(body)
 			body = append(body, chunk...)
 			_, _ = p.br.Discard(len(chunk))
-			if i := p.delimiterIn(body); i >= 0 {
+			if i := p.delimiterIn(body, from); i >= 0 {
 				rest := body[i:]
 				body = body[:i]
 				p.unread(rest)
 				return p.finishAtDelimiter(part, body, binary)
 			}
 		}
-		if binary || looksComplete(body) {
+		if binary || newCompleter().complete(body, 0) {
 			p.sync = true // the delimiter line is read before the next part
 			part.Body = trimBody(body, binary)
 			return part, nil
 		}
 		// too short: go on line by line up to the delimiter
 	}
+	doc := newCompleter()
 	for {
 		line, err := p.readLine(p.max)
 		if err != nil {
@@ -335,8 +355,9 @@ func (p *PartReader) readPart() (*Part, error) {
 		if len(body)+len(line) > p.max {
 			return nil, ErrPartTooLarge
 		}
+		from := len(body)
 		body = append(body, line...)
-		if !binary && part.ContentLength < 0 && looksComplete(body) {
+		if !binary && part.ContentLength < 0 && doc.complete(body, from) {
 			// no length: a complete document is returned at once, not when the next part starts
 			p.sync = true
 			part.Body = trimBody(body, binary)
@@ -345,10 +366,11 @@ func (p *PartReader) readPart() (*Part, error) {
 	}
 }
 
-// delimiterIn finds a delimiter line inside body (at its start or after a line end); -1 if none.
-func (p *PartReader) delimiterIn(body []byte) int {
+// delimiterIn finds a delimiter line inside body (at its start or after a line end) that ends at or
+// after from (the bytes before from were searched already); -1 if none.
+func (p *PartReader) delimiterIn(body []byte, from int) int {
 	d := []byte("--" + p.boundary)
-	for off := 0; ; {
+	for off := max(0, from-len(d)-1); ; {
 		i := bytes.Index(body[off:], d)
 		if i < 0 {
 			return -1
@@ -368,37 +390,98 @@ func (p *PartReader) finishAtDelimiter(part *Part, body []byte, binary bool) (*P
 	return part, nil
 }
 
-// looksComplete tells whether a text body is a whole document: XML ending with its root's closing tag,
-// or valid JSON.
-func looksComplete(body []byte) bool {
-	t := bytes.TrimSpace(body)
-	switch {
-	case len(t) == 0:
-		return false
-	case t[0] == '{':
-		return t[len(t)-1] == '}' && json.Valid(t)
-	case t[0] == '<':
-		if t[len(t)-1] != '>' {
+// completer tells, as a text body grows, whether it is a whole document: XML whose root element has
+// closed, or one complete JSON value. It looks at each byte once (no rescans as the body grows).
+type completer struct {
+	kind     byte   // 0 unknown yet, '<' XML, '{' JSON, 'x' neither (never complete)
+	closing  []byte // XML: "</root>"
+	depth    int    // JSON: nesting depth outside strings
+	inString bool
+	escaped  bool
+	scanned  int // JSON: bytes scanned
+}
+
+func newCompleter() *completer { return &completer{} }
+
+// complete is called with the whole body after bytes were appended at from.
+func (c *completer) complete(body []byte, from int) bool {
+	if c.kind == 0 {
+		t := bytes.TrimLeft(body, " \t\r\n")
+		if len(t) == 0 {
 			return false
 		}
-		// the root element's name, after an optional <?xml ...?> declaration
-		s := t
-		if bytes.HasPrefix(s, []byte("<?")) {
-			if i := bytes.Index(s, []byte("?>")); i >= 0 {
-				s = bytes.TrimSpace(s[i+2:])
+		switch t[0] {
+		case '<':
+			c.kind = '<'
+		case '{':
+			c.kind = '{'
+			c.scanned = len(body) - len(t)
+		default:
+			c.kind = 'x'
+		}
+	}
+	switch c.kind {
+	case '<':
+		if c.closing == nil {
+			c.closing = xmlClosingTag(body)
+			if c.closing == nil {
+				if len(body) > 4096 { // no root element in sight: wait for the delimiter
+					c.kind = 'x'
+				}
+				return false
 			}
 		}
-		if len(s) < 2 || s[0] != '<' {
+		return bytes.HasSuffix(bytes.TrimRight(body, " \t\r\n"), c.closing)
+	case '{':
+		ended := false
+		for ; c.scanned < len(body); c.scanned++ {
+			b := body[c.scanned]
+			switch {
+			case c.escaped:
+				c.escaped = false
+			case c.inString && b == '\\':
+				c.escaped = true
+			case b == '"':
+				c.inString = !c.inString
+			case c.inString:
+			case b == '{' || b == '[':
+				c.depth++
+			case b == '}' || b == ']':
+				c.depth--
+				if c.depth == 0 {
+					ended = true
+				}
+			}
+		}
+		if !ended {
 			return false
 		}
-		end := bytes.IndexAny(s[1:], " \t\r\n/>")
-		if end <= 0 {
-			return false
+		if json.Valid(bytes.TrimSpace(body)) {
+			return true
 		}
-		root := s[1 : 1+end]
-		return bytes.HasSuffix(t, append(append([]byte("</"), root...), '>'))
+		c.kind = 'x' // not one JSON value: wait for the delimiter
 	}
 	return false
+}
+
+// xmlClosingTag returns "</root>" for the root element of an XML body, nil while it is not known yet.
+func xmlClosingTag(body []byte) []byte {
+	s := bytes.TrimLeft(body, " \t\r\n")
+	for len(s) > 1 && s[0] == '<' && (s[1] == '?' || s[1] == '!') { // declaration, comment, doctype
+		i := bytes.IndexByte(s, '>')
+		if i < 0 {
+			return nil
+		}
+		s = bytes.TrimLeft(s[i+1:], " \t\r\n")
+	}
+	if len(s) < 2 || s[0] != '<' {
+		return nil
+	}
+	end := bytes.IndexAny(s[1:], " \t\r\n/>")
+	if end <= 0 {
+		return nil
+	}
+	return append(append([]byte("</"), s[1:1+end]...), '>')
 }
 
 // trimBody drops the line end that belongs to the next delimiter (text parts: all surrounding space).
