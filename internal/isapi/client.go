@@ -1,9 +1,3 @@
-// Package isapi is a client for Hikvision's ISAPI (HTTP/HTTPS) interface:
-// digest authentication that respects the device's login lock, typed calls
-// for device, streaming and voice-talk resources, and snapshots.
-//
-// The package does not log; it returns typed errors (see errors.go) and never
-// puts the password into an error.
 package isapi
 
 import (
@@ -294,7 +288,7 @@ func wrapOp(method, path string, err error) error {
 	return fmt.Errorf("isapi %s %s: %w", method, path, err)
 }
 
-// authedDo runs the authentication state machine (PROTOCOL.md §1):
+// authedDo runs the authentication state machine (see the package doc):
 // cached challenge with growing nc; stale=TRUE / invalidOperation →
 // re-challenge once; a plain 401 to a cached or freshly answered challenge is
 // a failed login.

@@ -12,7 +12,7 @@ const (
 	PersonalityNVR    = "nvr"
 )
 
-// XML namespaces seen on real devices (PROTOCOL.md §1).
+// XML namespaces seen on real devices.
 const (
 	NamespaceHikvision   = "http://www.hikvision.com/ver20/XMLSchema"
 	NamespaceHikvisionV1 = "http://www.hikvision.com/ver10/XMLSchema"

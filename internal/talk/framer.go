@@ -13,7 +13,7 @@ import (
 )
 
 // Framer turns the payload of one RTP packet from go2rtc into the bytes the
-// device expects on the audioData connection (PROTOCOL.md §4).
+// device expects on the audioData connection.
 //
 // Append must not keep payload or dst. A Framer is used by one goroutine at a
 // time (Session serialises its Writes).
@@ -96,8 +96,8 @@ const (
 
 // AACFramer converts RTP mpeg4-generic payloads (RFC 3640, AAC-hbr:
 // sizelength=13, indexlength=3, so 16-bit AU-headers) into ADTS frames, each
-// prefixed by its length as a 4-byte big-endian integer (PROTOCOL.md §4; the
-// length counts the whole ADTS frame, header included). A payload that already
+// prefixed by its length as a 4-byte big-endian integer (the length counts
+// the whole ADTS frame, header included). A payload that already
 // starts with the ADTS sync word 0xFFF is taken as back-to-back ADTS frames and
 // each is prefixed as is.
 type AACFramer struct {
