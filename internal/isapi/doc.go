@@ -35,7 +35,21 @@
 // client then answers the new challenge once, and neither counts as a failed
 // login. A device that rebooted has forgotten its nonces; whether it then
 // marks its answer to an old nonce stale=true or sends a plain 401 is not
-// known for every firmware.
+// known for every firmware, nor whether it counts such a plain 401 as a
+// failed login. The client tells a forgotten nonce from a refused password
+// by what the device says in the userCheck body: a refused password leaves
+// one try fewer than the most the device has shown (a successful login and a
+// reboot both reset the count), a forgotten nonce that was not counted
+// leaves the full count. Only then is the new challenge answered once; a
+// plain 401 whose body lacks the counts, or shows one fewer, stays one failed
+// login and is not retried, so a wrong password never costs two. A request
+// that gets no answer at all (the device is down) drops the cached challenge,
+// so the first request after a reboot the client noticed starts afresh.
+//
+// Limits: the most tries the client has seen is the device's limit only if
+// the client's first challenge came while no failures from the same address
+// were pending; and on firmware that counts the plain 401 the reboot costs
+// that one counted failure (the next request logs in afresh).
 //
 // XML. Namespaces differ by product and firmware (hikvision.com ver20 and
 // ver10, isapi.org, std-cgi.com on HiWatch, urn:psialliance-org on old

@@ -63,6 +63,8 @@ func (d *Device) unauthorizedLocked(w http.ResponseWriter, r *http.Request, ip s
 		cs.RejectedAuth++
 	case authLocked:
 		cs.LockedRejects++
+	case authUnknown:
+		cs.UnknownNonces++
 	case authStale:
 		cs.StaleNonces++
 		if d.cfg.StaleResponse == StaleInvalidOperation {
