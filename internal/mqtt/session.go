@@ -187,7 +187,9 @@ func (c *ctxConn) Close() error {
 
 // session publishes until the connection is lost or stop: first it clears
 // stale retained states, then publishes everything it holds, announces the
-// bridge online, and then sends what changes.
+// bridge online, and then sends what changes. Publishes are pipelined: up to
+// window of them wait for the broker's acknowledgement at once, so a slow
+// acknowledgement never holds back the next event.
 func (p *Publisher) session(stop context.Context, c paho.Client, lost chan error) error {
 	if p.s.discovery {
 		// Home Assistant announces its (re)start here: publish everything again,
@@ -204,31 +206,56 @@ func (p *Publisher) session(stop context.Context, c paho.Client, lost chan error
 			return err
 		}
 	}
-	if err := p.sweep(stop, c, lost); err != nil {
+	pl := &pipeline{p: p, c: c}
+	defer pl.abandon()
+	if err := p.sweep(stop, c, lost, pl); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	p.republish = true
 	p.mu.Unlock()
-	if err := p.flush(stop, c, lost); err != nil {
+	if err := p.flush(stop, lost, pl); err != nil {
 		return err
 	}
-	if err := p.send(stop, c, lost, []message{{topic: p.t.bridgeAvailability(), payload: []byte(PayloadOnline), retain: p.s.retain}}, 0); err != nil {
+	if err := pl.publish(stop, lost, message{topic: p.t.bridgeAvailability(), payload: []byte(PayloadOnline), retain: p.s.retain}, false); err != nil {
 		return err
 	}
 	for {
-		if err := p.flush(stop, c, lost); err != nil {
+		if err := p.flush(stop, lost, pl); err != nil {
 			return err
 		}
+		if err := pl.reap(); err != nil {
+			return err
+		}
+		var acked <-chan struct{}
+		var expire <-chan time.Time
+		var t *time.Timer
+		if len(pl.inflight) > 0 {
+			acked = pl.inflight[0].tok.Done()
+			t = time.NewTimer(time.Until(pl.inflight[0].at.Add(p.s.publishTimeout)))
+			expire = t.C
+		}
+		var err error
 		select {
 		case <-p.wake:
+		case <-acked:
+		case <-expire:
+			err = errPublishTimeout
 		case <-stop.Done():
-			return stop.Err()
-		case err := <-lost:
-			return fmt.Errorf("%w: %v", errLost, err)
+			err = stop.Err()
+		case e := <-lost:
+			err = fmt.Errorf("%w: %v", errLost, e)
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
+
+var errPublishTimeout = errors.New("mqtt: broker did not answer within the publish timeout")
 
 // wait waits for one token, the connection's loss, stop, or the publish
 // timeout.
@@ -243,14 +270,14 @@ func (p *Publisher) wait(stop context.Context, lost chan error, tok paho.Token) 
 	case err := <-lost:
 		return fmt.Errorf("%w: %v", errLost, err)
 	case <-t.C:
-		return errors.New("mqtt: broker did not answer within the publish timeout")
+		return errPublishTimeout
 	}
 }
 
 // sweep reads the retained state and availability topics under the topic
 // prefix and turns those this publisher does not know (left by an earlier
 // run) OFF and offline, so no stale ON stays retained.
-func (p *Publisher) sweep(stop context.Context, c paho.Client, lost chan error) error {
+func (p *Publisher) sweep(stop context.Context, c paho.Client, lost chan error, pl *pipeline) error {
 	if !p.s.retain {
 		return nil
 	}
@@ -329,20 +356,36 @@ func (p *Publisher) sweep(stop context.Context, c paho.Client, lost chan error) 
 	if len(out) > 0 {
 		p.log.Debug().Int("topics", len(out)).Msg("[hikvision] mqtt: clearing stale retained states")
 	}
-	return p.send(stop, c, lost, out, 0)
+	for _, m := range out {
+		if err := pl.publish(stop, lost, m, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // flush publishes everything dirty, then the queued event messages.
-func (p *Publisher) flush(stop context.Context, c paho.Client, lost chan error) error {
+func (p *Publisher) flush(stop context.Context, lost chan error, pl *pipeline) error {
 	for {
 		msgs, events := p.take()
 		if len(msgs) == 0 {
 			return nil
 		}
-		if err := p.send(stop, c, lost, msgs, events); err != nil {
-			return err
+		first := len(msgs) - events
+		for i, m := range msgs {
+			if err := pl.publish(stop, lost, m, i >= first); err != nil {
+				p.requeue(eventsOf(msgs[i+1:], max(first-i-1, 0)))
+				return err
+			}
 		}
 	}
+}
+
+func eventsOf(ms []message, skip int) []message {
+	if skip >= len(ms) {
+		return nil
+	}
+	return ms[skip:]
 }
 
 // take renders the dirty state into messages (clearing it) and appends the
@@ -429,30 +472,85 @@ func (p *Publisher) requeue(ms []message) {
 	p.events = append(append(make([]message, 0, len(ms)+len(p.events)), ms...), p.events...)
 }
 
-// batch is how many publishes are in flight at once.
-const batch = 128
+// window is how many publishes may wait for the broker's acknowledgement.
+const window = 256
 
-// send publishes msgs in batches, waiting for the broker's acknowledgement
-// (QoS 1/2) or the write (QoS 0). The last events of msgs are event
-// messages: on failure those not confirmed go back to the queue; retained
-// state is published again in full on the next connection anyway.
-func (p *Publisher) send(stop context.Context, c paho.Client, lost chan error, msgs []message, events int) error {
-	firstEvent := len(msgs) - events
-	toks := make([]paho.Token, 0, batch)
-	for start := 0; start < len(msgs); start += batch {
-		end := min(start+batch, len(msgs))
-		toks = toks[:0]
-		for _, m := range msgs[start:end] {
-			toks = append(toks, c.Publish(m.topic, p.s.qos, m.retain, m.payload))
+type inflight struct {
+	tok   paho.Token
+	m     message
+	event bool
+	at    time.Time
+}
+
+// pipeline keeps the publishes of one session in flight, in order.
+type pipeline struct {
+	p        *Publisher
+	c        paho.Client
+	inflight []inflight
+}
+
+// publish sends m, first waiting for the oldest publish if the window is
+// full.
+func (pl *pipeline) publish(stop context.Context, lost chan error, m message, event bool) error {
+	if err := pl.reap(); err != nil {
+		pl.inflight = append(pl.inflight, inflight{m: m, event: event})
+		return err
+	}
+	for len(pl.inflight) >= window {
+		if err := pl.p.wait(stop, lost, pl.inflight[0].tok); err != nil {
+			pl.inflight = append(pl.inflight, inflight{m: m, event: event})
+			return err
 		}
-		for i, tok := range toks {
-			if err := p.wait(stop, lost, tok); err != nil {
-				from := max(start+i, firstEvent)
-				p.requeue(msgs[from:])
-				return err
-			}
-			p.published.Add(1)
+		if err := pl.reap(); err != nil {
+			pl.inflight = append(pl.inflight, inflight{m: m, event: event})
+			return err
 		}
 	}
+	tok := pl.c.Publish(m.topic, pl.p.s.qos, m.retain, m.payload)
+	pl.inflight = append(pl.inflight, inflight{tok: tok, m: m, event: event, at: time.Now()})
 	return nil
+}
+
+// reap counts the acknowledged publishes at the front; a failed one ends the
+// session.
+func (pl *pipeline) reap() error {
+	n := 0
+	for _, f := range pl.inflight {
+		if f.tok == nil {
+			break
+		}
+		select {
+		case <-f.tok.Done():
+		default:
+			pl.drop(n)
+			return nil
+		}
+		if err := f.tok.Error(); err != nil {
+			pl.drop(n)
+			return err
+		}
+		pl.p.published.Add(1)
+		n++
+	}
+	pl.drop(n)
+	return nil
+}
+
+func (pl *pipeline) drop(n int) {
+	pl.inflight = pl.inflight[:copy(pl.inflight, pl.inflight[n:])]
+}
+
+// abandon ends the session's pipeline: event messages not acknowledged go
+// back to the queue (retained state is published again in full on the next
+// connection anyway).
+func (pl *pipeline) abandon() {
+	_ = pl.reap()
+	var ev []message
+	for _, f := range pl.inflight {
+		if f.event {
+			ev = append(ev, f.m)
+		}
+	}
+	pl.inflight = nil
+	pl.p.requeue(ev)
 }
