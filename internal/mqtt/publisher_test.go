@@ -2,6 +2,7 @@ package mqtt_test
 
 import (
 	"errors"
+	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -348,13 +349,19 @@ func TestBrokerRestart(t *testing.T) {
 }
 
 // goroutines counts the goroutines running paho or this package.
-func goroutines() int {
+func goroutines() int { return countStacks("paho.mqtt.golang", "internal/mqtt.") }
+
+// countStacks counts the goroutines whose stack holds any of the names.
+func countStacks(names ...string) int {
 	buf := make([]byte, 1<<20)
 	n := runtime.Stack(buf, true)
 	c := 0
 	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-		if strings.Contains(g, "paho.mqtt.golang") || strings.Contains(g, "internal/mqtt.") {
-			c++
+		for _, name := range names {
+			if strings.Contains(g, name) {
+				c++
+				break
+			}
 		}
 	}
 	return c
@@ -375,7 +382,12 @@ func TestBrokerNeverUp(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = ln.Close() })
 			go func() {
-				var held []any
+				var held []net.Conn // never answered, closed with the listener
+				defer func() {
+					for _, c := range held {
+						_ = c.Close()
+					}
+				}()
 				for {
 					c, err := ln.Accept()
 					if err != nil {
@@ -409,6 +421,9 @@ func TestBrokerNeverUp(t *testing.T) {
 			}
 			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("Close took %s while connecting (connect timeout 30 s)", d)
+			}
+			if n := countStacks("internal/mqtt.(*Publisher)"); n != 0 {
+				t.Errorf("%d publisher goroutines still running after Close returned", n)
 			}
 			waitUntil(t, "publisher goroutines gone", 5*time.Second, func() bool { return goroutines() <= base })
 		})
@@ -454,5 +469,51 @@ func TestPublishRejectsBadEvents(t *testing.T) {
 	}
 	if st := p.Stats(); st.Entities != 0 {
 		t.Errorf("bad events made entities: %+v", st)
+	}
+}
+
+// Home Assistant's birth message brings every discovery config and state
+// again; with discovery off none is published.
+func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
+	b := startBroker(t, "")
+	rec := subscribe(t, b.url(), "#")
+	p := newPublisher(t, mqtt.Config{Broker: b.url(), ClientID: "with-discovery"})
+	off := false
+	q := newPublisher(t, mqtt.Config{Broker: b.url(), ClientID: "no-discovery", TopicPrefix: "site2/hik", Discovery: &off})
+	must(t, p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "fielddetection", Active: true}))
+	must(t, q.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "fielddetection", Active: true}))
+	const cfg = "homeassistant/binary_sensor/hikvision_127_0_0_1_8080/ch1_fielddetection/config"
+	rec.waitLast("site2/hik/127_0_0_1_8080/1/fielddetection/state", "ON", wait)
+	rec.waitFor("discovery config", wait, func(ms []msg) bool { return count(ms, cfg) == 1 })
+
+	ha := paho.NewClient(paho.NewClientOptions().AddBroker(b.url()).SetClientID("home-assistant"))
+	if tok := ha.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer ha.Disconnect(100)
+	if tok := ha.Publish("homeassistant/status", 1, false, "online"); !tok.WaitTimeout(wait) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	ms := rec.waitFor("discovery published again after the birth message", wait, func(ms []msg) bool {
+		return count(ms, cfg) == 2 && count(ms, "hikvision/127_0_0_1_8080/1/fielddetection/state") == 2
+	})
+	c := checkDiscovery(t, ms, cfg)
+	if c["device_class"] != "motion" || c["name"] != "Channel 1 Intrusion" {
+		t.Errorf("intrusion config: %v", c)
+	}
+	for _, m := range ms {
+		if strings.HasPrefix(m.Topic, "homeassistant/") && strings.Contains(m.Payload, "site2/hik") {
+			t.Errorf("discovery off, yet %s: %s", m.Topic, m.Payload)
+		}
+	}
+	// The device restarts: offline turns the state OFF; online again makes
+	// it available with the state it had after the restart (OFF until told).
+	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: false}))
+	rec.waitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
+	rec.waitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
+	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: true}))
+	rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
+	if m, _ := last(rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait).slice(rec), "hikvision/127_0_0_1_8080/1/fielddetection/state"); m.Payload != "OFF" {
+		t.Errorf("state after the device came back: %q", m.Payload)
 	}
 }
