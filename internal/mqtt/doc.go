@@ -41,12 +41,14 @@
 // The type "ring" also gets an event entity (device_class doorbell,
 // event_types [ring]) on the ring event topic. Home Assistant ignores an event
 // message that comes retained (it would replay on every restart), which is
-// why ring events are never retained.
+// why ring events are never retained. An entity whose events once carried a
+// picture also gets an image entity (image_topic: the picture topic,
+// content_type image/jpeg; Home Assistant takes the payload as the raw image).
 //
 // Every config carries unique_id (NODE_OBJECT, with "_event" for the event
-// entity), object_id and its successor default_entity_id ("binary_sensor." or
-// "event." + PREFIX_DEVICE_OBJECT; newer Home Assistant releases read only the
-// latter), a device block (identifiers: NODE and, once the device's health
+// entity and "_picture" for the image entity), object_id and its successor
+// default_entity_id (component + "." + PREFIX_DEVICE_OBJECT and the same
+// suffix; newer Home Assistant releases read only the latter), a device block (identifiers: NODE and, once the device's health
 // gave it, "hikvision_" + serial number; name, model, serial_number,
 // sw_version, manufacturer Hikvision), an origin block, and an availability
 // list of the bridge's and the device's availability topics with

@@ -75,6 +75,7 @@ type entity struct {
 	since       time.Time
 	picture     []byte
 	pictureTime time.Time
+	hasPicture  bool // a picture came once: the entity has an image entity
 	flags       uint8
 	queued      bool
 }
@@ -322,7 +323,12 @@ func (p *Publisher) setPictureLocked(e *entity, pic []byte, at time.Time) {
 	p.pictureBytes += len(pic) - len(e.picture)
 	e.picture = append([]byte(nil), pic...)
 	e.pictureTime = at
-	p.markEntity(e, fPicture|fAttrs)
+	f := fPicture | fAttrs
+	if !e.hasPicture {
+		e.hasPicture = true
+		f |= fDiscovery
+	}
+	p.markEntity(e, f)
 	for p.pictureBytes > p.s.pictureMemory {
 		var oldest *entity
 		for _, o := range p.entities {

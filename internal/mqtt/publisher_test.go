@@ -49,7 +49,13 @@ func checkDiscovery(t *testing.T, ms []msg, topic string) map[string]any {
 		t.Fatalf("no discovery config on %s; got:\n%s", topic, dump(ms))
 	}
 	c := decode(t, m)
-	for _, k := range []string{"name", "unique_id", "object_id", "default_entity_id", "state_topic", "availability", "availability_mode", "device", "origin"} {
+	want := []string{"name", "unique_id", "object_id", "default_entity_id", "availability", "availability_mode", "device", "origin"}
+	if strings.Contains(topic, "/image/") {
+		want = append(want, "image_topic", "content_type")
+	} else {
+		want = append(want, "state_topic")
+	}
+	for _, k := range want {
 		if _, ok := c[k]; !ok {
 			t.Errorf("%s: no %q in %s", topic, k, m.Payload)
 		}
@@ -129,6 +135,14 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 	lc := checkDiscovery(t, ms, "homeassistant/binary_sensor/hikvision_127_0_0_1_8080/ch1_linedetection/config")
 	if lc["state_topic"] != lineState || lc["device_class"] != "motion" {
 		t.Errorf("line crossing config: %v", lc)
+	}
+	img := checkDiscovery(t, ms, "homeassistant/image/hikvision_127_0_0_1_8080/ch1_linedetection/config")
+	if img["image_topic"] != "hikvision/127_0_0_1_8080/1/linedetection/picture" || img["content_type"] != "image/jpeg" ||
+		img["unique_id"] != "hikvision_127_0_0_1_8080_ch1_linedetection_picture" || img["default_entity_id"] != "image.hikvision_127_0_0_1_8080_ch1_linedetection_picture" {
+		t.Errorf("picture image config: %v", img)
+	}
+	if _, ok := last(ms, "homeassistant/image/hikvision_127_0_0_1_8080/ch1_motion/config"); ok {
+		t.Error("an image entity for motion, which came without a picture")
 	}
 	ev := checkDiscovery(t, ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
 	if ev["state_topic"] != ringEvent || ev["device_class"] != "doorbell" {

@@ -433,6 +433,12 @@ func (p *Publisher) take() (msgs []message, events int) {
 					payload: p.t.discoveryPayload(e, componentEvent, p.s.qos), retain: retain,
 				})
 			}
+			if e.hasPicture {
+				msgs = append(msgs, message{
+					topic:   p.t.discoveryTopic(componentImage, d.id, e.channel, e.typ),
+					payload: p.t.discoveryPayload(e, componentImage, p.s.qos), retain: retain,
+				})
+			}
 		}
 		if e.flags&fState != 0 {
 			pl := PayloadOff

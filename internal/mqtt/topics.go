@@ -106,21 +106,30 @@ func (t topics) nodeID(dev string) string { return topicID(t.prefix) + "_" + dev
 // objectID names one entity of a device.
 func objectID(ch int, typ string) string { return "ch" + strconv.Itoa(ch) + "_" + typ }
 
+// componentSuffix tells apart the ids of the entities one (device, channel,
+// type) may have besides its binary sensor.
+func componentSuffix(component string) string {
+	switch component {
+	case componentEvent:
+		return "_event"
+	case componentImage:
+		return "_picture"
+	}
+	return ""
+}
+
 func (t topics) discoveryTopic(component, dev string, ch int, typ string) string {
 	return t.discovery + "/" + component + "/" + t.nodeID(dev) + "/" + objectID(ch, typ) + "/config"
 }
 
 func (t topics) uniqueID(dev string, ch int, typ, component string) string {
-	id := t.nodeID(dev) + "_" + objectID(ch, typ)
-	if component == componentEvent {
-		id += "_event"
-	}
-	return id
+	return t.nodeID(dev) + "_" + objectID(ch, typ) + componentSuffix(component)
 }
 
 const (
 	componentBinarySensor = "binary_sensor"
 	componentEvent        = "event"
+	componentImage        = "image"
 )
 
 // Discovery payload shapes (Home Assistant MQTT discovery).
@@ -130,7 +139,9 @@ type (
 		UniqueID            string          `json:"unique_id"`
 		ObjectID            string          `json:"object_id"`
 		DefaultEntityID     string          `json:"default_entity_id"`
-		StateTopic          string          `json:"state_topic"`
+		StateTopic          string          `json:"state_topic,omitempty"`
+		ImageTopic          string          `json:"image_topic,omitempty"`
+		ContentType         string          `json:"content_type,omitempty"`
 		JSONAttributesTopic string          `json:"json_attributes_topic,omitempty"`
 		PayloadOn           string          `json:"payload_on,omitempty"`
 		PayloadOff          string          `json:"payload_off,omitempty"`
@@ -208,15 +219,17 @@ func (t topics) discoveryPayload(e *entity, component string, qos byte) []byte {
 		Device:           t.deviceBlock(d),
 		Origin:           discoveryOrigin{Name: "go2rtc-hikvision"},
 	}
-	obj := topicID(t.prefix) + "_" + d.id + "_" + objectID(e.channel, e.typ)
+	obj := topicID(t.prefix) + "_" + d.id + "_" + objectID(e.channel, e.typ) + componentSuffix(component)
 	switch component {
 	case componentEvent:
 		c.Name = entityName(e, "Doorbell")
 		c.StateTopic = t.ringEvent(d.id, e.channel)
 		c.EventTypes = []string{EventTypeRing}
 		c.DeviceClass = "doorbell"
-		c.JSONAttributesTopic = ""
-		obj += "_event"
+	case componentImage:
+		c.Name = entityName(e, k.label+" picture")
+		c.ImageTopic = t.picture(d.id, e.channel, e.typ)
+		c.ContentType = "image/jpeg"
 	default:
 		c.Name = entityName(e, k.label)
 		c.StateTopic = t.state(d.id, e.channel, e.typ)
