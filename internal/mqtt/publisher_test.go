@@ -277,6 +277,7 @@ func TestStaleRetainedCleared(t *testing.T) {
 		"hikvision/gone_device/3/motion/state":    "ON",
 		"hikvision/gone_device/availability":      "online",
 		"hikvision/127_0_0_1_8080/1/motion/state": "ON",
+		"hikvision/127_0_0_1_8080/availability":   "online",
 	} {
 		if tok := old.Publish(topic, 1, true, payload); !tok.WaitTimeout(wait) || tok.Error() != nil {
 			t.Fatal(tok.Error())
@@ -291,6 +292,10 @@ func TestStaleRetainedCleared(t *testing.T) {
 	rec.waitLast("hikvision/gone_device/availability", "offline", wait)
 	rec.waitLast("hikvision/127_0_0_1_8080/1/motion/state", "OFF", wait)
 	rec.waitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
+	// Declared, but no health yet: not known to be online.
+	rec.waitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
+	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: true}))
+	rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
 }
 
 // The broker is killed, events meanwhile are coalesced, and after the

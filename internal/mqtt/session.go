@@ -337,7 +337,9 @@ func (p *Publisher) sweep(stop context.Context, c paho.Client, lost chan error, 
 		known[p.t.state(e.dev.id, e.channel, e.typ)] = true
 	}
 	for _, d := range p.devices {
-		known[p.t.deviceAvailability(d.id)] = true
+		if d.availSet { // else a retained online is stale: offline until health says
+			known[p.t.deviceAvailability(d.id)] = true
+		}
 	}
 	p.mu.Unlock()
 	known[p.t.bridgeAvailability()] = true
