@@ -9,7 +9,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
 
-// Defaults filled in by Config.withDefaults.
+// Defaults used for the zero values of Config.
 const (
 	DefaultTopicPrefix     = "hikvision"
 	DefaultDiscoveryPrefix = "homeassistant"
