@@ -80,8 +80,10 @@
 // Publish, UpdateDevice and Declare only update the state the publisher holds
 // and wake its goroutine; they never wait for the network. States are
 // coalesced: while the broker is away only the latest value of each topic is
-// kept (a short ON/OFF while disconnected arrives as its end state; the
-// events topic keeps each change, within its bound). Event messages (ring
+// kept (an ON and OFF while disconnected arrive as the OFF; the events topic
+// keeps each change, within its bound). While connected no ON is lost: an
+// event that went active and inactive again before the sender took it is
+// sent as ON then OFF. Event messages (ring
 // events, PREFIX/events) wait in a queue of Config.Queue messages; when it is
 // full the oldest are dropped and counted. Pictures are held within
 // Config.PictureMemory bytes. The number of entities is bounded.

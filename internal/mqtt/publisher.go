@@ -76,6 +76,7 @@ type entity struct {
 	picture     []byte
 	pictureTime time.Time
 	hasPicture  bool // a picture came once: the entity has an image entity
+	pulse       bool // went active while connected, not yet sent: an OFF before the send still shows ON first
 	flags       uint8
 	queued      bool
 }
@@ -188,6 +189,9 @@ func (p *Publisher) deviceLocked(addr string) (*device, error) {
 	}
 	d := p.devices[id]
 	if d == nil {
+		if len(p.devices) >= p.s.maxEntities {
+			return nil, ErrTooManyEntities
+		}
 		d = &device{id: id, addr: addr}
 		p.devices[id] = d
 	}
@@ -291,6 +295,9 @@ func (p *Publisher) Publish(ev Event) error {
 	if changed {
 		e.active = ev.Active
 		e.since = at
+		if rising && p.connected.Load() {
+			e.pulse = true
+		}
 		p.markEntity(e, fState|fAttrs)
 	}
 	if ev.Picture != nil {

@@ -540,3 +540,42 @@ func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
 		t.Errorf("state after the device came back: %q", m.Payload)
 	}
 }
+
+// While connected, an event that goes on and off at once still shows ON
+// first, on every channel.
+func TestShortPulsesKept(t *testing.T) {
+	b := startBroker(t, "")
+	rec := subscribe(t, b.url(), "hikvision/+/+/+/state")
+	p := newPublisher(t, mqtt.Config{Broker: b.url()})
+	const n = 50
+	for ch := 1; ch <= n; ch++ {
+		must(t, p.Declare(camera, "", ch, "motion"))
+	}
+	waitUntil(t, "connected", wait, func() bool { return p.Stats().Connected })
+	rec.waitFor("declared states", wait, func(ms []msg) bool { return len(ms) >= n })
+	for ch := 1; ch <= n; ch++ {
+		must(t, p.Publish(mqtt.Event{Device: camera, Channel: ch, Type: "motion", Active: true}))
+		must(t, p.Publish(mqtt.Event{Device: camera, Channel: ch, Type: "motion", Active: false}))
+	}
+	ms := rec.waitFor("every channel back to OFF", wait, func(ms []msg) bool {
+		for ch := 1; ch <= n; ch++ {
+			m, ok := last(ms, "hikvision/127_0_0_1_8080/"+itoa(ch)+"/motion/state")
+			if !ok || m.Payload != "OFF" || count(ms, m.Topic) < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	for ch := 1; ch <= n; ch++ {
+		topic := "hikvision/127_0_0_1_8080/" + itoa(ch) + "/motion/state"
+		var seq []string
+		for _, m := range ms {
+			if m.Topic == topic {
+				seq = append(seq, m.Payload)
+			}
+		}
+		if strings.Join(seq, ",") != "OFF,ON,OFF" {
+			t.Errorf("channel %d: %v, want OFF (declared), ON, OFF", ch, seq)
+		}
+	}
+}

@@ -446,8 +446,12 @@ func (p *Publisher) take() (msgs []message, events int) {
 			pl := PayloadOff
 			if e.active {
 				pl = PayloadOn
+			} else if e.pulse {
+				// On and off again before this send, while connected: show the on.
+				msgs = append(msgs, message{topic: p.t.state(d.id, e.channel, e.typ), payload: []byte(PayloadOn), retain: retain})
 			}
 			msgs = append(msgs, message{topic: p.t.state(d.id, e.channel, e.typ), payload: []byte(pl), retain: retain})
+			e.pulse = false
 		}
 		if e.flags&fAttrs != 0 {
 			msgs = append(msgs, message{topic: p.t.attributes(d.id, e.channel, e.typ), payload: attributesOf(e), retain: retain})
