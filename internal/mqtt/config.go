@@ -1,8 +1,10 @@
 package mqtt
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -49,6 +51,9 @@ type Config struct {
 	QoS *int `yaml:"qos" json:"qos,omitempty"`
 	// InsecureSkipVerify accepts any broker certificate (ssl://, wss://).
 	InsecureSkipVerify bool `yaml:"insecure" json:"insecure,omitempty"`
+	// CAFile is a PEM file of the certificates that sign the broker's
+	// certificate (ssl://, wss://), instead of the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file,omitempty"`
 	// Queue bounds the event messages (rings, the events topic) held while
 	// the broker is away; the oldest are dropped first. Default 256.
 	Queue int `yaml:"queue" json:"queue,omitempty"`
@@ -74,6 +79,7 @@ type settings struct {
 	retain          bool
 	qos             byte
 	insecure        bool
+	roots           *x509.CertPool
 	queue           int
 	maxEntities     int
 	maxPicture      int
@@ -152,6 +158,16 @@ func (c Config) settings() (*settings, error) {
 			return nil, &ConfigError{Field: "qos", Value: fmt.Sprint(*c.QoS), Reason: "must be 0, 1 or 2"}
 		}
 		s.qos = byte(*c.QoS)
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, &ConfigError{Field: "ca_file", Value: c.CAFile, Reason: "cannot be read: " + err.Error()}
+		}
+		s.roots = x509.NewCertPool()
+		if !s.roots.AppendCertsFromPEM(pem) {
+			return nil, &ConfigError{Field: "ca_file", Value: c.CAFile, Reason: "holds no PEM certificate"}
+		}
 	}
 	if s.queue == 0 {
 		s.queue = DefaultQueue

@@ -37,6 +37,8 @@ func TestConfigErrors(t *testing.T) {
 		{mqtt.Config{Broker: "tcp://h", Queue: -5}, "queue"},
 		{mqtt.Config{Broker: "tcp://h", ConnectTimeout: 1000}, "connect_timeout"},
 		{mqtt.Config{Broker: "tcp://h", MaxPicture: -1}, "max_picture"},
+		{mqtt.Config{Broker: "ssl://h", CAFile: "/nonexistent/ca.pem"}, "ca_file"},
+		{mqtt.Config{Broker: "ssl://h", CAFile: "config_test.go"}, "ca_file"},
 	} {
 		p, err := mqtt.New(tc.cfg, zerolog.Nop())
 		if err == nil {

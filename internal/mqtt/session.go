@@ -133,7 +133,7 @@ func (p *Publisher) clientOptions(dialCtx context.Context, lost chan error) *pah
 	o.SetKeepAlive(30 * time.Second)
 	o.SetPingTimeout(10 * time.Second)
 	o.SetBinaryWill(p.t.bridgeAvailability(), []byte(PayloadOffline), s.qos, s.retain)
-	o.SetTLSConfig(&tls.Config{InsecureSkipVerify: s.insecure}) //nolint:gosec // opt-in for self-signed brokers
+	o.SetTLSConfig(&tls.Config{InsecureSkipVerify: s.insecure, RootCAs: s.roots}) //nolint:gosec // insecure: opt-in for self-signed brokers
 	o.SetConnectionLostHandler(func(_ paho.Client, err error) {
 		select {
 		case lost <- err:

@@ -68,6 +68,9 @@ func TestTLSBroker(t *testing.T) {
 		t.Errorf("self-signed broker without insecure: %+v", st)
 	}
 
+	pinned := newPublisher(t, mqtt.Config{Broker: url, CAFile: cert, ClientID: "ca-file"})
+	waitUntil(t, "connected with ca_file", wait, func() bool { return pinned.Stats().Connected })
+
 	rec := subscribe(t, url, "hikvision/#", func(o *paho.ClientOptions) {
 		o.SetTLSConfig(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test broker
 	})
