@@ -31,6 +31,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"image/jpeg"
@@ -77,8 +78,9 @@ const (
 // HTTP, counting the streams it (re-)adds. Every answer body is kept for the
 // password check.
 type haClient struct {
-	t    *testing.T
-	base string // "http://127.0.0.1:PORT"
+	t          *testing.T
+	base       string // "http://127.0.0.1:PORT"
+	user, pass string // go2rtc's api username/password, "" for none
 
 	mu     sync.Mutex
 	bodies []string
@@ -102,6 +104,9 @@ func (c *haClient) do(method, path string, params url.Values) (int, []byte) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -371,7 +376,11 @@ type wsSession struct {
 func dialWS(t *testing.T, c *haClient, src string) *wsSession {
 	t.Helper()
 	u := "ws" + strings.TrimPrefix(c.base, "http") + "/api/ws?" + url.Values{"src": {src}}.Encode()
-	conn, res, err := websocket.DefaultDialer.Dial(u, nil)
+	header := http.Header{}
+	if c.user != "" {
+		header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.user+":"+c.pass)))
+	}
+	conn, res, err := websocket.DefaultDialer.Dial(u, header)
 	if err != nil {
 		t.Fatalf("WebSocket %s: %v", u, err)
 	}
@@ -490,12 +499,12 @@ func (s *wsSession) exchange(t *testing.T, p *peer, haForm bool) string {
 	return answer
 }
 
-func waitVideo(t *testing.T, p *peer, g *e2e.Go2rtc) {
+func waitVideo(t *testing.T, p *peer, g *proc) {
 	t.Helper()
 	select {
 	case <-p.video:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("no video RTP over WebRTC within 30 s\ngo2rtc:\n%s", g.Output())
+		t.Fatalf("no video RTP over WebRTC within 30 s\ngo2rtc:\n%s", g.output())
 	}
 }
 
@@ -525,12 +534,12 @@ func producerActive(t *testing.T, c *haClient, name, u string) bool {
 	return false
 }
 
-func pollUntil(t *testing.T, g *e2e.Go2rtc, what string, timeout time.Duration, cond func() bool) {
+func pollUntil(t *testing.T, g *proc, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s\ngo2rtc:\n%s", timeout, what, g.Output())
+			t.Fatalf("timed out after %v waiting for %s\ngo2rtc:\n%s", timeout, what, g.output())
 		}
 		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
@@ -546,10 +555,41 @@ func TestHomeAssistantReplay(t *testing.T) {
 	requireFFmpeg(t)
 	bin := e2e.Go2rtcBinary(t)
 	dev := startSim(t, sim.Config{Users: map[string]string{"admin": clientsHikPass, clientsRTSPUser: clientsRTSPPass}})
+	t.Run("open api", func(t *testing.T) { haReplay(t, bin, dev, "", "") })
+	// The API protected as go2rtc documents it: basic auth also from
+	// localhost, and only the paths Home Assistant (and the snapshot
+	// endpoint) use, so /api/config (the config file) is not served.
+	t.Run("protected api", func(t *testing.T) { haReplay(t, bin, dev, "ha", "Api:Pass/1") })
+}
+
+// haAllowPaths is the api.allow_paths of the protected variant: Home
+// Assistant's own list for its managed go2rtc without the web UI, plus this
+// module's snapshot endpoint.
+var haAllowPaths = []string{"/api", "/api/frame.jpeg", "/api/schemes", "/api/streams", "/api/webrtc", "/api/ws", "/api/hikvision/snapshot"}
+
+func haReplay(t *testing.T, bin string, dev *sim.Device, apiUser, apiPass string) {
 	door := hikURL("admin", clientsHikPass, dev, "?channel=1&stream=sub")
-	g := e2e.StartGo2rtc(t, bin, fmt.Sprintf(`log:
+	apiAddr, err := e2e.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtspAddr, err := e2e.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := fmt.Sprintf("api:\n  listen: %s\n", apiAddr)
+	if apiUser != "" {
+		paths, _ := json.Marshal(haAllowPaths)
+		api += fmt.Sprintf("  username: %s\n  password: %q\n  local_auth: true\n  allow_paths: %s\n", apiUser, apiPass, paths)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "go2rtc.yaml")
+	if err := os.WriteFile(cfg, []byte(api+fmt.Sprintf(`rtsp:
+  listen: %s
+log:
   level: debug
 webrtc:
+  listen: ""
   ice_servers: []
   filters:
     loopback: true
@@ -557,13 +597,16 @@ webrtc:
     networks: [udp4]
 streams:
   door: %q
-`, door))
-	c := &haClient{t: t, base: "http://" + g.APIAddr}
+`, rtspAddr, door)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startProc(t, bin, dir, "http://"+apiAddr, "-config", cfg)
+	c := &haClient{t: t, base: g.api, user: apiUser, pass: apiPass}
 	forms := allSecretForms("admin", clientsHikPass)
 	t.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for _, text := range append(c.bodies, "go2rtc output: "+g.Output()) {
+		for _, text := range append(c.bodies, "go2rtc output: "+g.output()) {
 			for _, line := range strings.Split(text, "\n") {
 				if f := containsSecret(line, forms); f != "" {
 					t.Errorf("the hikvision:// password (as %q) is printed: %.300s", f, line)
@@ -571,6 +614,19 @@ streams:
 			}
 		}
 	})
+
+	if apiUser != "" {
+		anon := &haClient{t: t, base: g.api}
+		if status, _ := anon.do(http.MethodGet, "/api/streams", nil); status != http.StatusUnauthorized {
+			t.Errorf("GET /api/streams without credentials: HTTP %d, want 401", status)
+		}
+		if status, body := c.do(http.MethodGet, "/api/config", nil); status != http.StatusNotFound {
+			t.Errorf("GET /api/config with credentials: HTTP %d, want 404 (not in allow_paths): %.200s", status, body)
+		}
+		if b := c.ok(http.MethodGet, "/api/hikvision/snapshot", url.Values{"src": {"door"}}); len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+			t.Errorf("GET /api/hikvision/snapshot: not a JPEG (%d bytes)", len(b))
+		}
+	}
 
 	// Version and schemes.
 	version := c.validateServerVersion()
@@ -648,11 +704,11 @@ streams:
 
 	// Snapshot (idle stream, go2rtc's JPEG through ffmpeg).
 	img := c.snapshot(haCamera, source)
-	cfg, err := jpeg.DecodeConfig(bytes.NewReader(img))
-	if err != nil || cfg.Width == 0 {
+	pic, err := jpeg.DecodeConfig(bytes.NewReader(img))
+	if err != nil || pic.Width == 0 {
 		t.Errorf("GET /api/frame.jpeg: not a JPEG picture (%d bytes): %v", len(img), err)
 	} else {
-		t.Logf("snapshot: %dx%d JPEG, %d bytes", cfg.Width, cfg.Height, len(img))
+		t.Logf("snapshot: %dx%d JPEG, %d bytes", pic.Width, pic.Height, len(img))
 	}
 	if n := c.addCount(); n != 1 {
 		t.Errorf("Home Assistant re-added the stream for a snapshot (adds %d)", n)
@@ -673,6 +729,7 @@ streams:
 		t.Errorf("active door stream: want a connected producer showing admin:***@: %s", b)
 	}
 	// Speak: PCMU silence frames until the device has received a second of talk.
+	talkBefore := dev.TalkClient(talkClientIP).Bytes
 	stop := make(chan struct{})
 	var talkWG sync.WaitGroup
 	talkWG.Add(1)
@@ -691,8 +748,9 @@ streams:
 		}
 	}()
 	pollUntil(t, g, "the device to receive 1 s of talk from the card's microphone", 20*time.Second, func() bool {
-		return dev.TalkClient(talkClientIP).Bytes >= 8000
+		return dev.TalkClient(talkClientIP).Bytes >= talkBefore+8000
 	})
+	t.Logf("talk: the device received %d bytes of G.711 from the card's microphone", dev.TalkClient(talkClientIP).Bytes-talkBefore)
 	close(stop)
 	talkWG.Wait()
 	cws.close()
@@ -703,10 +761,11 @@ streams:
 	if n := c.addCount(); n != 1 {
 		t.Errorf("Home Assistant added the stream %d times over the session, want 1", n)
 	}
+	t.Logf("Home Assistant's stream check ran 5 times (idle, active, snapshot, idle): 1 add, 0 re-adds")
 }
 
-// frigate is a go2rtc started the way Frigate starts it.
-type frigate struct {
+// proc is a go2rtc started with the given command line.
+type proc struct {
 	api    string
 	cmd    *exec.Cmd
 	out    bytes.Buffer
@@ -716,21 +775,21 @@ type frigate struct {
 	stop   sync.Once
 }
 
-func (f *frigate) Write(p []byte) (int, error) {
+func (f *proc) Write(p []byte) (int, error) {
 	f.outMu.Lock()
 	defer f.outMu.Unlock()
 	return f.out.Write(p)
 }
 
-func (f *frigate) output() string {
+func (f *proc) output() string {
 	f.outMu.Lock()
 	defer f.outMu.Unlock()
 	return f.out.String()
 }
 
-func startFrigateGo2rtc(t *testing.T, bin, dir, api string, args ...string) *frigate {
+func startProc(t *testing.T, bin, dir, api string, args ...string) *proc {
 	t.Helper()
-	f := &frigate{api: api, done: make(chan struct{})}
+	f := &proc{api: api, done: make(chan struct{})}
 	f.cmd = exec.Command(bin, args...)
 	f.cmd.Dir = dir
 	f.cmd.Stdout, f.cmd.Stderr = f, f
@@ -744,7 +803,7 @@ func startFrigateGo2rtc(t *testing.T, bin, dir, api string, args ...string) *fri
 }
 
 // terminate sends SIGTERM and checks go2rtc exits with status 0 (once).
-func (f *frigate) terminate(t *testing.T) {
+func (f *proc) terminate(t *testing.T) {
 	t.Helper()
 	f.stop.Do(func() {
 		select {
@@ -767,16 +826,13 @@ func (f *frigate) terminate(t *testing.T) {
 	})
 }
 
-func (f *frigate) waitReady(t *testing.T) {
+func (f *proc) waitReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(e2e.ReadyTimeout)
 	for {
-		res, err := http.Get(f.api + "/api")
-		if err == nil {
+		if res, err := http.Get(f.api + "/api"); err == nil { // any answer: with api auth it is 401
 			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
+			return
 		}
 		select {
 		case <-f.done:
@@ -851,7 +907,7 @@ ffmpeg:
 				t.Fatal(err)
 			}
 			args := []string{"-config=" + homekitPath, "-config=" + generatedPath}
-			f := startFrigateGo2rtc(t, bin, dir, "http://"+apiAddr, args...)
+			f := startProc(t, bin, dir, "http://"+apiAddr, args...)
 			c := &haClient{t: t, base: f.api}
 
 			// CORS for Frigate's UI and its Home Assistant card.
@@ -909,7 +965,7 @@ ffmpeg:
 
 			// go2rtc restarted with the same files still has it.
 			f.terminate(t)
-			f2 := startFrigateGo2rtc(t, bin, dir, "http://"+apiAddr, args...)
+			f2 := startProc(t, bin, dir, "http://"+apiAddr, args...)
 			if streams, err = c.listStreams(); err != nil {
 				t.Fatal(err)
 			}
