@@ -555,11 +555,15 @@ func TestHomeAssistantReplay(t *testing.T) {
 	requireFFmpeg(t)
 	bin := e2e.Go2rtcBinary(t)
 	dev := startSim(t, sim.Config{Users: map[string]string{"admin": clientsHikPass, clientsRTSPUser: clientsRTSPPass}})
+	// The camera's source is the camera's own RTSP URL with a password: the
+	// case a masked URL broke.
 	t.Run("open api", func(t *testing.T) { haReplay(t, bin, dev, "", "") })
-	// The API protected as go2rtc documents it: basic auth also from
-	// localhost, and only the paths Home Assistant (and the snapshot
-	// endpoint) use, so /api/config (the config file) is not served.
-	t.Run("protected api", func(t *testing.T) { haReplay(t, bin, dev, "ha", "Api:Pass/1") })
+	// README's set-up: the API protected as go2rtc documents it (basic auth
+	// also from localhost, only the paths Home Assistant and the snapshot
+	// endpoint use, so /api/config is not served, exec limited to ffmpeg,
+	// RTSP with a password), the camera's source being go2rtc's RTSP restream
+	// of the hikvision:// stream.
+	t.Run("protected api, restream source", func(t *testing.T) { haReplay(t, bin, dev, "ha", "Api:Pass/1") })
 }
 
 // haAllowPaths is the api.allow_paths of the protected variant: Home
@@ -580,13 +584,16 @@ func haReplay(t *testing.T, bin string, dev *sim.Device, apiUser, apiPass string
 	api := fmt.Sprintf("api:\n  listen: %s\n", apiAddr)
 	if apiUser != "" {
 		paths, _ := json.Marshal(haAllowPaths)
-		api += fmt.Sprintf("  username: %s\n  password: %q\n  local_auth: true\n  allow_paths: %s\n", apiUser, apiPass, paths)
+		api += fmt.Sprintf("  username: %s\n  password: %q\n  local_auth: true\n  allow_paths: %s\nexec:\n  allow_paths: [ffmpeg]\n",
+			apiUser, apiPass, paths)
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "go2rtc.yaml")
-	if err := os.WriteFile(cfg, []byte(api+fmt.Sprintf(`rtsp:
-  listen: %s
-log:
+	rtsp := fmt.Sprintf("rtsp:\n  listen: %s\n", rtspAddr)
+	if apiUser != "" {
+		rtsp += fmt.Sprintf("  username: %s\n  password: %q\n", clientsRTSPUser, clientsRTSPPass)
+	}
+	if err := os.WriteFile(cfg, []byte(api+rtsp+fmt.Sprintf(`log:
   level: debug
 webrtc:
   listen: ""
@@ -597,7 +604,7 @@ webrtc:
     networks: [udp4]
 streams:
   door: %q
-`, rtspAddr, door)), 0o600); err != nil {
+`, door)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := startProc(t, bin, dir, "http://"+apiAddr, "-config", cfg)
@@ -646,9 +653,11 @@ streams:
 		}
 	}
 
-	// The camera: go2rtc's own restream would do as well; here the camera's
-	// RTSP URL with a password, the case a masked URL broke.
+	// The camera's stream source.
 	source := "rtsp://" + url.UserPassword(clientsRTSPUser, clientsRTSPPass).String() + "@" + dev.RTSPAddr() + dev.Channels()[0].MainPath()
+	if apiUser != "" {
+		source = "rtsp://" + url.UserPassword(clientsRTSPUser, clientsRTSPPass).String() + "@" + rtspAddr + "/door"
+	}
 
 	// First offer: the stream does not exist, Home Assistant adds it.
 	c.updateStreamSource(haCamera, source)
