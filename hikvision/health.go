@@ -11,6 +11,7 @@ import (
 type Health struct {
 	Devices []DeviceHealth `json:"devices"`
 	Sources []SourceHealth `json:"sources"`
+	Events  *EventsHealth  `json:"events,omitempty"` // null while events are off (events_api.go)
 }
 
 // DeviceHealth is one device in Health.
@@ -140,6 +141,7 @@ func (r *registry) health() Health {
 		a, b := h.Sources[i], h.Sources[j]
 		return a.Stream+"\x00"+a.URL < b.Stream+"\x00"+b.URL
 	})
+	h.Events = r.m.eventsHealth()
 	return h
 }
 

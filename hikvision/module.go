@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
 
@@ -32,6 +33,10 @@ type Options struct {
 	Reconnect ReconnectOptions `yaml:"reconnect"`
 	// Guard sets the login guard's rules (one guard per device).
 	Guard GuardOptions `yaml:"guard"`
+	// Events turns device events on (events.go).
+	Events EventOptions `yaml:"events"`
+	// MQTT sends events and device availability to a broker (internal/mqtt).
+	MQTT *mqtt.Config `yaml:"mqtt"`
 }
 
 // GuardOptions are the login guard's rules that a user may change (the
@@ -65,6 +70,9 @@ type Module struct {
 
 	// talkHook lets tests shorten the talk engine's timings.
 	talkHook func(*talk.Config)
+
+	evMu sync.Mutex
+	ev   *moduleEvents // nil until StartEvents (events.go)
 }
 
 // New returns a module with its options and logger (go2rtc's glue passes

@@ -1,0 +1,312 @@
+package hikvision
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
+)
+
+const evPass = "ev/Pa$$:1"
+
+// evModule is a module with events on, streams from a settable list.
+type evModule struct {
+	m       *Module
+	mu      sync.Mutex
+	streams map[string][]string
+}
+
+func newEvModule(t *testing.T, opts Options, streams map[string][]string) *evModule {
+	t.Helper()
+	e := &evModule{streams: streams}
+	opts.Events.Enabled = true
+	if opts.Events.Rescan == 0 {
+		opts.Events.Rescan = 50 * time.Millisecond
+	}
+	e.m = newModule(opts, zerolog.Nop(), guard.Config{})
+	e.m.SetStreamLister(func() map[string][]string {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		out := map[string][]string{}
+		for k, v := range e.streams {
+			out[k] = v
+		}
+		return out
+	})
+	e.m.SetStreamResolver(func(name string) []string {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.streams[name]
+	})
+	if err := e.m.StartEvents(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.m.Close() })
+	return e
+}
+
+func (e *evModule) setStreams(s map[string][]string) {
+	e.mu.Lock()
+	e.streams = s
+	e.mu.Unlock()
+}
+
+func evSim(t *testing.T, cfg sim.Config) *sim.Device {
+	t.Helper()
+	if cfg.Users == nil {
+		cfg.Users = map[string]string{"admin": evPass}
+	}
+	d, err := sim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+func evURL(d *sim.Device, pass string, ch int) string {
+	return "hikvision://" + url.UserPassword("admin", pass).String() + "@" + d.HTTPAddr() + "/?channel=" + strconv.Itoa(ch)
+}
+
+
+// sseClient reads EventMessages from the module's SSE handler.
+type sseClient struct {
+	t    *testing.T
+	msgs chan EventMessage
+}
+
+func openSSE(t *testing.T, m *Module, query string) *sseClient {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(m.EventsHandler))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/?"+query, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("SSE answered %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	c := &sseClient{t: t, msgs: make(chan EventMessage, 100)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var m EventMessage
+				if err := json.Unmarshal([]byte(d), &m); err != nil {
+					t.Errorf("SSE data %q: %v", d, err)
+					continue
+				}
+				c.msgs <- m
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); res.Body.Close(); <-done })
+	return c
+}
+
+// next returns the next message that is not a state the test does not
+// look at (heartbeat-free simulator: every message counts).
+func (c *sseClient) next(what string) EventMessage {
+	c.t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-time.After(15 * time.Second):
+		c.t.Fatalf("no SSE message (waiting for %s)", what)
+	}
+	return EventMessage{}
+}
+
+func evWait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll with a deadline
+	}
+}
+
+// One subscription per device shared by its channels' streams, events named
+// by stream, released with the device's last stream.
+func TestEventsOneSubscriptionPerDevice(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{Personality: sim.PersonalityNVR})
+	e := newEvModule(t, Options{}, map[string][]string{
+		"yard":     {evURL(dev, evPass, 1)},
+		"yard_sub": {evURL(dev, evPass, 1) + "&stream=sub"},
+		"garage":   {evURL(dev, evPass, 2)},
+	})
+	evWait(t, "the alert stream to open", func() bool { return dev.OpenAlertStreams() == 1 })
+
+	sse := openSSE(t, e.m, "src=garage")
+	dev.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 1}, sim.EventStep{Type: "linedetection", Channel: 2})
+	m := sse.next("line crossing on garage")
+	if m.Stream != "garage" || m.Channel != 2 || m.Type != "linedetection" || !m.Active {
+		t.Fatalf("SSE for src=garage: %+v, want garage channel 2 linedetection active (the motion of yard filtered out)", m)
+	}
+	dev.TriggerEvents(sim.EventStep{Type: "linedetection", Channel: 2, Inactive: true})
+	if m := sse.next("line crossing ends"); m.Type != "linedetection" || m.Active {
+		t.Fatalf("SSE: %+v, want linedetection inactive", m)
+	}
+	if st := dev.EventStats(); st.Streams != 1 {
+		t.Fatalf("the device saw %d alert streams, want one for its three streams", st.Streams)
+	}
+
+	// the state in the health view, named by stream
+	var h Health
+	rec := httptest.NewRecorder()
+	e.m.HealthHandler(rec, httptest.NewRequest("GET", "/api/hikvision", nil))
+	if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Events == nil || len(h.Events.Subscriptions) != 1 || h.Events.Subscriptions[0].State != "connected" {
+		t.Fatalf("health events: %s", rec.Body.String())
+	}
+	var yard *EventMessage
+	for i, s := range h.Events.States {
+		if s.Channel == 1 && s.Type == "motion" {
+			yard = &h.Events.States[i]
+		}
+	}
+	if yard == nil || !yard.Active || yard.Stream != "yard" || len(yard.Streams) != 2 {
+		t.Fatalf("health states %+v: want channel 1 motion active on yard and yard_sub", h.Events.States)
+	}
+	if strings.Contains(rec.Body.String(), evPass) {
+		t.Fatal("the health view shows the password")
+	}
+
+	// the device's streams deleted: the subscription ends, its motion too
+	e.setStreams(map[string][]string{})
+	evWait(t, "the alert stream to close", func() bool { return dev.OpenAlertStreams() == 0 })
+	evWait(t, "the subscription to be released", func() bool {
+		h := e.m.eventsHealth()
+		return len(h.Subscriptions) == 0
+	})
+	for _, s := range e.m.events().state.Snapshot("") {
+		if s.Active {
+			t.Fatalf("after the release %+v is still active", s)
+		}
+	}
+}
+
+// Events off: no subscription, and the SSE endpoint says how to turn them on.
+func TestEventsOff(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{})
+	m := newModule(Options{}, zerolog.Nop(), guard.Config{})
+	m.SetStreamLister(func() map[string][]string { return map[string][]string{"cam": {evURL(dev, evPass, 1)}} })
+	if err := m.StartEvents(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rec := httptest.NewRecorder()
+	m.EventsHandler(rec, httptest.NewRequest("GET", "/api/hikvision/events", nil))
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "events: true") {
+		t.Fatalf("events off: %d %s", rec.Code, rec.Body.String())
+	}
+	m.HealthHandler(rec, httptest.NewRequest("GET", "/api/hikvision", nil))
+	if dev.EventStats().Streams != 0 {
+		t.Fatal("events off, yet the device's alert stream was opened")
+	}
+}
+
+// A wrong password: the subscription and the door-station reading log in
+// only through the login guard: every failed login the device counted is
+// one the guard recorded, and the guard's budget holds.
+func TestEventsLoginsThroughGuard(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{Personality: sim.PersonalityDoorStation, MaxFailures: 50})
+	src := evURL(dev, "wrong", 1)
+	e := newEvModule(t, Options{}, map[string][]string{"gate": {src}})
+	g := e.m.guardOf(mustParse(t, src))
+	evWait(t, "the guard to hold", func() bool { return g.Snapshot().State == guard.StateHolding })
+	<-time.After(2 * time.Second) // a window in which no further login may happen
+	cs := dev.Client("127.0.0.1")
+	gs := g.Snapshot()
+	t.Logf("device: %d failed logins; guard: %d recorded (a login refused to callers waiting on it counts for each), budget %d",
+		cs.FailedLogins, gs.LoginFailures, gs.Budget)
+	if cs.FailedLogins == 0 || cs.FailedLogins > gs.LoginFailures {
+		t.Fatalf("the device counted %d failed logins, the guard recorded %d: a login went past the guard", cs.FailedLogins, gs.LoginFailures)
+	}
+	if cs.FailedLogins > gs.Budget {
+		t.Fatalf("%d failed logins, over the budget of %d", cs.FailedLogins, gs.Budget)
+	}
+	if dev.EventStats().Streams != 0 {
+		t.Fatal("an alert stream opened with a wrong password")
+	}
+}
+
+// A door station: a ring read from the call status is a "ring" event on the
+// station's channel; answer and unlock through the intercom API.
+func TestEventsDoorStation(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{Personality: sim.PersonalityDoorStation})
+	e := newEvModule(t, Options{Events: EventOptions{CallStatusInterval: 100 * time.Millisecond}},
+		map[string][]string{"gate": {evURL(dev, evPass, 1)}})
+	sse := openSSE(t, e.m, "src=gate&type=ring")
+	evWait(t, "the call status to be read", func() bool { return dev.DoorStats().StatusPolls > 1 })
+	if err := dev.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	m := sse.next("a ring")
+	if m.Type != "ring" || !m.Active || m.Stream != "gate" || m.Channel != 1 {
+		t.Fatalf("ring: %+v", m)
+	}
+
+	post := func(q string) (int, string) {
+		rec := httptest.NewRecorder()
+		e.m.IntercomHandler(rec, httptest.NewRequest("POST", "/api/hikvision/intercom?"+q, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post("src=gate&action=answer"); code != 200 {
+		t.Fatalf("answer: %d %s", code, body)
+	}
+	if st := dev.CallState(); st != sim.CallOnCall {
+		t.Fatalf("after answer the station is %q", st)
+	}
+	if m := sse.next("the ring to end"); m.Type != "ring" || m.Active {
+		t.Fatalf("after answer: %+v, want ring inactive", m)
+	}
+	if code, body := post("src=gate&action=unlock&door=1"); code != 200 {
+		t.Fatalf("unlock: %d %s", code, body)
+	}
+	if n := dev.DoorStats().Unlocks[1]; n != 1 {
+		t.Fatalf("door 1 opened %d times, want 1", n)
+	}
+	if code, body := post("src=gate&action=hangup"); code != 200 || dev.CallState() != sim.CallIdle {
+		t.Fatalf("hangup: %d %s, station %q", code, body, dev.CallState())
+	}
+	for _, c := range []struct{ q, want string }{
+		{"src=gate&action=dance", "action"},
+		{"src=gate&action=unlock&door=0", "door"},
+		{"src=nope&action=answer", "nope"},
+		{"action=answer", "src"},
+	} {
+		code, body := post(c.q)
+		if code/100 != 4 || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s, want a 4xx naming %s", c.q, code, body, c.want)
+		}
+	}
+	// hang up while idle: the device refuses, and the answer says so
+	if code, body := post("src=gate&action=hangup"); code != http.StatusBadGateway || !strings.Contains(body, "callSignal") {
+		t.Errorf("hangup while idle: %d %s", code, body)
+	}
+}
