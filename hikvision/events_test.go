@@ -80,7 +80,6 @@ func evURL(d *sim.Device, pass string, ch int) string {
 	return "hikvision://" + url.UserPassword("admin", pass).String() + "@" + d.HTTPAddr() + "/?channel=" + strconv.Itoa(ch)
 }
 
-
 // sseClient reads EventMessages from the module's SSE handler.
 type sseClient struct {
 	t    *testing.T

@@ -45,11 +45,17 @@ func (m *Module) IntercomHandler(w http.ResponseWriter, req *http.Request) {
 	var run func(ctx context.Context, do intercom.Doer) error
 	switch action {
 	case "answer":
-		run = func(ctx context.Context, do intercom.Doer) error { return intercom.SendCallSignal(ctx, do, intercom.Answer) }
+		run = func(ctx context.Context, do intercom.Doer) error {
+			return intercom.SendCallSignal(ctx, do, intercom.Answer)
+		}
 	case "hangup":
-		run = func(ctx context.Context, do intercom.Doer) error { return intercom.SendCallSignal(ctx, do, intercom.HangUp) }
+		run = func(ctx context.Context, do intercom.Doer) error {
+			return intercom.SendCallSignal(ctx, do, intercom.HangUp)
+		}
 	case "reject":
-		run = func(ctx context.Context, do intercom.Doer) error { return intercom.SendCallSignal(ctx, do, intercom.Reject) }
+		run = func(ctx context.Context, do intercom.Doer) error {
+			return intercom.SendCallSignal(ctx, do, intercom.Reject)
+		}
 	case "unlock":
 		run = func(ctx context.Context, do intercom.Doer) error { return intercom.OpenDoor(ctx, do, door) }
 	default:
