@@ -488,7 +488,8 @@ func (de *deviceEvents) declare() {
 
 // connState follows the subscription: the device is online while its
 // stream is open, offline when a reopen failed (not when a stream merely
-// ended and the next open works).
+// ended and the next open works). Going offline ends the device's active
+// events.
 func (de *deviceEvents) connState(st events.ConnState, err error) {
 	de.mu.Lock()
 	prev := de.conn
@@ -517,6 +518,11 @@ func (de *deviceEvents) connState(st events.ConnState, err error) {
 		log.Debug().Str("device", de.dev.host).Msg("[hikvision] events: stream open")
 	case events.StateDisconnected:
 		log.Debug().Str("device", de.dev.host).Str("err", de.dev.redact(err.Error())).Msg("[hikvision] events: stream lost")
+	}
+	if changed && !*online {
+		// the device is gone: what it reported active ends now, so that
+		// its first report after it comes back starts a new period
+		de.ev.state.Forget(de.dev.host)
 	}
 	if changed {
 		de.health()
