@@ -65,7 +65,6 @@ func (r *registry) serveSnapshot(w http.ResponseWriter, req *http.Request) {
 			fmt.Sprintf("hikvision: snapshot: stream %q does not exist or has no hikvision:// source", name))
 		return
 	}
-	r.prune()
 	s, err := r.source(sources[0])
 	if err != nil { // a *ConfigError: never holds the password
 		writeJSONError(w, http.StatusBadRequest, "bad_source",
