@@ -497,3 +497,33 @@ func TestSubscriberWithISAPIClient(t *testing.T) {
 		t.Errorf("failed logins %d, want 1", n)
 	}
 }
+
+// TestDoorStationRingOnStream: a door station that reports its ring on the alert stream (JSON
+// VideoIntercomEvent) gives a "ring" period that ends InactiveTimeout later.
+func TestDoorStationRingOnStream(t *testing.T) {
+	d := startSim(t, sim.Config{Personality: sim.PersonalityDoorStation, Door: sim.DoorConfig{RingInStream: true},
+		Events: sim.EventsConfig{Heartbeat: 50 * time.Millisecond}})
+	hub := events.NewHub()
+	defer hub.Close()
+	sub := hub.Subscribe(events.Filter{Types: []string{events.TypeRing}}, 8)
+	state := events.NewState(events.StateConfig{InactiveTimeout: 200 * time.Millisecond, Emit: hub.Publish})
+	defer state.Close()
+	s, _ := events.NewSubscriber(events.SubscriberConfig{Device: d.HTTPAddr(), State: state,
+		Open: digestOpener("http://"+d.HTTPAddr(), "admin", "hik12345")})
+	s.Start()
+	defer s.Close()
+	waitFor(t, "heartbeats", 10*time.Second, func() bool { return s.Stats().Heartbeats >= 1 })
+	if err := d.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1/ring:on", "1/ring:off"} {
+		select {
+		case e := <-sub.C():
+			if got := eventString(e); got != want {
+				t.Fatalf("event %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s", want)
+		}
+	}
+}
