@@ -516,7 +516,7 @@ func TestDoorStationRingOnStream(t *testing.T) {
 	if err := d.Ring(); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"1/ring:on", "1/ring:off"} {
+	for _, want := range []string{"0/ring:on", "0/ring:off"} {
 		select {
 		case e := <-sub.C():
 			if got := eventString(e); got != want {
