@@ -16,8 +16,10 @@ func Example() {
 
 	client, _ := isapi.New(isapi.Config{Host: "192.0.2.10", Username: "admin", Password: "secret"})
 	sub, err := events.NewSubscriber(events.SubscriberConfig{
-		Device:   client.Host(),
-		Open:     func(ctx context.Context) (*http.Response, error) { return client.OpenStream(ctx, events.AlertStreamPath) },
+		Device: client.Host(),
+		Open: func(ctx context.Context) (*http.Response, error) {
+			return client.OpenStream(ctx, events.AlertStreamPath)
+		},
 		Channels: events.NVRChannels(33), // from the device probe: the first IP channel of a recorder
 		State:    state,
 	})
