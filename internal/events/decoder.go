@@ -81,6 +81,8 @@ func (d *Decoder) Next() (Alert, error) {
 			continue
 		}
 		switch {
+		case a.Type == TypeRing || a.Type == TypeCall:
+			a.Channel = 0 // the station as a whole, whatever channel the report names (as callStatus)
 		case a.Type == TypeIO && a.IDs.IOPort > 0:
 			a.Channel = a.IDs.IOPort
 		case a.Heartbeat && a.IDs == (ChannelIDs{}):

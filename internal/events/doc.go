@@ -40,7 +40,7 @@
 //   - NVRs leave channelID empty and carry the IP channel in dynChannelID, or number IP channels from
 //     the first digital channel (33 on most NVRs: channelID 33 is IP channel 1). NVRChannels maps
 //     both; the device object passes its own ChannelMapper if it knows better. Alarm inputs (IO) use
-//     inputIOPortID as the channel.
+//     inputIOPortID as the channel; rings and calls are device-wide (channel 0), as in callStatus.
 //   - Keep-alives are reports too: "videoloss" with eventState "inactive" (usually every 1 s to 10 s,
 //     with channelID 1 on cameras and empty channel fields on NVRs), eventType "heartBeat", or an
 //     eventDescription "Heartbeat". They are marked Alert.Heartbeat. A real video loss is reported

@@ -30,7 +30,7 @@ func FuzzAlertStream(f *testing.F) {
 	f.Add("multipart/mixed; boundary=x", []byte("--x\r\n\r\n{\"eventType\":\"duration\",\"DurationList\":{\"relationEvent\":\"VMD\"}}\r\n--x--"))
 	f.Add("", []byte("--b\r\nContent-Type: image/jpeg\r\nContent-Length: 3\r\n\r\n\xff\xd8\xff\r\n--b"))
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
-		if len(body) > 1<<16 {
+		if len(body) > 1<<14 {
 			return
 		}
 		run := func(r io.Reader) ([]events.Alert, error) {

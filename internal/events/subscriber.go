@@ -14,7 +14,9 @@ import (
 
 // Opener performs the authenticated GET /ISAPI/Event/notification/alertStream (through the device's login
 // guard) and returns the response with its body unread. ctx lives as long as the stream: cancelling it
-// must abort the request and the body. The Subscriber closes the body.
+// must abort the request and the body. The Subscriber closes the body. The Subscriber retries failed opens
+// for as long as it runs (with backoff, at most one a minute): after a wrong password or a lock the
+// Opener must fail without touching the device until its login guard allows a new login.
 type Opener func(ctx context.Context) (*http.Response, error)
 
 // AlertStreamPath is the ISAPI path of the event stream.

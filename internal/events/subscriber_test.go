@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/events"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
@@ -438,5 +439,91 @@ func TestSubscriberStatusAndConfigErrors(t *testing.T) {
 	s2, _ := events.NewSubscriber(events.SubscriberConfig{Device: "h:80", Open: digestOpener("http://127.0.0.1:1", "a", "b")})
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSubscriberWithISAPIClient uses the product's ISAPI client as the Opener (what the login guard
+// wraps) across a reboot of the device: the cached nonce is gone afterwards and must be renewed, never
+// counted as a failed login.
+func TestSubscriberWithISAPIClient(t *testing.T) {
+	d := startSim(t, sim.Config{NonceLifetime: 300 * time.Millisecond, Events: sim.EventsConfig{Heartbeat: 50 * time.Millisecond}})
+	c, err := isapi.New(isapi.Config{Host: d.HTTPAddr(), Username: "admin", Password: "hik12345"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conns := &connLog{}
+	s, _ := events.NewSubscriber(events.SubscriberConfig{
+		Device: d.HTTPAddr(), OnConnState: conns.add,
+		Open:    func(ctx context.Context) (*http.Response, error) { return c.OpenStream(ctx, events.AlertStreamPath) },
+		Backoff: func(int) time.Duration { return 50 * time.Millisecond },
+	})
+	s.Start()
+	defer s.Close()
+	waitFor(t, "heartbeats", 10*time.Second, func() bool { return s.Stats().Heartbeats >= 2 })
+	if err := d.Reboot(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reconnected", 20*time.Second, func() bool { return s.Stats().Connects == 2 })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// the cached nonce expires: the next stream answers the stale challenge once more
+	stale := d.Stats().Clients["127.0.0.1"].StaleNonces
+	time.Sleep(400 * time.Millisecond) // let the nonce age past its lifetime (the device's clock)
+	resp, err := c.OpenStream(context.Background(), events.AlertStreamPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cs := d.Stats().Clients["127.0.0.1"]
+	if cs.FailedLogins != 0 || cs.RejectedAuth != 0 || cs.StaleNonces != stale+1 {
+		t.Errorf("device saw %+v: want no failed login and one stale nonce answered", cs)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGoroutines(t)
+
+	// a wrong password is one failed login, reported as *isapi.AuthError
+	bad, _ := isapi.New(isapi.Config{Host: d.HTTPAddr(), Username: "admin", Password: "nope"})
+	defer bad.Close()
+	_, err = bad.OpenStream(context.Background(), events.AlertStreamPath)
+	var ae *isapi.AuthError
+	if !errors.As(err, &ae) || !errors.Is(err, isapi.ErrUnauthorized) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if n := d.Stats().Clients["127.0.0.1"].FailedLogins; n != 1 {
+		t.Errorf("failed logins %d, want 1", n)
+	}
+}
+
+// TestDoorStationRingOnStream: a door station that reports its ring on the alert stream (JSON
+// VideoIntercomEvent) gives a "ring" period that ends InactiveTimeout later.
+func TestDoorStationRingOnStream(t *testing.T) {
+	d := startSim(t, sim.Config{Personality: sim.PersonalityDoorStation, Door: sim.DoorConfig{RingInStream: true},
+		Events: sim.EventsConfig{Heartbeat: 50 * time.Millisecond}})
+	hub := events.NewHub()
+	defer hub.Close()
+	sub := hub.Subscribe(events.Filter{Types: []string{events.TypeRing}}, 8)
+	state := events.NewState(events.StateConfig{InactiveTimeout: 200 * time.Millisecond, Emit: hub.Publish})
+	defer state.Close()
+	s, _ := events.NewSubscriber(events.SubscriberConfig{Device: d.HTTPAddr(), State: state,
+		Open: digestOpener("http://"+d.HTTPAddr(), "admin", "hik12345")})
+	s.Start()
+	defer s.Close()
+	waitFor(t, "heartbeats", 10*time.Second, func() bool { return s.Stats().Heartbeats >= 1 })
+	if err := d.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"0/ring:on", "0/ring:off"} {
+		select {
+		case e := <-sub.C():
+			if got := eventString(e); got != want {
+				t.Fatalf("event %s, want %s", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s", want)
+		}
 	}
 }

@@ -20,9 +20,12 @@
 //
 // Opening a voice-talk session (TwoWayAudio open) does not answer a ringing call. Users of other
 // clients report that the station keeps ringing and that two-way audio does not work until the call is
-// answered or ended (koush/scrypted issues 533 and 1028 for DS-KV6113 stations, 2021 for a KD8003 with an
-// indoor station, where the audio goes to the indoor station instead). Scrypted's Hikvision doorbell
-// plugin therefore sends callSignal "answer" (and then "hangUp") to stop the ringing before talking.
+// answered or ended: koush/scrypted issue 533 (DS-KV6113: the station rings on during a HomeKit talk and
+// its status has to be put to onCall), issue 1028 (a video door phone: no two-way audio while it rings),
+// issue 2021 (KD8003 with a KH6320 indoor station: after a ring the talk audio goes to the indoor
+// station). Scrypted's Hikvision doorbell plugin therefore sends callSignal "answer" and then "hangUp"
+// to stop the ringing (issue 1736 quotes it; on a KD8003 with port 80 closed this had to be sent to the
+// indoor station instead).
 // TalkGate does the same: TalkStarting answers a ringing call, TalkEnded hangs up the call it
 // answered. Caveats from the same reports: on some models "answer" only works after the station was
 // once registered with Hik-Connect (pergolafabio/Hikvision-Addons issue 149), and where the station
