@@ -33,20 +33,20 @@ const (
 
 // Audio formats of the media header.
 const (
-	AudioNone   = 0x0000
-	AudioADPCM  = 0x1000
-	AudioMPEG   = 0x2000
-	AudioAAC    = 0x2001
-	AudioPCM8   = 0x7000
-	AudioPCM16  = 0x7001
-	AudioG711U  = 0x7110
-	AudioG711A  = 0x7111
-	AudioG7221  = 0x7221
-	AudioG7231  = 0x7231
-	AudioG726U  = 0x7260
-	AudioG726A  = 0x7261
-	AudioG729   = 0x7290
-	AudioAMRNB  = 0x3000
+	AudioNone  = 0x0000
+	AudioADPCM = 0x1000
+	AudioMPEG  = 0x2000
+	AudioAAC   = 0x2001
+	AudioPCM8  = 0x7000
+	AudioPCM16 = 0x7001
+	AudioG711U = 0x7110
+	AudioG711A = 0x7111
+	AudioG7221 = 0x7221
+	AudioG7231 = 0x7231
+	AudioG726U = 0x7260
+	AudioG726A = 0x7261
+	AudioG729  = 0x7290
+	AudioAMRNB = 0x3000
 )
 
 // MediaHeader is the decoded 40-byte media header. All fields are little
