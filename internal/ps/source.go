@@ -80,6 +80,7 @@ type track struct {
 type held struct {
 	t   *track
 	pkt *rtp.Packet
+	pts int64 // 90 kHz
 }
 
 // NewSource makes a Source.
@@ -387,7 +388,15 @@ func (s *Source) video(t *track, u *Unit) {
 		if !u.Keyframe {
 			return
 		}
-		s.backlog, s.backlogBytes, s.backlogKey = s.backlog[:0], 0, true
+		// the backlog starts here: keep only what is not older
+		kept, bytes := s.backlog[:0], 0
+		for _, h := range s.backlog {
+			if h.pts >= t.lastPTS {
+				kept = append(kept, h)
+				bytes += len(h.pkt.Payload)
+			}
+		}
+		s.backlog, s.backlogBytes, s.backlogKey = kept, bytes, true
 	}
 	if t.pay != nil {
 		t.pay(pkt)
@@ -444,19 +453,15 @@ func (s *Source) out(t *track, pkt *rtp.Packet) {
 	if s.find(t.StreamID) == nil {
 		return
 	}
-	hasVideo := false
-	for _, x := range s.tracks {
-		hasVideo = hasVideo || x.Media.Kind == core.KindVideo
-	}
-	if hasVideo && !s.backlogKey {
-		return // hold nothing before the first video keyframe
-	}
 	if len(s.backlog) >= s.cfg.MaxBacklog || s.backlogBytes+len(pkt.Payload) > 8<<20 {
 		// the probe lasts too long: start again at the next keyframe
+		clear(s.backlog)
 		s.backlog, s.backlogBytes, s.backlogKey = s.backlog[:0], 0, false
 		return
 	}
-	s.backlog = append(s.backlog, held{t, pkt})
+	// before the first key frame audio is held too, and dropped at the key
+	// frame if older
+	s.backlog = append(s.backlog, held{t, pkt, t.lastPTS})
 	s.backlogBytes += len(pkt.Payload)
 }
 
