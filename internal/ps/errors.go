@@ -46,16 +46,15 @@ func (e *PacketError) Error() string {
 
 func (e *PacketError) Unwrap() error { return ErrPacket }
 
-// UnitTooLargeError: an access unit of stream StreamID reached Size bytes,
-// more than Max; it was dropped.
+// UnitTooLargeError: a unit of stream StreamID grew past Max bytes; it was
+// dropped.
 type UnitTooLargeError struct {
 	StreamID byte
-	Size     int
 	Max      int
 }
 
 func (e *UnitTooLargeError) Error() string {
-	return fmt.Sprintf("ps: stream 0x%02X: unit of more than %d bytes (cap %d) dropped", e.StreamID, e.Size, e.Max)
+	return fmt.Sprintf("ps: stream 0x%02X: unit larger than the cap of %d bytes dropped", e.StreamID, e.Max)
 }
 
 func (e *UnitTooLargeError) Unwrap() error { return ErrUnitTooLarge }

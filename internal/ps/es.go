@@ -95,11 +95,7 @@ func (es *elementary) takePTS(at int) (int64, bool) {
 // grow appends p to buf within the unit cap; false if the unit is too big.
 func (es *elementary) grow(d *Demuxer, p []byte) bool {
 	if len(es.buf)+len(p) > d.maxUnit() {
-		if !es.oversized {
-			d.stats.Oversize++
-			d.report(&UnitTooLargeError{StreamID: es.id, Size: len(es.buf) + len(p), Max: d.maxUnit()})
-		}
-		es.oversized = true
+		es.tooLarge(d)
 		return false
 	}
 	es.buf = append(es.buf, p...)
@@ -135,8 +131,13 @@ func (es *elementary) pesEnd(d *Demuxer) {
 }
 
 func (es *elementary) flush(d *Demuxer) {
-	if (es.typ == 0 || es.typ.IsVideo()) && es.started && es.hasVCL && !es.broken && !es.oversized {
-		d.emit(es, es.buf, es.auPTS, es.auHasPTS, es.key)
+	if (es.typ == 0 || es.typ.IsVideo()) && es.started && es.hasVCL && !es.broken {
+		if es.oversized || len(es.buf) > d.maxUnit() {
+			es.tooLarge(d)
+			d.stats.Dropped++
+		} else {
+			d.emit(es, es.buf, es.auPTS, es.auHasPTS, es.key)
+		}
 	}
 	es.reset(d, false)
 }
@@ -146,12 +147,6 @@ func (es *elementary) flush(d *Demuxer) {
 // 7.4.2.4.4): an access unit delimiter, parameter sets, SEI and the first
 // slice of a picture, once the current unit holds a slice.
 func (es *elementary) video(d *Demuxer, p []byte) {
-	if es.started && len(es.buf)+len(p) > d.maxUnit() {
-		d.stats.Oversize++
-		d.report(&UnitTooLargeError{StreamID: es.id, Size: len(es.buf) + len(p), Max: d.maxUnit()})
-		es.started = false
-		es.trim()
-	}
 	es.buf = append(es.buf, p...)
 	for {
 		i := bytes.Index(es.buf[es.scan:], startCode3)
@@ -195,10 +190,14 @@ func (es *elementary) video(d *Demuxer, p []byte) {
 			es.beginAU(start)
 			h -= start
 		case es.hasVCL && (begins || vcl && first):
-			if !es.broken {
-				d.emit(es, es.buf[:start], es.auPTS, es.auHasPTS, es.key)
-			} else {
+			switch {
+			case es.oversized || start > d.maxUnit():
+				es.tooLarge(d)
 				d.stats.Dropped++
+			case es.broken:
+				d.stats.Dropped++
+			default:
+				d.emit(es, es.buf[:start], es.auPTS, es.auHasPTS, es.key)
 			}
 			es.beginAU(start)
 			h -= start
@@ -212,8 +211,24 @@ func (es *elementary) video(d *Demuxer, p []byte) {
 		}
 		es.scan = h
 	}
+	if es.started && es.scan-1 > d.maxUnit() {
+		// the bytes before scan-1 certainly belong to the unit: it is too
+		// large already. Keep its NAL structure, drop the bytes.
+		es.tooLarge(d)
+		es.trim()
+	}
 	if !es.started {
 		es.trim()
+	}
+}
+
+// tooLarge marks the access unit in progress as too large, reporting it
+// once.
+func (es *elementary) tooLarge(d *Demuxer) {
+	if !es.oversized {
+		es.oversized = true
+		d.stats.Oversize++
+		d.report(&UnitTooLargeError{StreamID: es.id, Max: d.maxUnit()})
 	}
 }
 
@@ -239,7 +254,7 @@ func (es *elementary) beginAU(start int) {
 		es.buf = es.buf[:n]
 		es.pesAt -= start
 	}
-	es.started = true
+	es.started, es.oversized = true, false
 	es.hasVCL, es.key, es.broken = false, false, false
 }
 
@@ -288,11 +303,9 @@ func nalInfo(typ StreamType, b []byte) (begins, vcl, first, key bool) {
 
 // aac splits ADTS frames.
 func (es *elementary) aac(d *Demuxer, p []byte) {
-	if !es.grow(d, p) {
-		d.stats.Dropped++
-		es.reset(d, false)
-		return
-	}
+	// no cap needed: what stays in buf is less than one ADTS frame (at most
+	// 8191 bytes)
+	es.buf = append(es.buf, p...)
 	pos := 0
 	for len(es.buf)-pos >= 7 {
 		b := es.buf[pos:]
