@@ -470,3 +470,29 @@ func TestParseMediaHeader(t *testing.T) {
 	}
 	_ = binary.LittleEndian
 }
+
+// Reset forgets the streams: a restarted stream is read as new, the counters
+// keep counting.
+func TestReset(t *testing.T) {
+	a := hikStream{video: media(t, "h264_sub.h264"), audio: media(t, "tone_1khz_8k.alaw"), audioType: 0x90}.build(t)
+	c := &collected{}
+	d := c.demuxer()
+	// stop in the middle of a PES, as a stopped real-play does
+	_, _ = d.Write(a.ps[:a.frameAt[50]+100])
+	d.Reset()
+	_, _ = d.Write(a.ps)
+	d.Flush()
+	if len(c.errs) != 0 {
+		t.Fatalf("errors after Reset: %v", c.errs)
+	}
+	if len(c.tables) != 2 || len(c.headers) != 2 {
+		t.Fatalf("%d tables, %d headers; want the second stream announced again", len(c.tables), len(c.headers))
+	}
+	got := c.of(0xE0)
+	if len(got) != 50+100 || !bytes.Equal(got[50].Data, a.aus[0]) || got[50].PTS != 0 {
+		t.Fatalf("%d units; the restarted stream does not start at its first unit", len(got))
+	}
+	if st := d.Stats(); st.Bytes != int64(a.frameAt[50]+100+len(a.ps)) {
+		t.Fatalf("stats %+v", st)
+	}
+}

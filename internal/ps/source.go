@@ -176,6 +176,15 @@ func (s *Source) Medias() []*core.Media {
 	return medias
 }
 
+// Flush hands out the video units still being assembled (a video unit
+// otherwise goes out when the next one begins). Call it at the end of a
+// stream.
+func (s *Source) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d.Flush()
+}
+
 // Start delivers the packets held since the probe's keyframe, then every
 // new packet, to OnPacket.
 func (s *Source) Start() {
@@ -292,7 +301,10 @@ func (s *Source) describe(u *Unit) *track {
 			if u.Type == StreamH264 {
 				switch h264.NALUType(b) {
 				case h264.NALUTypeSPS:
-					sps = len(b) >= 8
+					if n < 8 { // profile-level-id needs 3 bytes after the header
+						return nil
+					}
+					sps = true
 				case h264.NALUTypePPS:
 					pps = true
 				}
