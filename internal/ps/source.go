@@ -140,6 +140,15 @@ func (s *Source) Ready() bool {
 	return n > 0
 }
 
+// Streams returns the stream table (program stream map, or video streams
+// recognised from their data), including types this package does not read,
+// so that a caller can name an unsupported codec.
+func (s *Source) Streams() []Stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Stream(nil), s.table...)
+}
+
 // Tracks returns the described tracks (video first).
 func (s *Source) Tracks() []Track {
 	s.mu.Lock()

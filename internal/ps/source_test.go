@@ -137,6 +137,9 @@ func TestSourceH264G711(t *testing.T) {
 	if !bytes.Equal(pcm, media(t, "tone_1khz_8k.alaw")) || audio[0].Timestamp != 0 {
 		t.Fatalf("%d audio bytes, first timestamp %d", len(pcm), audio[0].Timestamp)
 	}
+	if st := s.Streams(); len(st) != 2 || st[0].Type != ps.StreamG711A || st[1].Type != ps.StreamH264 {
+		t.Fatalf("streams %v", st)
+	}
 	if h, ok := s.Header(); !ok || h.Video() != ps.StreamH264 {
 		t.Fatalf("header %+v %v", h, ok)
 	}
