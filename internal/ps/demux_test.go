@@ -50,6 +50,7 @@ func (c *collected) digest() string {
 		fmt.Fprintf(h, "%x %v %d %v %v %d;", u.StreamID, u.Type, u.PTS, u.HasPTS, u.Keyframe, len(u.Data))
 		h.Write(u.Data)
 	}
+	fmt.Fprintf(h, "headers %+v tables %v errors %v", c.headers, c.tables, c.errs)
 	return fmt.Sprintf("%x/%d", h.Sum(nil), len(c.units))
 }
 
@@ -205,6 +206,9 @@ func TestChunkBoundaries(t *testing.T) {
 	want := demux(stream)
 	if len(want.of(0xE0)) < 20 || len(want.of(0xC0)) < 40 {
 		t.Fatalf("too few units in the test stream: %d video, %d audio", len(want.of(0xE0)), len(want.of(0xC0)))
+	}
+	if len(want.headers) != 1 || len(want.tables) != 1 {
+		t.Fatalf("%d headers, %d tables in the test stream", len(want.headers), len(want.tables))
 	}
 	wantDigest := want.digest()
 	maxSize := 300

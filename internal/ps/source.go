@@ -31,7 +31,8 @@ type SourceConfig struct {
 	// MaxBacklog caps the packets held between the probe and Start; 0 means
 	// 256.
 	MaxBacklog int
-	// OnError receives the demuxer's reports (optional).
+	// OnError receives the demuxer's reports (optional), with the lock
+	// held, like OnPacket.
 	OnError func(error)
 }
 
@@ -487,6 +488,9 @@ func (s *Source) out(t *track, pkt *rtp.Packet) {
 }
 
 func (s *Source) deliver(t *track, pkt *rtp.Packet) {
+	if s.cfg.MTU > 0 {
+		pkt.PayloadType = t.Codec.PayloadType
+	}
 	if s.cfg.OnPacket != nil {
 		s.cfg.OnPacket(t.index, pkt)
 	}

@@ -206,7 +206,7 @@ func TestSourceRTP(t *testing.T) {
 			depay = h264.RTPDepay(v, handler)
 		}
 		for _, p := range out.byTrack[0] {
-			if p.Version != 2 || 12+len(p.Payload) > mtu {
+			if p.Version != 2 || 12+len(p.Payload) > mtu || p.PayloadType != 96 {
 				t.Fatalf("RTP packet version %d, %d bytes", p.Version, 12+len(p.Payload))
 			}
 			raw, err := p.Marshal()
