@@ -658,6 +658,7 @@ func TestSlowCallsAbandoned(t *testing.T) {
 // 1000 login/play/stop/logout cycles leave no handle and no goroutine.
 func TestThousandCycles(t *testing.T) {
 	base := runtime.NumGoroutine()
+	fds := openFDs(t)
 	s := setup(t, "")
 	ctx := context.Background()
 	for i := range 1000 {
@@ -701,6 +702,18 @@ func TestThousandCycles(t *testing.T) {
 		t.Errorf("registry holds %d entries after 1000 cycles", left)
 	}
 	goroutinesBackTo(t, base)
+	if n := openFDs(t); n > fds {
+		t.Errorf("open files: %d after 1000 cycles, %d before", n, fds)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func runCC(src, out string) ([]byte, error) {
@@ -710,4 +723,106 @@ func runCC(src, out string) ([]byte, error) {
 	}
 	args := append(strings.Fields(cc), "-shared", "-fPIC", "-o", out, src)
 	return exec.Command(args[0], args[1:]...).CombinedOutput()
+}
+
+// Stopping plays while SDK threads are still calling back: deliveries and
+// the close never race (-race), nothing blocks, and every callback is
+// either delivered, dropped as full, or dropped as late.
+func TestStopDuringStorm(t *testing.T) {
+	s := setup(t, "")
+	ss := login(t, s)
+	var ps []*Play
+	for range 4 {
+		p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		go func() {
+			for range p.Data() {
+			}
+		}()
+	}
+	lateBefore := ReadStats().LateCallbacks
+	done := make(chan int64, 1)
+	go func() { done <- fakeStorm(6, 2000, 200) }()
+	waitFor(t, "the storm to reach the plays", 30*time.Second, func() bool { return ps[3].Delivered()+ps[3].Dropped() > 100 })
+	for _, p := range ps {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("storm did not finish after Stop: a callback blocks")
+	}
+	var counted uint64
+	for _, p := range ps {
+		counted += p.Delivered() + p.Dropped()
+	}
+	late := ReadStats().LateCallbacks - lateBefore
+	if want := uint64(4 * (6*2000 + 1)); counted+late < want {
+		t.Errorf("delivered+dropped %d + late %d < %d callbacks made", counted, late, want)
+	}
+	if late == 0 {
+		t.Error("no callback arrived after Stop: the test did not test that")
+	}
+}
+
+// The fake as another process drives it: configuration from HCNETSDK_FAKE
+// at NET_DVR_Init, faults from lines appended to a control file.
+func TestFakeEnvAndControlFile(t *testing.T) {
+	control := filepath.Join(t.TempDir(), "control")
+	if err := os.WriteFile(control, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HCNETSDK_FAKE", "port=9000;user=op;password=pw;control="+control)
+	s := setup(t, "")
+	ctx := context.Background()
+	ss, err := s.Login(ctx, LoginParams{Address: "127.0.0.1", Port: 9000, User: "op", Password: "pw"})
+	if err != nil {
+		t.Fatalf("login with the environment's settings: %v", err)
+	}
+	p, err := ss.RealPlay(ctx, PlayParams{Channel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLine := func(line string) {
+		f, err := os.OpenFile(control, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendLine("reboot")
+	waitFor(t, "the reboot from the control file", 10*time.Second, func() bool { return fakeCount("device_down") == 1 })
+	for seen := false; !seen; {
+		select {
+		case ev := <-p.Events():
+			seen = ev.Type == ExceptionPreview
+		case <-time.After(10 * time.Second):
+			t.Fatal("no EXCEPTION_PREVIEW after the reboot")
+		}
+	}
+	appendLine("back")
+	appendLine("talk_busy=1")
+	waitFor(t, "back from the control file", 10*time.Second, func() bool { return fakeCount("device_down") == 0 })
+	if err := ss.Logout(); err != nil {
+		t.Fatal(err)
+	}
+	ss, err = s.Login(ctx, LoginParams{Address: "127.0.0.1", Port: 9000, User: "op", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "talk_busy from the control file", 10*time.Second, func() bool {
+		tk, err := ss.StartTalk(ctx, 1)
+		if err == nil {
+			_ = tk.Stop()
+		}
+		return errors.Is(err, ErrTalkBusy)
+	})
 }

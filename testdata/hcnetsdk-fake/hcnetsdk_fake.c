@@ -315,11 +315,13 @@ static int apply_fault_locked(const char *name) {
 		return 0;
 	}
 	if (!strcmp(name, "reset")) {
-		/* configuration and counters back to the start; open handles stay */
+		/* configuration and counters back to the start; open handles stay
+		 * (a control-file watcher already running keeps its file until
+		 * NET_DVR_Cleanup) */
 		char control[1024];
 		strcpy(control, cfg.control);
 		defaults();
-		strcpy(cfg.control, control);
+		if (control_running) strcpy(cfg.control, control);
 		failures = 0;
 		locked_until = 0;
 		device_down = 0;
