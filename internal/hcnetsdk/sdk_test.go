@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk/hcfake"
 )
 
 // Sizes and offsets of the Go mirrors against the C structures of the fake
@@ -859,5 +862,40 @@ func BenchmarkCallbackPair(b *testing.B) {
 	b.StopTimer()
 	if p.Delivered()+p.Dropped() != uint64(b.N)+1 {
 		b.Fatalf("delivered %d + dropped %d, want %d", p.Delivered(), p.Dropped(), b.N+1)
+	}
+}
+
+// H.265 with G.711 A-law as a device sends it: the header names both
+// codecs, then whole packs follow.
+func TestPlayHeaderNamesCodecs(t *testing.T) {
+	ps := filepath.Join(t.TempDir(), "h265-alaw.ps")
+	if err := hcfake.WritePS(ps, hcfake.PSOptions{
+		Video: filepath.Join("..", "..", "testdata", "media", "h265_main.h265"), H265: true,
+		Audio: filepath.Join("..", "..", "testdata", "media", "tone_1khz_8k.alaw"), AudioCodec: hcfake.G711A,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := setup(t, "media="+ps+";video_format=0x0005;audio_format=0x7111;audio_rate=8000;speed=4")
+	ss := login(t, s)
+	p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := <-p.Data()
+	if h.Type != DataSysHead || len(h.Data) != 40 {
+		t.Fatalf("first packet %v of %d bytes", h.Type, len(h.Data))
+	}
+	if v, a, r := binary.LittleEndian.Uint16(h.Data[10:]), binary.LittleEndian.Uint16(h.Data[12:]), binary.LittleEndian.Uint32(h.Data[16:]); v != 5 || a != 0x7111 || r != 8000 {
+		t.Errorf("header: video 0x%x audio 0x%x rate %d, want 0x5 0x7111 8000", v, a, r)
+	}
+	for i := range 20 {
+		select {
+		case pkt := <-p.Data():
+			if pkt.Type != DataStream || !bytes.HasPrefix(pkt.Data, []byte{0, 0, 1, 0xBA}) {
+				t.Fatalf("packet %d: %v %x", i, pkt.Type, pkt.Data[:min(4, len(pkt.Data))])
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("packet %d did not come", i)
+		}
 	}
 }

@@ -253,7 +253,7 @@ func writePSM(w *bytes.Buffer, videoType, audioType byte) {
 	if audioType != 0 {
 		es = append(es, audioType, 0xC0, 0, 0)
 	}
-	body := []byte{0x80, 0x01, 0, 0, byte(len(es) >> 8), byte(len(es))} // current_next, version 0; marker; no program info
+	body := []byte{0x80, 0xFF, 0, 0, byte(len(es) >> 8), byte(len(es))} // current_next, version 0; reserved and marker; no program info
 	body = append(body, es...)
 	n := len(body) + 4
 	pkt := append([]byte{0, 0, 1, 0xBC, byte(n >> 8), byte(n)}, body...)
