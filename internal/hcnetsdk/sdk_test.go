@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,6 +295,7 @@ func TestPlayDeliversPSIntact(t *testing.T) {
 				t.Fatalf("packet type %v, want stream", pkt.Type)
 			}
 			got.Write(pkt.Data)
+			p.Recycle(pkt.Data) // reused buffers must not corrupt what is queued
 		case <-timeout:
 			t.Fatalf("got %d of %d bytes", got.Len(), len(want))
 		}
@@ -536,9 +538,19 @@ func TestCallbackStorm(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for pkt := range p.Data() {
-				if pkt.Type == DataStream && len(pkt.Data) != size {
-					bad.Store(i, len(pkt.Data))
+				if pkt.Type == DataStream {
+					// the fake fills byte k with k*7 + the play's handle
+					if len(pkt.Data) != size {
+						bad.Store(i, fmt.Sprintf("packet of %d bytes, want %d", len(pkt.Data), size))
+					}
+					for k, c := range pkt.Data {
+						if c != byte(k*7+int(p.Handle())) {
+							bad.Store(i, fmt.Sprintf("byte %d is %d", k, c))
+							break
+						}
+					}
 				}
+				p.Recycle(pkt.Data)
 			}
 		}()
 	}
@@ -552,7 +564,7 @@ func TestCallbackStorm(t *testing.T) {
 	}
 	wg.Wait()
 	bad.Range(func(k, v any) bool {
-		t.Errorf("play %v: packet of %v bytes, want %d", k, v, size)
+		t.Errorf("play %v: %v", k, v)
 		return true
 	})
 }
@@ -853,7 +865,8 @@ func BenchmarkCallbackPair(b *testing.B) {
 		b.Fatalf("first packet %v", pkt.Type)
 	}
 	go func() {
-		for range p.Data() {
+		for pkt := range p.Data() {
+			p.Recycle(pkt.Data)
 		}
 	}()
 	b.SetBytes(1400)
