@@ -912,3 +912,44 @@ func TestPlayHeaderNamesCodecs(t *testing.T) {
 		}
 	}
 }
+
+// Were the SDK's own reconnect on (the vendor's default, which Open turns
+// off), its reconnect events would reach the play they name.
+func TestSDKReconnectEventsRouted(t *testing.T) {
+	ps := psFile(t)
+	s := setup(t, "media="+ps+";speed=4")
+	runtime.LockOSThread()
+	ok := s.lib.setReconnect(1000, 1)
+	runtime.UnlockOSThread()
+	if ok == 0 || fakeCount("reconnect_enabled") != 1 {
+		t.Fatal("could not turn the SDK's reconnect on")
+	}
+	ss := login(t, s)
+	p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "data", 20*time.Second, func() bool { return p.Delivered() > 3 })
+	expect := func(want Exception) {
+		t.Helper()
+		for {
+			select {
+			case ev := <-p.Events():
+				if ev.Handle != p.Handle() && ev.Type != ExceptionExchange && ev.Type != ResumeExchange {
+					t.Errorf("%v for handle %d on play %d", ev.Type, ev.Handle, p.Handle())
+				}
+				if ev.Type == want {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %v", want)
+			}
+		}
+	}
+	fakeFault("reboot")
+	expect(ExceptionReconnect)
+	fakeFault("back")
+	expect(PreviewReconnectSuccess)
+	n := p.Delivered()
+	waitFor(t, "data after the SDK's reconnect", 20*time.Second, func() bool { return p.Delivered() > n })
+}
