@@ -434,17 +434,17 @@ func deviceInfo(d *deviceInfoV40) DeviceInfo {
 		serial = serial[:i]
 	}
 	return DeviceInfo{
-		Serial:              strings.TrimSpace(string(serial)),
-		DeviceType:          v.DevType,
-		AnalogChannels:      int(v.ChanNum),
-		FirstAnalogChannel:  int(v.StartChan),
-		IPChannels:          int(v.IPChanNum) + 256*int(v.HighDChanNum),
-		FirstIPChannel:      int(v.StartDChan),
-		TalkChannels:        int(v.AudioChanNum),
-		FirstDigitalTalkChn: int(v.StartDTalkChan),
-		PasswordLevel:       int(d.PasswordLevel),
-		LockSupported:       d.SupportLock != 0,
-		TriesLeft:           int(d.RetryLoginTime),
+		Serial:                  strings.TrimSpace(string(serial)),
+		DeviceType:              v.DevType,
+		AnalogChannels:          int(v.ChanNum),
+		FirstAnalogChannel:      int(v.StartChan),
+		IPChannels:              int(v.IPChanNum) + 256*int(v.HighDChanNum),
+		FirstIPChannel:          int(v.StartDChan),
+		TalkChannels:            int(v.AudioChanNum),
+		FirstDigitalTalkChannel: int(v.StartDTalkChan),
+		PasswordLevel:           int(d.PasswordLevel),
+		LockSupported:           d.SupportLock != 0,
+		TriesLeft:               int(d.RetryLoginTime),
 	}
 }
 
@@ -457,7 +457,7 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-// Stats returns the process-wide callback counters.
+// ReadStats returns the process-wide callback counters.
 func ReadStats() Stats {
 	return Stats{
 		LateCallbacks:      reg.late.Load(),
