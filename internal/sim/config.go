@@ -75,6 +75,10 @@ type Config struct {
 	TalkCodec string
 	// Talk is the voice-talk behaviour (idle hang-up, stale session, refusal style): see TalkConfig.
 	Talk TalkConfig
+	// Events is the alert stream (GET /ISAPI/Event/notification/alertStream): see events.go.
+	Events EventsConfig
+	// Door is the door-station side (call status, call signal, door unlock): see doorstation.go.
+	Door DoorConfig
 
 	Namespace string // XML namespace, default NamespaceHikvision
 
@@ -153,6 +157,8 @@ func (cfg Config) normalize() (Config, error) {
 	case PersonalityCamera:
 	case PersonalityNVR:
 		nvr = true
+	case PersonalityDoorStation:
+		cfg.doorStationDefaults() // doorstation.go
 	default:
 		return cfg, fmt.Errorf("sim: unknown personality %q (want %q or %q)", cfg.Personality, PersonalityCamera, PersonalityNVR)
 	}

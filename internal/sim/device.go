@@ -50,6 +50,9 @@ type Device struct {
 	// talk: the open voice-talk session per TwoWayAudio channel id; tk: the rest of the talk side (talk.go).
 	talk map[string]*talkSession
 	tk   talkSide
+	// ev: the alert streams (events.go); door: the door-station call state (doorstation.go).
+	ev   eventSide
+	door doorSide
 }
 
 // Start starts a device: the ISAPI HTTP listener, the RTSP listener and, if cfg.ControlAddr is set, the

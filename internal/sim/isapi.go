@@ -41,6 +41,9 @@ func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	if d.serveTalkAudio(w, r, ip) {
 		return // PUT .../TwoWayAudio/channels/<id>/audioData: raw audio on the connection (talk.go)
 	}
+	if d.serveAlertStream(w, r) || d.serveDoorStation(w, r) {
+		return // events.go, doorstation.go
+	}
 	status, body := d.route(r)
 	if bad {
 		body = malformed(body)
@@ -199,6 +202,9 @@ func (d *Device) deviceInfoXML() []byte {
 	deviceType := "IPCamera"
 	if d.cfg.Personality == PersonalityNVR {
 		deviceType = "NVR"
+	}
+	if d.cfg.Personality == PersonalityDoorStation {
+		deviceType = "DoorStation"
 	}
 	return render("deviceInfo", struct {
 		NS, DeviceID, MAC, DeviceType string

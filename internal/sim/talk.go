@@ -235,6 +235,7 @@ func (d *Device) talkOpen(r *http.Request, ip, id string) (int, []byte) {
 	s := &talkSession{id: strconv.Itoa(d.tk.nextID), channel: id, ip: ip, opened: now, last: now}
 	d.talk[id] = s
 	cs.Opens++
+	d.doorTalkOpenedLocked() // doorstation.go
 	return http.StatusOK, []byte(fmt.Sprintf(xmlHeader+`<TwoWayAudioSession version="2.0" xmlns="%s">
 <sessionId>%s</sessionId>
 </TwoWayAudioSession>
