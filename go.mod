@@ -1,11 +1,12 @@
 module github.com/go2rtc-hikvision/go2rtc-hikvision
 
-go 1.25
+go 1.25.0
 
 require (
 	github.com/AlexxIT/go2rtc v1.9.14
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/ebitengine/purego v0.11.3
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/pion/rtp v1.10.0
