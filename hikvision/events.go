@@ -443,8 +443,8 @@ func (de *deviceEvents) readInfo(ctx context.Context, c *isapi.Client) {
 }
 
 // setCall feeds a call-status reading to the state: "ring" while ringing,
-// "call" while on call. Door stations have one camera channel; the call's
-// events go on channel 1, where a ring reported on the alert stream is too.
+// "call" while on call, device-wide (channel 0), where a ring reported on
+// the alert stream goes too.
 func (de *deviceEvents) setCall(prev, cur intercom.CallState) {
 	de.mu.Lock()
 	first := !de.door
@@ -454,8 +454,6 @@ func (de *deviceEvents) setCall(prev, cur intercom.CallState) {
 		de.declare()
 	}
 	for _, a := range intercom.CallAlerts(prev, cur) {
-		a.Channel = 1
-		a.IDs.Channel = 1
 		de.ev.state.Apply(de.dev.host, a)
 	}
 }
@@ -482,7 +480,7 @@ func (de *deviceEvents) declare() {
 	}
 	de.mu.Unlock()
 	if door && !done {
-		_ = pub.Declare(de.dev.host, firstName(de.ev.streamNames(de.dev.host, 1)), 1, events.TypeRing)
+		_ = pub.Declare(de.dev.host, firstName(de.ev.streamNames(de.dev.host, 0)), 0, events.TypeRing)
 	}
 }
 

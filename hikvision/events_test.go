@@ -266,7 +266,7 @@ func TestEventsDoorStation(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := sse.next("a ring")
-	if m.Type != "ring" || !m.Active || m.Stream != "gate" || m.Channel != 1 {
+	if m.Type != "ring" || !m.Active || m.Stream != "gate" || m.Channel != 0 {
 		t.Fatalf("ring: %+v", m)
 	}
 

@@ -107,13 +107,13 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	// the door station: a ring from its call status
 	rings := openSSE(t, g.URL("/api/hikvision/events?src=gate&type=ring"))
 	rec.waitFor("the doorbell event entity", 20*time.Second, func(ms []msg) bool {
-		_, ok := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch1_ring/config")
+		_, ok := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
 		return ok
 	})
 	if err := door.Ring(); err != nil {
 		t.Fatal(err)
 	}
-	ringTopic := "hikvision/" + doorID + "/1/ring/event"
+	ringTopic := "hikvision/" + doorID + "/0/ring/event"
 	ms = rec.waitFor("the ring event", 15*time.Second, func(ms []msg) bool { _, ok := last(ms, ringTopic); return ok })
 	rm, _ := last(ms, ringTopic)
 	rv := decode(t, rm)
@@ -123,7 +123,7 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	if m := rings.waitFor("the ring", 10*time.Second, func(m sseMsg) bool { return m.Active }); m.Stream != "gate" || m.Type != "ring" {
 		t.Fatalf("SSE ring: %+v", m)
 	}
-	ev, _ := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch1_ring/config")
+	ev, _ := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
 	if c := decode(t, ev); c["state_topic"] != ringTopic || c["device_class"] != "doorbell" {
 		t.Fatalf("doorbell discovery: %s", ev.Payload)
 	}
@@ -142,7 +142,7 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	if st := door.DoorStats(); st.State != sim.CallOnCall || st.Unlocks[1] != 1 {
 		t.Fatalf("door station after answer and unlock: %+v", st)
 	}
-	rec.waitLast("hikvision/"+doorID+"/1/ring/state", "OFF", 10*time.Second)
+	rec.waitLast("hikvision/"+doorID+"/0/ring/state", "OFF", 10*time.Second)
 
 	// the health view: the latest states and the MQTT connection
 	var h struct {
