@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -212,7 +213,7 @@ func (ev *moduleEvents) scan() {
 			}
 			s.mu.Unlock()
 		}
-		host := s.dev.host
+		host := eventAddr(s.cfg)
 		if names[host] == nil {
 			names[host] = map[int][]string{}
 		}
@@ -246,6 +247,19 @@ func (ev *moduleEvents) scan() {
 			de.declare()
 		}
 	}
+}
+
+// eventAddr is a device's address in its events, SSE filters and MQTT
+// topics: host:port, the port always written (80 or 443 by default).
+func eventAddr(cfg *Config) string {
+	port := cfg.HTTPPort
+	if port == 0 {
+		port = 80
+		if cfg.HTTPS {
+			port = 443
+		}
+	}
+	return hostPort(cfg.Host, strconv.Itoa(port))
 }
 
 // streamNames are the go2rtc streams of a device's channel; channel 0 (the
@@ -287,8 +301,9 @@ func (ev *moduleEvents) emit(e events.Event) {
 // subscription (every request through Device.Do), and on door stations the
 // call-status reading. It lives as long as the device.
 type deviceEvents struct {
-	ev  *moduleEvents
-	dev *Device
+	ev   *moduleEvents
+	dev  *Device
+	addr string // host:port, the Device of its events
 	sub *events.Subscriber
 
 	cancel context.CancelFunc
@@ -311,9 +326,9 @@ func (ev *moduleEvents) makeDeviceEvents(d *Device) (Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	de := &deviceEvents{ev: ev, dev: d, done: make(chan struct{})}
+	de := &deviceEvents{ev: ev, dev: d, addr: eventAddr(d.cfg), done: make(chan struct{})}
 	sub, err := events.NewSubscriber(events.SubscriberConfig{
-		Device: d.host,
+		Device: de.addr,
 		Open: func(ctx context.Context) (*http.Response, error) {
 			var resp *http.Response
 			err := d.Do(ctx, func(ctx context.Context) error {
@@ -454,7 +469,7 @@ func (de *deviceEvents) setCall(prev, cur intercom.CallState) {
 		de.declare()
 	}
 	for _, a := range intercom.CallAlerts(prev, cur) {
-		de.ev.state.Apply(de.dev.host, a)
+		de.ev.state.Apply(de.addr, a)
 	}
 }
 
@@ -480,7 +495,7 @@ func (de *deviceEvents) declare() {
 	}
 	de.mu.Unlock()
 	if door && !done {
-		_ = pub.Declare(de.dev.host, firstName(de.ev.streamNames(de.dev.host, 0)), 0, events.TypeRing)
+		_ = pub.Declare(de.addr, firstName(de.ev.streamNames(de.addr, 0)), 0, events.TypeRing)
 	}
 }
 
@@ -520,7 +535,7 @@ func (de *deviceEvents) connState(st events.ConnState, err error) {
 	if changed && !*online {
 		// the device is gone: what it reported active ends now, so that
 		// its first report after it comes back starts a new period
-		de.ev.state.Forget(de.dev.host)
+		de.ev.state.Forget(de.addr)
 	}
 	if changed {
 		de.health()
@@ -534,7 +549,7 @@ func (de *deviceEvents) health() {
 		return
 	}
 	de.mu.Lock()
-	h := mqtt.DeviceHealth{Device: de.dev.host, Online: de.online != nil && *de.online}
+	h := mqtt.DeviceHealth{Device: de.addr, Online: de.online != nil && *de.online}
 	if de.info != nil {
 		h.Name, h.Model, h.Serial, h.Firmware = de.info.DeviceName, de.info.Model, de.info.SerialNumber, de.info.FirmwareVersion
 	}
@@ -555,7 +570,7 @@ func (de *deviceEvents) Close() error {
 	delete(de.ev.subs, de)
 	de.ev.mu.Unlock()
 	if pub := de.ev.pub; pub != nil {
-		_ = pub.UpdateDevice(mqtt.DeviceHealth{Device: de.dev.host, Online: false})
+		_ = pub.UpdateDevice(mqtt.DeviceHealth{Device: de.addr, Online: false})
 	}
 	de.ev.m.log.Info().Str("device", de.dev.host).Msg("[hikvision] events: unsubscribed")
 	return err

@@ -21,7 +21,7 @@ import (
 // EventMessage is the JSON of one Server-Sent Event (event name
 // "hikvision") and of one state in the health view.
 type EventMessage struct {
-	Device      string    `json:"device"`  // host[:port] as in the source URL
+	Device      string    `json:"device"`  // host:port (the port always written)
 	Channel     int       `json:"channel"` // 0: the device itself
 	Stream      string    `json:"stream,omitempty"`
 	Streams     []string  `json:"streams,omitempty"` // every go2rtc stream of the channel
@@ -94,7 +94,7 @@ func (m *Module) parseEventFilter(req *http.Request) (eventFilter, int, error) {
 		if err != nil {
 			continue
 		}
-		f.targets = append(f.targets, eventTarget{device: cfg.HTTPAddr(), channel: cfg.Channel})
+		f.targets = append(f.targets, eventTarget{device: eventAddr(cfg), channel: cfg.Channel})
 	}
 	if len(f.targets) == 0 {
 		return f, http.StatusNotFound, fmt.Errorf("hikvision: events: stream %q does not exist or has no hikvision:// source", name)
@@ -213,7 +213,7 @@ func (m *Module) eventsHealth() *EventsHealth {
 		st := de.sub.Stats()
 		de.mu.Lock()
 		sh := SubscriptionHealth{
-			Device: de.dev.host, State: de.conn.String(), Online: de.online, Connects: st.Connects,
+			Device: de.addr, State: de.conn.String(), Online: de.online, Connects: st.Connects,
 			Failures: st.Failures, WatchdogFires: st.WatchdogFires, Alerts: st.Alerts, Heartbeats: st.Heartbeats,
 			BadParts: st.BadParts, HeartbeatInterval: st.HeartbeatInterval.Seconds(), DoorStation: de.door,
 			CallStatus: string(de.call), LastError: de.connErr,

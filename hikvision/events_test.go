@@ -309,3 +309,18 @@ func TestEventsDoorStation(t *testing.T) {
 		t.Errorf("hangup while idle: %d %s", code, body)
 	}
 }
+
+// A device's address in events always has its port.
+func TestEventAddr(t *testing.T) {
+	t.Parallel()
+	for src, want := range map[string]string{
+		"hikvision://a:b@10.0.0.7/":                   "10.0.0.7:80",
+		"hikvision://a:b@10.0.0.7:8080/":              "10.0.0.7:8080",
+		"hikvision://a:b@cam.lan/?https=1&insecure=1": "cam.lan:443",
+		"hikvision://a:b@[fe80::1]/":                  "[fe80::1]:80",
+	} {
+		if got := eventAddr(mustParse(t, src)); got != want {
+			t.Errorf("%s: %q, want %q", src, got, want)
+		}
+	}
+}
