@@ -174,6 +174,9 @@ func StartGo2rtc(t testing.TB, bin, config string) *Go2rtc {
 // URL is the API URL for path (e.g. "/api/streams").
 func (g *Go2rtc) URL(path string) string { return "http://" + g.APIAddr + path }
 
+// PID is the go2rtc process id (for CPU readings).
+func (g *Go2rtc) PID() int { return g.cmd.Process.Pid }
+
 // WaitReady polls until go2rtc's API answers and its modules are set up, go2rtc
 // exits, ctx ends or timeout passes. go2rtc starts its API before the other
 // modules: ready means GET /api/schemes lists hikvision and isapi (isapi comes

@@ -20,7 +20,7 @@ import (
 
 const pass = "Ev3nts/P@ss:e2e"
 
-func startSim(t *testing.T, cfg sim.Config) *sim.Device {
+func startSim(t testing.TB, cfg sim.Config) *sim.Device {
 	t.Helper()
 	if cfg.Users == nil {
 		cfg.Users = map[string]string{"admin": pass}
