@@ -304,7 +304,7 @@ type deviceEvents struct {
 	ev   *moduleEvents
 	dev  *Device
 	addr string // host:port, the Device of its events
-	sub *events.Subscriber
+	sub  *events.Subscriber
 
 	cancel context.CancelFunc
 	done   chan struct{}
