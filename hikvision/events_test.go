@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,4 +324,58 @@ func TestEventAddr(t *testing.T) {
 			t.Errorf("%s: %q, want %q", src, got, want)
 		}
 	}
+}
+
+// A ring reported on the door station's alert stream (not read from its
+// call status) is the same device-wide ring.
+func TestEventsRingFromAlertStream(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{Personality: sim.PersonalityDoorStation, Door: sim.DoorConfig{RingInStream: true}})
+	e := newEvModule(t, Options{Events: EventOptions{CallStatusInterval: -1}},
+		map[string][]string{"gate": {evURL(dev, evPass, 1)}})
+	sse := openSSE(t, e.m, "src=gate&type=ring")
+	evWait(t, "the alert stream", func() bool { return dev.OpenAlertStreams() == 1 })
+	if err := dev.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	if m := sse.next("a ring"); m.Type != "ring" || !m.Active || m.Channel != 0 || m.Stream != "gate" {
+		t.Fatalf("ring from the alert stream: %+v", m)
+	}
+	if n := dev.DoorStats().StatusPolls; n != 0 {
+		t.Fatalf("call status read %d times with call_status_interval -1", n)
+	}
+}
+
+// Close ends every goroutine events started: the subscriptions, the
+// door-station reading and the module's scan (no MQTT publisher here:
+// internal/mqtt tests its own Close). Not parallel: it counts goroutines.
+func TestEventsCloseLeavesNoGoroutine(t *testing.T) {
+	cam := evSim(t, sim.Config{})
+	door := evSim(t, sim.Config{Personality: sim.PersonalityDoorStation})
+	http.DefaultClient.CloseIdleConnections()
+	base := runtime.NumGoroutine()
+	func() {
+		m := newModule(Options{Events: EventOptions{Enabled: true, Rescan: 20 * time.Millisecond}}, zerolog.Nop(), guard.Config{})
+		m.SetStreamLister(func() map[string][]string {
+			return map[string][]string{"cam": {evURL(cam, evPass, 1)}, "gate": {evURL(door, evPass, 1)}}
+		})
+		if err := m.StartEvents(); err != nil {
+			t.Fatal(err)
+		}
+		evWait(t, "both alert streams", func() bool { return cam.OpenAlertStreams() == 1 && door.OpenAlertStreams() == 1 })
+		evWait(t, "the call status", func() bool { return door.DoorStats().StatusPolls > 0 })
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines %d > %d after Close\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond) // a poll with a deadline
+	}
+	evWait(t, "the device to see its streams closed", func() bool { return cam.OpenAlertStreams() == 0 && door.OpenAlertStreams() == 0 })
 }
