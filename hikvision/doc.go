@@ -68,4 +68,12 @@
 // length-prefixed ADTS frames, 16 kHz unless the channel says otherwise),
 // then PUT .../close. The device ends a silent session by itself after a few
 // seconds; a session someone else holds makes open fail until it is closed.
+//
+// Events. GET /ISAPI/Event/notification/alertStream, one per device (it
+// carries every channel), answers a multipart body that never ends (read by
+// internal/events). Door stations answer GET /ISAPI/VideoIntercom/callStatus
+// (idle, ring, onCall); other devices refuse that path (404 or a
+// notSupport ResponseStatus), which is how a door station is told apart.
+// Many door stations show a ring only there, so it is read about once a
+// second. Call control and door release are ISAPI PUTs (internal/intercom).
 package hikvision
