@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
@@ -378,4 +380,56 @@ func TestEventsCloseLeavesNoGoroutine(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // a poll with a deadline
 	}
 	evWait(t, "the device to see its streams closed", func() bool { return cam.OpenAlertStreams() == 0 && door.OpenAlertStreams() == 0 })
+}
+
+// The events: and mqtt: keys of the hikvision: section, as go2rtc reads
+// them (yaml.v3).
+func TestEventOptionsYAML(t *testing.T) {
+	t.Parallel()
+	parse := func(doc string) (Options, error) {
+		var cfg struct {
+			Mod Options `yaml:"hikvision"`
+		}
+		err := yaml.Unmarshal([]byte(doc), &cfg)
+		return cfg.Mod, err
+	}
+	o, err := parse("hikvision:\n  events: true\n")
+	if err != nil || !o.Events.Enabled || !o.Events.wanted(false) {
+		t.Fatalf("events: true: %+v %v", o.Events, err)
+	}
+	o, err = parse("hikvision:\n  events:\n    streams: [gate, porch]\n    inactive_timeout: 15s\n    call_status_interval: -1s\n" +
+		"  mqtt:\n    broker: tcp://10.0.0.2:1883\n    password: s3cret\n")
+	if err != nil || o.Events.Enabled || len(o.Events.Streams) != 2 || o.Events.InactiveTimeout != 15*time.Second ||
+		o.Events.CallStatusInterval != -time.Second || o.MQTT == nil || o.MQTT.Broker != "tcp://10.0.0.2:1883" || o.MQTT.Password != "s3cret" {
+		t.Fatalf("events mapping and mqtt: %+v %+v %v", o.Events, o.MQTT, err)
+	}
+	if !o.Events.wanted(false) {
+		t.Fatal("events: streams: does not turn events on")
+	}
+	o, err = parse("hikvision:\n  mqtt:\n    broker: tcp://10.0.0.2:1883\n")
+	if err != nil || !o.Events.wanted(o.MQTT != nil) {
+		t.Fatalf("mqtt alone does not turn events on: %+v %v", o, err)
+	}
+	o, _ = parse("hikvision:\n  probe_ttl: 5m\n")
+	if o.Events.wanted(o.MQTT != nil) {
+		t.Fatal("events on without being asked for")
+	}
+	if _, err := parse("hikvision:\n  events: [1, 2]\n"); err == nil || !strings.Contains(err.Error(), "events") {
+		t.Fatalf("events: [1, 2]: %v, want an error naming events", err)
+	}
+}
+
+// A bad mqtt: section is refused by StartEvents with the field named, and
+// events stay off.
+func TestStartEventsBadMQTT(t *testing.T) {
+	t.Parallel()
+	m := newModule(Options{MQTT: &mqtt.Config{Broker: "http://10.0.0.2"}}, zerolog.Nop(), guard.Config{})
+	defer m.Close()
+	err := m.StartEvents()
+	if err == nil || !strings.Contains(err.Error(), "broker") {
+		t.Fatalf("StartEvents with broker http://: %v", err)
+	}
+	if m.events() != nil {
+		t.Fatal("events started with a bad mqtt: section")
+	}
 }
