@@ -533,9 +533,14 @@ func (de *deviceEvents) connState(st events.ConnState, err error) {
 		log.Debug().Str("device", de.dev.host).Str("err", de.dev.redact(err.Error())).Msg("[hikvision] events: stream lost")
 	}
 	if changed && !*online {
+		log.Warn().Str("device", de.dev.host).Str("err", de.dev.redact(err.Error())).
+			Msg("[hikvision] events: device offline (its event stream cannot be opened)")
 		// the device is gone: what it reported active ends now, so that
 		// its first report after it comes back starts a new period
 		de.ev.state.Forget(de.addr)
+	}
+	if changed && *online {
+		log.Info().Str("device", de.dev.host).Msg("[hikvision] events: device online")
 	}
 	if changed {
 		de.health()
