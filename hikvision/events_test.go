@@ -433,3 +433,22 @@ func TestStartEventsBadMQTT(t *testing.T) {
 		t.Fatal("events started with a bad mqtt: section")
 	}
 }
+
+// events: streams: subscribes only the devices of the named streams.
+func TestEventsStreamsOption(t *testing.T) {
+	t.Parallel()
+	a, b := evSim(t, sim.Config{}), evSim(t, sim.Config{})
+	e := newEvModule(t, Options{Events: EventOptions{Streams: []string{"wanted"}}},
+		map[string][]string{"wanted": {evURL(a, evPass, 1)}, "other": {evURL(b, evPass, 1)}})
+	evWait(t, "the wanted device's alert stream", func() bool { return a.OpenAlertStreams() == 1 })
+	// one scan makes every attachment it wants: two more scans leave no doubt
+	for i := 0; i < 2; i++ {
+		<-time.After(e.m.events().opts.Rescan)
+	}
+	if n := b.EventStats().Streams; n != 0 {
+		t.Fatalf("the device of a stream not named was subscribed (%d alert streams)", n)
+	}
+	if h := e.m.eventsHealth(); len(h.Subscriptions) != 1 || h.Subscriptions[0].Device != a.HTTPAddr() {
+		t.Fatalf("subscriptions: %+v", h.Subscriptions)
+	}
+}
