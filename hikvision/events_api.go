@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -230,4 +231,48 @@ func (m *Module) eventsHealth() *EventsHealth {
 		h.MQTT = &st
 	}
 	return h
+}
+
+// writeEventMetrics adds the events part of the health view to the metrics
+// (nothing while events are off).
+func writeEventMetrics(m *metricsWriter, h *EventsHealth) {
+	if h == nil {
+		return
+	}
+	m.family("hikvision_events_connected", "gauge", "1 while the device's event stream is open.")
+	for _, s := range h.Subscriptions {
+		m.sample("hikvision_events_connected", [][2]string{{"device", s.Device}}, b2f(s.State == "connected"))
+	}
+	for _, c := range []struct {
+		name, help string
+		v          func(SubscriptionHealth) int
+	}{
+		{"hikvision_events_connects_total", "Event streams opened.", func(s SubscriptionHealth) int { return s.Connects }},
+		{"hikvision_events_failures_total", "Event stream opens that failed and streams lost.", func(s SubscriptionHealth) int { return s.Failures }},
+		{"hikvision_events_watchdog_total", "Event streams reopened because they went quiet.", func(s SubscriptionHealth) int { return s.WatchdogFires }},
+		{"hikvision_events_alerts_total", "Event reports received (heartbeats excluded).", func(s SubscriptionHealth) int { return s.Alerts }},
+		{"hikvision_events_heartbeats_total", "Heartbeats received.", func(s SubscriptionHealth) int { return s.Heartbeats }},
+	} {
+		m.family(c.name, "counter", c.help)
+		for _, s := range h.Subscriptions {
+			m.sample(c.name, [][2]string{{"device", s.Device}}, float64(c.v(s)))
+		}
+	}
+	m.family("hikvision_event_active", "gauge", "1 while the event is active, per device, channel and type.")
+	for _, e := range h.States {
+		m.sample("hikvision_event_active", [][2]string{{"device", e.Device}, {"channel", strconv.Itoa(e.Channel)},
+			{"stream", e.Stream}, {"type", e.Type}}, b2f(e.Active))
+	}
+	m.family("hikvision_sse_clients", "gauge", "Clients of /api/hikvision/events.")
+	m.sample("hikvision_sse_clients", nil, float64(h.SSE))
+	if q := h.MQTT; q != nil {
+		m.family("hikvision_mqtt_connected", "gauge", "1 while connected to the MQTT broker.")
+		m.sample("hikvision_mqtt_connected", nil, b2f(q.Connected))
+		m.family("hikvision_mqtt_published_total", "counter", "MQTT messages the broker took.")
+		m.sample("hikvision_mqtt_published_total", nil, float64(q.Published))
+		m.family("hikvision_mqtt_dropped_total", "counter", "MQTT event messages dropped (queue full) and pictures let go.")
+		m.sample("hikvision_mqtt_dropped_total", nil, float64(q.Dropped))
+		m.family("hikvision_mqtt_pending", "gauge", "MQTT messages waiting for the broker.")
+		m.sample("hikvision_mqtt_pending", nil, float64(q.Pending))
+	}
 }

@@ -452,3 +452,29 @@ func TestEventsStreamsOption(t *testing.T) {
 		t.Fatalf("subscriptions: %+v", h.Subscriptions)
 	}
 }
+
+// The events part of the metrics: a valid text format with the stream's
+// active event and the subscription's state.
+func TestEventsMetrics(t *testing.T) {
+	t.Parallel()
+	dev := evSim(t, sim.Config{})
+	e := newEvModule(t, Options{}, map[string][]string{"porch": {evURL(dev, evPass, 1)}})
+	evWait(t, "the alert stream", func() bool { return dev.OpenAlertStreams() == 1 })
+	sse := openSSE(t, e.m, "src=porch")
+	dev.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 1})
+	sse.next("the motion")
+	rec := httptest.NewRecorder()
+	e.m.MetricsHandler(rec, httptest.NewRequest("GET", "/api/hikvision/metrics", nil))
+	got := checkMetrics(t, rec.Body.String())
+	addr := dev.HTTPAddr()
+	for k, want := range map[string]string{
+		`hikvision_event_active{device="` + addr + `",channel="1",stream="porch",type="motion"}`: "1",
+		`hikvision_events_connected{device="` + addr + `"}`:                                      "1",
+		`hikvision_events_connects_total{device="` + addr + `"}`:                                 "1",
+		`hikvision_sse_clients`: "1",
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %q, want %s\n%s", k, got[k], want, rec.Body.String())
+		}
+	}
+}

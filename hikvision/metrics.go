@@ -199,6 +199,8 @@ func (r *registry) serveMetrics(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 
+	writeEventMetrics(m, h.Events) // events_api.go
+
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = w.Write([]byte(m.b.String()))
