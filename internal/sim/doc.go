@@ -24,7 +24,7 @@
 //
 // Snapshots: GET /ISAPI/Streaming/channels/<id>/picture answers a raw JPEG, or XML on failure. A
 // recorder's IP channels take pictures only through /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture;
-// the plain path answers 400 badXmlContent there. Real snapshot failures are intermittent: a missing or
+// the plain path answers 400 (statusCode 6) badXmlContent there. Real snapshot failures are intermittent: a missing or
 // white image for a moment, then fine again.
 //
 // Voice talk: TwoWayAudio channels with open, one long audioData upload without a length, and close

@@ -161,7 +161,7 @@ func (d *Device) talkRequest(r *http.Request, rest string) (int, []byte) {
 	if d.cfg.TalkCodec == "none" {
 		return http.StatusForbidden, responseStatus(ns, r.RequestURI, 4, "notSupport")
 	}
-	if id != talkChannelID {
+	if !d.talkChannelKnown(id) {
 		return http.StatusNotFound, responseStatus(ns, r.RequestURI, 4, "invalidOperation")
 	}
 	method := func(want string) (int, []byte, bool) {
@@ -315,7 +315,7 @@ func (d *Device) serveTalkAudio(w http.ResponseWriter, r *http.Request, ip strin
 	switch {
 	case d.cfg.TalkCodec == "none":
 		return refuse(http.StatusForbidden, 4, "notSupport")
-	case id != talkChannelID:
+	case !d.talkChannelKnown(id):
 		return refuse(http.StatusNotFound, 4, "invalidOperation")
 	case len(r.TransferEncoding) > 0:
 		// Devices read raw bytes: a chunked body would play its chunk headers as audio.
