@@ -1,24 +1,8 @@
 package sim
 
 // Recorder personalities beyond the NVR, and the per-device differences the ISAPI side needs for them:
-// analog channels, a fourth stream, bare status answers for absent streams, several talk channels.
-//
-// What the simulator copies here, from answers recorded on real devices:
-//   - An analog DVR says deviceType DVR. Its InputProxy channel list is empty (the list element is there,
-//     sized for the IP channels it could take, with no entries); its cameras are analog inputs listed
-//     under System/Video/inputs/channels, and System/capabilities counts them (videoInputPortNums) beside
-//     the IP channels it accepts (inputProxyNums). Such DVRs answer stream x03 with a bare 400 and x04
-//     with a bare 403 (no body).
-//   - A hybrid recorder numbers its analog inputs first; its IP channels follow (a 4-input recorder's
-//     first IP camera is channel 5).
-//   - Snapshots of analog channels work on the plain /ISAPI/Streaming/channels/<id>/picture path; the
-//     StreamingProxy path is for IP channels. On a recorder's IP channel the plain path answers 400 with
-//     statusCode 6 badXmlContent; on an analog channel the simulator answers the StreamingProxy path with
-//     403 and statusCode 6 (the client must fall back to the plain path and remember it).
-//   - NVRs list two talk channels (voicetalkNums 2 in System/capabilities). Their absent streams (x03,
-//     and x04 on most) answer a bare 403; some NVRs do have an x04 stream (a small H.264 one).
-//   - Current cameras have four streams (101..104). An older camera model has an MJPEG sub stream (102)
-//     and answers 103 and 104 with a bare HTTP 500.
+// analog channels, a fourth stream, bare status answers for absent streams, several talk channels. The
+// device facts they copy are in the package doc ("Device kinds").
 
 import (
 	"fmt"
