@@ -26,6 +26,10 @@ type personalityPlay struct {
 	// hikvision:// does not play yet); gap: hikvision:// is known not to play
 	// this stream yet, so its result is only logged.
 	stock, gap bool
+	// snapshot: also fetch /api/hikvision/snapshot for this stream (main
+	// streams); snapGap: the module is known to take the wrong picture path
+	// (a DVR's analog channel), so the answer is only logged.
+	snapshot, snapGap bool
 }
 
 var streamWord = map[int]string{1: "main", 2: "sub", 3: "third"}
@@ -61,7 +65,8 @@ func TestPersonalitiesPlay(t *testing.T) {
 					continue
 				}
 				p := personalityPlay{name: fmt.Sprintf("%s_%d", strings.ReplaceAll(preset, "-", "_"), id), dev: dev,
-					query: "?channel=" + strconv.Itoa(ch.ID) + "&stream=" + streamWord[n], audio: ch.Audio != "none"}
+					query: "?channel=" + strconv.Itoa(ch.ID) + "&stream=" + streamWord[n], audio: ch.Audio != "none",
+					snapshot: n == 1 && has, snapGap: n == 1 && ch.Analog}
 				if has {
 					codec := ch.Video
 					p.width, p.height = ch.Width, ch.Height
@@ -154,5 +159,15 @@ func checkPersonalityPlay(ctx context.Context, t *testing.T, g *e2e.Go2rtc, p pe
 	}
 	if !video || audio != p.audio {
 		t.Errorf("streams %+v: want video and audio=%v", got, p.audio)
+	}
+	if p.snapshot {
+		a := getSnapshot(t, g, p.name)
+		kind, problem := checkSnap(a)
+		switch {
+		case p.snapGap:
+			t.Logf("snapshot of an analog channel (the module asks StreamingProxy): %d %s", a.status, a.body)
+		case kind != "fresh" || problem != "":
+			t.Errorf("snapshot: %s %s (status %d %s), want a fresh JPEG", kind, problem, a.status, a.body)
+		}
 	}
 }
