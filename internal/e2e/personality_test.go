@@ -3,7 +3,10 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"math"
+	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -169,5 +172,43 @@ func checkPersonalityPlay(ctx context.Context, t *testing.T, g *e2e.Go2rtc, p pe
 		case kind != "fresh" || problem != "":
 			t.Errorf("snapshot: %s %s (status %d %s), want a fresh JPEG", kind, problem, a.status, a.body)
 		}
+	}
+}
+
+// TestPersonalityTalkChannels: on an NVR with two talk channels the module
+// talks on the first one with a speaker, and on the second when the URL names
+// it (talk_channel=2); the tone reaches the device on that channel.
+func TestPersonalityTalkChannels(t *testing.T) {
+	requireFFmpeg(t)
+	bin := binary(t)
+	cfg, _ := sim.Preset(sim.PresetNVRTwoTalk)
+	cfg.Users = map[string]string{"admin": e2ePassword}
+	for _, tc := range []struct{ query, want string }{
+		{"?channel=1&stream=sub", "1"},
+		{"?channel=1&stream=sub&talk_channel=2", "2"},
+	} {
+		t.Run("talk_channel="+tc.want, func(t *testing.T) {
+			dev := startSim(t, cfg)
+			g := e2e.StartGo2rtc(t, bin, go2rtcConfig(map[string]string{
+				"door": hikURL("admin", e2ePassword, dev, tc.query),
+			}, "hikvision=debug"))
+			tone := talkToneFile(t, 440, 3)
+			talkAPI(t, g, http.MethodPost, playURL(tone))
+			var seen []string
+			talkWait(t, g, "a talk session streaming audio", 20*time.Second, func() bool {
+				for _, s := range dev.TalkSessions() {
+					if s.Streaming && !slices.Contains(seen, s.Channel) {
+						seen = append(seen, s.Channel)
+					}
+				}
+				return len(seen) > 0 && dev.TalkClient(talkClientIP).Bytes >= 8000
+			})
+			if !slices.Equal(seen, []string{tc.want}) {
+				t.Errorf("talk sessions on channels %v, want only %s", seen, tc.want)
+			}
+			if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+				t.Errorf("the device's audio is %.0f Hz, want 440", hz)
+			}
+		})
 	}
 }

@@ -167,3 +167,17 @@ func (d *Device) ipChannels() []Channel {
 	}
 	return out
 }
+
+// TalkSessions reports the open talk sessions of every talk channel, in channel order (TalkSession
+// reports channel 1 only).
+func (d *Device) TalkSessions() []TalkSessionInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []TalkSessionInfo
+	for i := 1; i <= d.cfg.TalkChannels; i++ {
+		if s := d.talkSessionLocked(strconv.Itoa(i)); s != nil {
+			out = append(out, TalkSessionInfo{ID: s.id, Channel: s.channel, Client: s.ip, Streaming: s.conn != nil, Opened: s.opened})
+		}
+	}
+	return out
+}
