@@ -221,6 +221,9 @@ func (cfg Config) normalize() (Config, error) {
 	if cfg.TalkChannels <= 0 {
 		cfg.TalkChannels = 1
 	}
+	if r := cfg.Talk.AACSampleRate; r != 0 && !adtsRate(r) {
+		return cfg, fmt.Errorf("sim: Talk.AACSampleRate %d is not a sampling rate ADTS can carry", r)
+	}
 	if cfg.DeviceType == "" {
 		cfg.DeviceType = map[string]string{PersonalityCamera: "IPCamera", PersonalityNVR: "NVR",
 			PersonalityDVR: "DVR", PersonalityHybrid: "DVR"}[cfg.Personality]

@@ -280,12 +280,13 @@ func (d *Device) twoWayAudioXML() []byte {
 	type talkView struct {
 		ID, Codec string
 		Enabled   bool
+		KHz       int // AAC sampling rate
 	}
 	var chs []talkView
 	d.mu.Lock()
 	for i := 1; i <= d.cfg.TalkChannels; i++ {
 		id := strconv.Itoa(i)
-		chs = append(chs, talkView{ID: id, Codec: d.cfg.TalkCodec, Enabled: d.talkOpenLocked(id)})
+		chs = append(chs, talkView{ID: id, Codec: d.cfg.TalkCodec, Enabled: d.talkOpenLocked(id), KHz: d.talkCfg().AACSampleRate / 1000})
 	}
 	d.mu.Unlock()
 	return render("twoWayAudioChannels", struct {

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/AlexxIT/go2rtc/pkg/aac"
 )
 
 // recorderDefaults fills what a DVR or hybrid personality changes from the NVR defaults. Called by
@@ -180,4 +182,13 @@ func (d *Device) TalkSessions() []TalkSessionInfo {
 		}
 	}
 	return out
+}
+
+// adtsRate reports whether an ADTS header can name rate Hz (one of the AAC sampling frequency indexes).
+func adtsRate(rate int) bool {
+	if rate <= 0 || rate > 96000 {
+		return false
+	}
+	_, idx, _, _ := aac.DecodeConfig(aac.EncodeConfig(aac.TypeAACLC, uint32(rate), 1, false))
+	return idx < 13
 }
