@@ -31,7 +31,9 @@
 // (accepted even when nothing is open). A device has one talk session at a time; it hangs up by itself
 // after a few seconds without audio, and a session whose client vanished keeps the line busy until close
 // or a minute or so passes. Some firmware answers the audioData request with 200 at once and then reads
-// the audio; others send no answer while the talk lasts.
+// the audio; others send no answer while the talk lasts. AAC talk is a stream of ADTS frames, each after
+// its length as 4 big-endian bytes, at the sampling rate the channel lists (16 kHz on most devices, 32 kHz
+// on one); recorders may list two talk channels.
 //
 // # Device kinds
 //
