@@ -48,8 +48,10 @@
 //
 // Limits: the most tries the client has seen is the device's limit only if
 // the client's first challenge came while no failures from the same address
-// were pending; and on firmware that counts the plain 401 the reboot costs
-// that one counted failure (the next request logs in afresh).
+// were pending; a device whose count does not go down when it counts a
+// failure (for instance with its login lock disabled) makes a changed
+// password cost two answers; and on firmware that counts the plain 401 the
+// reboot costs that one counted failure (the next request logs in afresh).
 //
 // XML. Namespaces differ by product and firmware (hikvision.com ver20 and
 // ver10, isapi.org, std-cgi.com on HiWatch, urn:psialliance-org on old

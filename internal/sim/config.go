@@ -10,6 +10,11 @@ import (
 const (
 	PersonalityCamera = "camera"
 	PersonalityNVR    = "nvr"
+	// PersonalityDVR is an analog recorder (personality.go): deviceType DVR, analog channels only, an empty
+	// IP-channel list.
+	PersonalityDVR = "dvr"
+	// PersonalityHybrid is a hybrid recorder: analog channels first, then IP channels (personality.go).
+	PersonalityHybrid = "hybrid"
 )
 
 // XML namespaces seen on real devices.
@@ -51,7 +56,8 @@ const (
 
 // Config describes one simulated device. The zero value is a camera on random loopback ports.
 type Config struct {
-	Personality string // PersonalityCamera (default, 1 channel) or PersonalityNVR (4 IP channels)
+	Personality string // PersonalityCamera (default, 1 channel), PersonalityNVR (4 IP channels), PersonalityDVR or PersonalityHybrid
+	DeviceType  string // deviceInfo deviceType; default from the personality (IPCamera, NVR, DVR)
 	Model       string // default "DS-2CD2143G2-I" (camera), "DS-7608NI-K2" (nvr)
 	Firmware    string // default "V5.7.18" (camera), "V4.61.025" (nvr)
 	DeviceName  string // default "IP CAMERA" / "Network Video Recorder"
@@ -79,6 +85,12 @@ type Config struct {
 	Events EventsConfig
 	// Door is the door-station side (call status, call signal, door unlock): see doorstation.go.
 	Door DoorConfig
+	// TalkChannels is the number of TwoWayAudio channels (ids 1..n; capabilities voicetalkNums). Default 1.
+	TalkChannels int
+	// AbsentStream maps a stream number (1..4) to the bare HTTP status (no body) the device answers for
+	// GET .../Streaming/channels/<ch><stream> when the channel lacks that stream, e.g. {3: 400, 4: 403} on
+	// a DVR. Streams not listed, and all of them when nil, answer 400 with a ResponseStatus badParameters.
+	AbsentStream map[int]int
 
 	Namespace string // XML namespace, default NamespaceHikvision
 
@@ -106,7 +118,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Channel is one video channel of the device. Streams are id*100+1 (main) and id*100+2 (sub).
+// Channel is one video channel of the device. Streams are id*100+1 (main), id*100+2 (sub) and, when
+// Streams says so, id*100+3 and id*100+4.
 type Channel struct {
 	ID        int    // 1-based channel number
 	Name      string // channelName, default "Camera 01"
@@ -123,6 +136,15 @@ type Channel struct {
 	MainKbps  int
 	IPAddress string // NVR: address of the IP camera behind the channel
 	Offline   bool   // NVR: InputProxy status online=false; RTSP refuses its streams (404)
+	// Analog marks an analog input of a DVR or hybrid recorder: not in the InputProxy lists, listed under
+	// System/Video/inputs/channels, snapshots on the plain Streaming picture path only.
+	Analog bool
+	// Streams lists the stream numbers the channel has, main (1) first: nil = {1, 2}. Streams 3 and 4
+	// serve the sub stream's media at its size; e.g. {1, 2, 4} is an NVR channel with a fourth stream but
+	// no third.
+	Streams []int
+	// SubVideo is the codec of streams 2..4: "" = Video, or "MJPEG" (older cameras' sub stream).
+	SubVideo string
 }
 
 // StreamID returns the ISAPI/RTSP stream id of this channel: 1 main, 2 sub.
@@ -159,8 +181,12 @@ func (cfg Config) normalize() (Config, error) {
 		nvr = true
 	case PersonalityDoorStation:
 		cfg.doorStationDefaults() // doorstation.go
+	case PersonalityDVR, PersonalityHybrid:
+		nvr = true
+		cfg.recorderDefaults()
 	default:
-		return cfg, fmt.Errorf("sim: unknown personality %q (want %q or %q)", cfg.Personality, PersonalityCamera, PersonalityNVR)
+		return cfg, fmt.Errorf("sim: unknown personality %q (want %q, %q, %q, %q or %q)", cfg.Personality,
+			PersonalityCamera, PersonalityNVR, PersonalityDVR, PersonalityHybrid, PersonalityDoorStation)
 	}
 	def := func(s *string, camera, recorder string) {
 		if *s == "" {
@@ -197,6 +223,21 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if cfg.TalkCodec == "" {
 		cfg.TalkCodec = "G.711ulaw"
+	}
+	if cfg.TalkChannels <= 0 {
+		cfg.TalkChannels = 1
+	}
+	if r := cfg.Talk.AACSampleRate; r != 0 && !adtsRate(r) {
+		return cfg, fmt.Errorf("sim: Talk.AACSampleRate %d is not a sampling rate ADTS can carry", r)
+	}
+	if cfg.DeviceType == "" {
+		cfg.DeviceType = map[string]string{PersonalityCamera: "IPCamera", PersonalityNVR: "NVR",
+			PersonalityDVR: "DVR", PersonalityHybrid: "DVR", PersonalityDoorStation: "DoorStation"}[cfg.Personality]
+	}
+	for st, code := range cfg.AbsentStream {
+		if st < 1 || st > 4 || code < 400 || code > 599 {
+			return cfg, fmt.Errorf("sim: AbsentStream %d: %d (want stream 1..4, HTTP status 400..599)", st, code)
+		}
 	}
 	switch cfg.Auth {
 	case "":
@@ -276,6 +317,22 @@ func (cfg Config) normalize() (Config, error) {
 		if ch.Video == "" {
 			ch.Video = "H.264"
 		}
+		if ch.Streams == nil {
+			ch.Streams = []int{1, 2}
+		}
+		ch.Streams = append([]int(nil), ch.Streams...)
+		for j, st := range ch.Streams {
+			if st < 1 || st > 4 || (j == 0) != (st == 1) || (j > 0 && st <= ch.Streams[j-1]) {
+				return cfg, fmt.Errorf("sim: channel %d: streams %v (want ascending numbers 1..4, main first)", ch.ID, ch.Streams)
+			}
+		}
+		switch strings.ToUpper(ch.SubVideo) {
+		case "":
+		case "MJPEG":
+			ch.SubVideo = "MJPEG"
+		default:
+			return cfg, fmt.Errorf("sim: channel %d: unsupported sub stream codec %q (want MJPEG or none)", ch.ID, ch.SubVideo)
+		}
 		switch strings.ToUpper(ch.Video) {
 		case "H.264", "H264":
 			ch.Video = "H.264"
@@ -320,7 +377,7 @@ func (cfg Config) normalize() (Config, error) {
 		if ch.MainKbps < 0 {
 			return cfg, fmt.Errorf("sim: channel %d: negative main stream bitrate %d kbit/s", ch.ID, ch.MainKbps)
 		}
-		if nvr && ch.IPAddress == "" {
+		if nvr && !ch.Analog && ch.IPAddress == "" {
 			ch.IPAddress = fmt.Sprintf("192.168.254.%d", ch.ID+1)
 		}
 	}
