@@ -12,14 +12,16 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
 
-// Stream is the stream of a channel: main, sub or third. Its number is the
-// last two digits of the RTSP/ISAPI streaming channel id (101, 102, 103).
+// Stream is the stream of a channel: main, sub, third or fourth. Its number
+// is the last two digits of the RTSP/ISAPI streaming channel id (101, 102,
+// 103, 104).
 type Stream int
 
 const (
-	StreamMain  Stream = 1
-	StreamSub   Stream = 2
-	StreamThird Stream = 3
+	StreamMain   Stream = 1
+	StreamSub    Stream = 2
+	StreamThird  Stream = 3
+	StreamFourth Stream = 4
 )
 
 func (s Stream) String() string {
@@ -30,6 +32,8 @@ func (s Stream) String() string {
 		return "sub"
 	case StreamThird:
 		return "third"
+	case StreamFourth:
+		return "fourth"
 	}
 	return "stream(" + strconv.Itoa(int(s)) + ")"
 }
@@ -50,7 +54,7 @@ type Config struct {
 	CertSHA256 string // pinned leaf certificate SHA-256, lower-case hex without colons
 
 	Channel  int    // 1-based channel number (camera: 1; NVR: the channel)
-	Stream   Stream // main (default), sub, third
+	Stream   Stream // main (default), sub, third, fourth
 	RTSPPort int    // 0: ask the device (adminAccesses), 554 if it does not say
 
 	TalkChannel string // two-way audio channel id; "" = choose automatically

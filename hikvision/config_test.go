@@ -29,6 +29,10 @@ func TestParseURL(t *testing.T) {
 			Config{Host: "cam", Username: "admin", Password: "x", HTTPS: true, CertSHA256: "aabb" + strings.Repeat("00", 30), Channel: 1, Stream: StreamMain, Backchannel: false, Timeout: 7 * time.Second}},
 		{"hikvision://admin:x@[fe80::1]:81/?stream=2#timeout=3&backchannel=1",
 			Config{Host: "fe80::1", HTTPPort: 81, Username: "admin", Password: "x", Channel: 1, Stream: StreamSub, Backchannel: true, Timeout: 3 * time.Second}},
+		{"hikvision://admin:x@nvr/?channel=2&stream=fourth",
+			Config{Host: "nvr", Username: "admin", Password: "x", Channel: 2, Stream: StreamFourth, Backchannel: true}},
+		{"hikvision://admin:x@nvr/?channel=2&stream=04",
+			Config{Host: "nvr", Username: "admin", Password: "x", Channel: 2, Stream: StreamFourth, Backchannel: true}},
 		{"hikvision://admin:x@cam/?transport=RTSP",
 			Config{Host: "cam", Username: "admin", Password: "x", Channel: 1, Stream: StreamMain, Backchannel: true, Transport: TransportRTSP}},
 		// snapshot options: parsed with the rest (one parser for every option)
@@ -68,7 +72,8 @@ func TestParseURLErrors(t *testing.T) {
 		{"hikvision://admin:" + pass + "@cam/?channel=0", "channel", "0"},
 		{"hikvision://admin:" + pass + "@cam/?channel=one", "channel", "one"},
 		{"hikvision://admin:" + pass + "@cam/?channel=", "channel", ""},
-		{"hikvision://admin:" + pass + "@cam/?stream=fourth", "stream", "fourth"},
+		{"hikvision://admin:" + pass + "@cam/?stream=fifth", "stream", "fifth"},
+		{"hikvision://admin:" + pass + "@cam/?stream=5", "stream", "5"},
 		{"hikvision://admin:" + pass + "@cam/?chanel=1", "chanel", "1"},
 		{"hikvision://admin:" + pass + "@cam/?channel=1&channel=2", "channel", "1,2"},
 		{"hikvision://admin:" + pass + "@cam/?https=maybe", "https", "maybe"},
@@ -134,5 +139,23 @@ func TestConfigURLs(t *testing.T) {
 	c2.Password = c.Password
 	if *c2 != *c {
 		t.Errorf("round trip: %+v != %+v", *c2, *c)
+	}
+}
+
+func TestFourthStream(t *testing.T) {
+	t.Parallel()
+	c, err := ParseURL("hikvision://admin:x@nvr/?channel=3&stream=fourth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.StreamID(), 304; got != want {
+		t.Errorf("StreamID = %d, want %d", got, want)
+	}
+	if got, want := c.RTSPURL(554), "rtsp://admin:x@nvr:554/Streaming/Channels/304"; got != want {
+		t.Errorf("RTSPURL = %q, want %q", got, want)
+	}
+	c2, err := ParseURL(c.String())
+	if err != nil || c2.Stream != StreamFourth {
+		t.Errorf("ParseURL(%q) = %+v, %v: want the fourth stream back", c.String(), c2, err)
 	}
 }

@@ -50,7 +50,7 @@
 // do not say their type) /ISAPI/ContentMgmt/InputProxy/channels[/status]
 // (IP channels and whether their camera is online). An NVR's IP channel may
 // only be described under /ISAPI/ContentMgmt/StreamingProxy/channels/<id>.
-// Stream ids are channel*100 + stream (101 main, 102 sub, 103 third).
+// Stream ids are channel*100 + stream (101 main, 102 sub, 103 third, 104 fourth).
 //
 // Real play. rtsp://HOST:PORT/Streaming/Channels/<id> over TCP, digest
 // authentication on every request (DESCRIBE, SETUP, TEARDOWN). Devices limit

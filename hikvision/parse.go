@@ -85,7 +85,7 @@ func ParseURL(source string) (*Config, error) {
 	}
 
 	if u.Path != "" && u.Path != "/" {
-		return nil, &ConfigError{Param: "path", Value: u.Path, Reason: "want / (choose the stream with ?channel=N&stream=main|sub|third)"}
+		return nil, &ConfigError{Param: "path", Value: u.Path, Reason: "want / (choose the stream with ?channel=N&stream=main|sub|third|fourth)"}
 	}
 	if u.Opaque != "" {
 		return nil, &ConfigError{Param: "url", Value: redact.URL(main), Reason: "want hikvision://USER:PASS@HOST/"}
@@ -147,8 +147,10 @@ func (c *Config) setParam(name, value string) error {
 			c.Stream = StreamSub
 		case "third", "3", "03":
 			c.Stream = StreamThird
+		case "fourth", "4", "04":
+			c.Stream = StreamFourth
 		default:
-			return &ConfigError{Param: name, Value: value, Reason: "want main, sub or third"}
+			return &ConfigError{Param: name, Value: value, Reason: "want main, sub, third or fourth (or 1-4)"}
 		}
 	case "https":
 		b, err := parseBool(name, value)
