@@ -3,6 +3,7 @@ package hikvision
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +142,8 @@ var (
 // the answer), so a wrong password costs one failed login and nothing else is
 // asked. Then, with the challenge cached, concurrently in one round:
 //
-//	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404 or 400 badParameters = no such channel
+//	GET /ISAPI/Streaming/channels/<id>     codec, resolution; 404, statusCode 6 badParameters or a
+//	                                       bare 400/403/500 = no such channel or stream
 //	GET /ISAPI/Security/adminAccesses      RTSP port (skipped when rtsp_port is given)
 //	GET /ISAPI/System/TwoWayAudio/channels talk channels and codec (skipped with #backchannel=0)
 //	GET /ISAPI/ContentMgmt/InputProxy/channels  only when deviceType is empty (NVR detection)
@@ -242,6 +244,10 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 	switch {
 	case chErr == nil:
 		p.Channel = ch
+	case isBareAbsent(chErr):
+		// the bare answer of a stream the device does not have: no
+		// StreamingProxy round, no RTSP
+		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
 	case p.NVR:
 		// IP channels of an NVR may only be described under StreamingProxy.
 		// (Snapshots of them likewise need
@@ -256,12 +262,10 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, err, cfg)
 		case isNotFound(chErr) && isNotFound(err):
 			// neither a local nor an IP channel of the NVR
-			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host,
-				&causeError{sentinel: ErrChannelNotFound, cause: err}, cfg)
+			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, newAbsentError(cfg, err), cfg)
 		}
 	case isNotFound(chErr):
-		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host,
-			&causeError{sentinel: ErrChannelNotFound, cause: chErr}, cfg)
+		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
 	default:
 		// 403/notSupport/lowPrivilege/odd XML: RTSP will tell.
 		m.log.Debug().Str("device", host).Str("err", redactErr(chErr, cfg)).
@@ -321,11 +325,59 @@ func isAuthErr(err error) bool {
 
 // isNotFound: the device says the streaming channel does not exist: 404, or
 // (as most firmware answers an unknown channel id) ResponseStatus statusCode 6
-// badParameters.
+// badParameters, or a bare status (see isBareAbsent).
 func isNotFound(err error) bool {
 	var se *isapi.StatusError
 	if !errors.As(err, &se) {
 		return false
 	}
-	return se.HTTPStatus == 404 || (se.StatusCode == 6 && strings.EqualFold(se.SubStatusCode, "badParameters"))
+	return se.HTTPStatus == 404 || (se.StatusCode == 6 && strings.EqualFold(se.SubStatusCode, "badParameters")) ||
+		isBareAbsent(err)
+}
+
+// isBareAbsent: a bare HTTP 400, 403 or 500 without a ResponseStatus, which
+// recorders and older cameras answer for a stream they do not have (x03,
+// x04). Never a 401: that is the login.
+func isBareAbsent(err error) bool {
+	var se *isapi.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 0 || se.StatusString != "" || se.SubStatusCode != "" || se.ErrorMsg != "" {
+		return false
+	}
+	switch se.HTTPStatus {
+	case 400, 403, 500:
+		return true
+	}
+	return false
+}
+
+// absentError is the device's "no such channel or stream" answer, naming the
+// stream asked for; it matches ErrChannelNotFound and the device's
+// *isapi.StatusError.
+type absentError struct {
+	channel int
+	stream  Stream
+	id      int
+	cause   error
+}
+
+func (e *absentError) Error() string {
+	s := fmt.Sprintf("%s: channel %d has no %s stream (id %d): %s", ErrChannelNotFound.Error(), e.channel, e.stream, e.id, describe(e.cause))
+	var se *isapi.StatusError
+	if errors.As(e.cause, &se) && isBareAbsent(e.cause) {
+		s += " with no body"
+		if se.HTTPStatus == 403 {
+			s += " (some firmware also answers a bare 403 when the user may not read the stream's settings: check the user's rights if the stream exists)"
+		}
+	}
+	return s
+}
+
+func (e *absentError) Unwrap() []error { return []error{ErrChannelNotFound, e.cause} }
+
+// CredentialsAccepted: the device answered after the login (for the login
+// guard).
+func (e *absentError) CredentialsAccepted() bool { return true }
+
+func newAbsentError(cfg *Config, cause error) error {
+	return &absentError{channel: cfg.Channel, stream: cfg.Stream, id: cfg.StreamID(), cause: cause}
 }

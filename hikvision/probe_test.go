@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
@@ -106,4 +107,90 @@ func mustParse(t *testing.T, src string) *Config {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A stream the device does not have, answered with a bare HTTP status and no
+// body (recorders: 400 or 403 for x03/x04; an older camera: 500 for 103/104),
+// fails Dial from the probe's one round: ErrChannelNotFound, permanent, the
+// stream and the device's answer named, no StreamingProxy request and no RTSP.
+// A bare 403 also names the other reading (the user's rights).
+func TestAbsentStreamBareStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		preset, query, id, status, stream string
+	}{
+		{sim.PresetOldCamera, "?channel=1&stream=third", "103", "HTTP 500", "third"},
+		{sim.PresetOldCamera, "?channel=1&stream=fourth", "104", "HTTP 500", "fourth"},
+		{sim.PresetNVRTwoTalk, "?channel=1&stream=third", "103", "HTTP 403", "third"},
+		{sim.PresetAnalogDVR, "?channel=2&stream=third", "203", "HTTP 400", "third"},
+		{sim.PresetAnalogDVR, "?channel=2&stream=4", "204", "HTTP 403", "fourth"},
+	} {
+		t.Run(tc.preset+"_"+tc.id, func(t *testing.T) {
+			resetModule(t, Options{}, guard.Config{})
+			const pass = "hik/12@45"
+			cfg, _ := sim.Preset(tc.preset)
+			cfg.Users = map[string]string{"admin": pass}
+			dev := apiStartSim(t, cfg)
+			src := strings.Replace(apiSimURL(dev, "admin", pass, ""), "?channel=1&stream=main", tc.query, 1)
+			p, err := mod(t).Dial(src)
+			if err == nil {
+				_ = p.Stop()
+				t.Fatal("Dial of an absent stream succeeded")
+			}
+			t.Logf("%v", err)
+			var de *DialError
+			var se *isapi.StatusError
+			if !errors.Is(err, ErrChannelNotFound) || !errors.As(err, &de) || !de.Permanent() || !errors.As(err, &se) {
+				t.Fatalf("err %v, want a permanent *DialError matching ErrChannelNotFound and *isapi.StatusError", err)
+			}
+			want := []string{"probe streaming channel " + tc.id, "no " + tc.stream + " stream", tc.status, "no body"}
+			if tc.status == "HTTP 403" {
+				want = append(want, "rights")
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), pass) {
+				t.Errorf("error shows the password: %v", err)
+			}
+			cs := dev.Client("127.0.0.1")
+			if cs.RTSPConnections != 0 {
+				t.Errorf("%d RTSP connections, want none (the probe knows)", cs.RTSPConnections)
+			}
+			for path := range cs.Requests {
+				if strings.Contains(path, "StreamingProxy") {
+					t.Errorf("asked %s after the bare answer: %v", path, cs.Requests)
+				}
+			}
+		})
+	}
+}
+
+// A bare 401 is the login, never "no such stream"; a bare 404 and a
+// ResponseStatus 403 (lowPrivilege) are told apart from the bare statuses.
+func TestIsBareAbsent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err          error
+		bare, absent bool
+	}{
+		{&isapi.StatusError{HTTPStatus: 403}, true, true},
+		{&isapi.StatusError{HTTPStatus: 400}, true, true},
+		{&isapi.StatusError{HTTPStatus: 500}, true, true},
+		{&isapi.StatusError{HTTPStatus: 404}, false, true},
+		{&isapi.StatusError{HTTPStatus: 401}, false, false},
+		{&isapi.StatusError{HTTPStatus: 503}, false, false},
+		{&isapi.StatusError{HTTPStatus: 403, StatusCode: 4, SubStatusCode: "lowPrivilege"}, false, false},
+		{&isapi.StatusError{HTTPStatus: 400, StatusCode: 6, SubStatusCode: "badParameters"}, false, true},
+		{errors.New("EOF"), false, false},
+	} {
+		if got := isBareAbsent(tc.err); got != tc.bare {
+			t.Errorf("isBareAbsent(%v) = %v, want %v", tc.err, got, tc.bare)
+		}
+		if got := isNotFound(tc.err); got != tc.absent {
+			t.Errorf("isNotFound(%v) = %v, want %v", tc.err, got, tc.absent)
+		}
+	}
 }
