@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"image/jpeg"
 	"io"
@@ -401,5 +402,64 @@ func BenchmarkSnapshotHandlerCached(b *testing.B) {
 	}
 	if mean > 5*time.Millisecond {
 		b.Errorf("a cached answer took %v on average, want < 5 ms", mean)
+	}
+}
+
+// Recorders' snapshots: an analog input takes the plain Streaming picture
+// path, an IP channel the StreamingProxy path. The first request goes to the
+// likely path (from the recorder's IP-channel list); a path that the device
+// refuses (statusCode 6) is followed by the other one, and what worked is
+// remembered for the channel.
+func TestSnapshotRecorderPaths(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		preset  string
+		channel int
+		proxy   bool
+	}{
+		{sim.PresetAnalogDVR, 2, false},
+		{sim.PresetHybrid, 3, false},
+		{sim.PresetHybrid, 5, true},
+		{sim.PresetNVRTwoTalk, 1, true},
+	} {
+		t.Run(fmt.Sprintf("%s_%d", tc.preset, tc.channel), func(t *testing.T) {
+			t.Parallel()
+			cfg, _ := sim.Preset(tc.preset)
+			cfg.Users = map[string]string{"admin": apiPass}
+			dev := apiStartSim(t, cfg)
+			e := newAPIEnv(t, -1)
+			src := "hikvision://admin:" + url.QueryEscape(apiPass) + "@" + dev.HTTPAddr() + "/?channel=" + itoa(tc.channel) + "&stream=main"
+			e.stream("rec", src)
+			res, body := e.get("/api/hikvision/snapshot?src=rec")
+			apiJPEG(t, res, body)
+			if st := dev.SnapshotStats(); st.Served != 1 || st.Rejected != 0 {
+				t.Errorf("first snapshot: device saw %+v, want the right path at once", st)
+			}
+			d, err := e.reg.m.Device(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Release()
+			id := tc.channel*100 + 1
+			if proxy, known := d.pictureProxy(id); !known || proxy != tc.proxy {
+				t.Fatalf("remembered path proxy=%v known=%v, want proxy=%v", proxy, known, tc.proxy)
+			}
+			// The device's answer decides when the remembered path is wrong
+			// (as after a channel was re-assigned): one refusal, then the other path.
+			d.setPictureProxy(id, !tc.proxy)
+			res, body = e.get("/api/hikvision/snapshot?src=rec")
+			apiJPEG(t, res, body)
+			if st := dev.SnapshotStats(); st.Served != 2 || st.Rejected != 1 {
+				t.Errorf("after a wrong path: device saw %+v, want one refusal and the picture", st)
+			}
+			if proxy, _ := d.pictureProxy(id); proxy != tc.proxy {
+				t.Errorf("remembered path proxy=%v after the fallback, want %v", proxy, tc.proxy)
+			}
+			res, body = e.get("/api/hikvision/snapshot?src=rec")
+			apiJPEG(t, res, body)
+			if st := dev.SnapshotStats(); st.Served != 3 || st.Rejected != 1 {
+				t.Errorf("third snapshot: device saw %+v, want the remembered path at once", st)
+			}
+		})
 	}
 }

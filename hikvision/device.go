@@ -48,6 +48,27 @@ type Device struct {
 	lastDown    time.Time // the device last did not answer (refused, timeout)
 	lastError   string    // redacted, of the last failure seen
 	lastErrAt   time.Time
+	// picProxy: per streaming channel id, the snapshot path that worked
+	// (true: StreamingProxy, false: the plain Streaming path).
+	picProxy map[int]bool
+}
+
+// pictureProxy is the snapshot path that last worked for the streaming
+// channel id (known false: never tried).
+func (d *Device) pictureProxy(id int) (proxy, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	proxy, known = d.picProxy[id]
+	return proxy, known
+}
+
+func (d *Device) setPictureProxy(id int, proxy bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.picProxy == nil {
+		d.picProxy = map[int]bool{}
+	}
+	d.picProxy[id] = proxy
 }
 
 // Attachment is something a device owns beside its ISAPI client and that

@@ -44,7 +44,10 @@
 //
 // Probe. After deviceInfo (model, firmware, deviceType; NVR or not), one
 // concurrent round: /ISAPI/Streaming/channels/<id> (codec, size; 404 or
-// statusCode 6 badParameters means no such channel), /ISAPI/Security/
+// statusCode 6 badParameters means no such channel; recorders and older
+// cameras answer a stream they lack (x03, x04) with a bare 400, 403 or 500
+// and no body, though a bare 403 is also how some firmware refuses a user
+// without rights), /ISAPI/Security/
 // adminAccesses (the RTSP port, 554 if it does not say), /ISAPI/System/
 // TwoWayAudio/channels (talk channel and codec), and on NVRs (or devices that
 // do not say their type) /ISAPI/ContentMgmt/InputProxy/channels[/status]
@@ -59,9 +62,11 @@
 // TEARDOWN carries them). go2rtc reports an RTSP 401 only as the text "wrong
 // user/pass" (credentials sent) or "user/pass not provided".
 //
-// Snapshots. GET /ISAPI/Streaming/channels/<id>/picture (NVR IP channels:
-// /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture), a JPEG on
-// success, XML on failure whatever the status.
+// Snapshots. GET /ISAPI/Streaming/channels/<id>/picture (a recorder's IP
+// channels: /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture; its
+// analog inputs, which its IP-channel lists do not name, the plain path), a
+// JPEG on success, XML on failure whatever the status. A recorder answers
+// the wrong one of the two paths with statusCode 6 (400 or 403).
 //
 // Talk. One talk channel per device: PUT .../TwoWayAudio/channels/<id>/open,
 // then a long PUT .../audioData carrying raw audio (G.711 at 8 kHz; AAC as

@@ -33,6 +33,24 @@ type deviceProbe struct {
 	Talk talkInfo
 	// Requests is how many ISAPI calls the probe made (for tests/logs).
 	Requests int
+	// IPChannel: a recorder named the channel in its IP-channel lists
+	// (InputProxy); IPKnown: a list was read (an unlisted channel is then
+	// an analog input).
+	IPChannel, IPKnown bool
+}
+
+// pictureProxyLikely: the snapshot path to try first. A recorder's IP
+// channel takes pictures through StreamingProxy, its analog inputs and
+// cameras through the plain Streaming path. Without an IP-channel list, an
+// NVR's channels are taken as IP channels and a DVR's as analog.
+func (p *deviceProbe) pictureProxyLikely() bool {
+	switch {
+	case !p.NVR:
+		return false
+	case p.IPKnown:
+		return p.IPChannel
+	}
+	return !strings.Contains(strings.ToUpper(p.Info.DeviceType), "DVR")
 }
 
 // talkInfo is the answer to GET /ISAPI/System/TwoWayAudio/channels.
@@ -211,6 +229,18 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 	}
 	if info.DeviceType == "" && inputErr == nil && len(inputs) > 0 {
 		p.NVR = true
+	}
+	if p.NVR && statusErr == nil {
+		p.IPKnown = true
+		for _, st := range statuses {
+			p.IPChannel = p.IPChannel || st.ID == cfg.Channel
+		}
+	}
+	if inputErr == nil && len(inputs) > 0 {
+		p.IPKnown = true
+		for _, in := range inputs {
+			p.IPChannel = p.IPChannel || in.ID == cfg.Channel
+		}
 	}
 	if p.NVR {
 		if err := channelOnline(statuses, statusErr, cfg.Channel, host); err != nil {

@@ -2,9 +2,11 @@ package hikvision
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
 
@@ -79,9 +81,33 @@ func (r *registry) fetchAllowed(ctx context.Context, s *sourceEntry, width, heig
 	s.dev.setModel(pr.Info.Model)
 	// The raw body: the snapshot cache checks it (SOI/EOI, XML, HTML) and names
 	// what was wrong. Non-2xx and ResponseStatus answers are *isapi.StatusError.
-	_, body, err := c.Do(ctx, http.MethodGet, snapshot.Path(s.cfg.StreamID(), pr.NVR, width, height), nil)
+	//
+	// Which path: what worked last for this channel, else the likely one (a
+	// recorder's IP channel: StreamingProxy; a camera or an analog input: the
+	// plain path), and the other one when the device refuses the first.
+	id := s.cfg.StreamID()
+	proxy, known := s.dev.pictureProxy(id)
+	if !known {
+		proxy = pr.pictureProxyLikely()
+	}
+	_, body, err := c.Do(ctx, http.MethodGet, snapshot.Path(id, proxy, width, height), nil)
+	if err != nil && pr.NVR && wrongPicturePath(err) {
+		proxy = !proxy
+		_, body, err = c.Do(ctx, http.MethodGet, snapshot.Path(id, proxy, width, height), nil)
+	}
 	if err != nil {
 		return nil, err
 	}
+	s.dev.setPictureProxy(id, proxy)
 	return body, nil
+}
+
+// wrongPicturePath: the recorder's answer to a snapshot on the other path
+// than the channel takes (statusCode 6, or a 400/403/404).
+func wrongPicturePath(err error) bool {
+	var se *isapi.StatusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.StatusCode == 6 || se.HTTPStatus == 400 || se.HTTPStatus == 403 || se.HTTPStatus == 404
 }
