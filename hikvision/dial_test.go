@@ -87,12 +87,12 @@ func TestDialRTSPWrongPassword(t *testing.T) {
 
 func TestDialNoSupportedMedia(t *testing.T) {
 	sdp := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n" +
-		"m=video 0 RTP/AVP 26\r\na=rtpmap:26 JPEG/90000\r\na=control:trackID=1\r\n"
+		"m=video 0 RTP/AVP 34\r\na=rtpmap:34 H263/90000\r\na=control:trackID=1\r\n"
 	e := newEnv(t, sdp)
 	base := runtime.NumGoroutine()
 	_, err := mod(t).Dial(testURL(e.isapi.hostPort(), ""))
-	if !errors.Is(err, ErrNoMedia) || !strings.Contains(err.Error(), "JPEG") {
-		t.Fatalf("err %v, want ErrNoMedia naming JPEG", err)
+	if !errors.Is(err, ErrNoMedia) || !strings.Contains(err.Error(), "H263") {
+		t.Fatalf("err %v, want ErrNoMedia naming H263", err)
 	}
 	waitGoroutines(t, base)
 }

@@ -7,6 +7,9 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/AlexxIT/go2rtc/pkg/core"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
@@ -192,5 +195,54 @@ func TestIsBareAbsent(t *testing.T) {
 		if got := isNotFound(tc.err); got != tc.absent {
 			t.Errorf("isNotFound(%v) = %v, want %v", tc.err, got, tc.absent)
 		}
+	}
+}
+
+// An older camera's MJPEG sub stream is kept (RTP JPEG video) and its
+// packets flow; the main stream's H.264 beside it is unchanged.
+func TestMJPEGSubStream(t *testing.T) {
+	t.Parallel()
+	resetModule(t, Options{}, guard.Config{})
+	const pass = "hik/12@45"
+	cfg, _ := sim.Preset(sim.PresetOldCamera)
+	cfg.Users = map[string]string{"admin": pass}
+	dev := apiStartSim(t, cfg)
+	src := strings.Replace(apiSimURL(dev, "admin", pass, "#backchannel=0"), "stream=main", "stream=sub", 1)
+	prod, err := mod(t).Dial(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := prod.(*Producer)
+	defer func() { _ = p.Stop() }()
+	var video *core.Media
+	for _, m := range p.GetMedias() {
+		if m.Kind == core.KindVideo {
+			video = m
+		}
+	}
+	if video == nil || video.Codecs[0].Name != core.CodecJPEG {
+		t.Fatalf("medias %v, want JPEG video", p.GetMedias())
+	}
+	r, err := p.GetTrack(video, video.Codecs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 1)
+	child := &core.Node{Codec: r.Codec}
+	child.Input = func(pkt *core.Packet) {
+		select {
+		case got <- len(pkt.Payload):
+		default:
+		}
+	}
+	r.AppendChild(child)
+	go func() { _ = p.Start() }()
+	select {
+	case n := <-got:
+		if n == 0 {
+			t.Error("empty JPEG packet")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no MJPEG packet within 20 s")
 	}
 }

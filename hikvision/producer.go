@@ -158,7 +158,7 @@ func (p *Producer) open() (Session, error) {
 	return sess, err
 }
 
-// supportedMedias keeps the recvonly H.264/H.265 video and PCMU/PCMA/AAC
+// supportedMedias keeps the recvonly H.264/H.265/MJPEG video and PCMU/PCMA/AAC
 // audio medias (with only those codecs). The *Media pointers stay those of the
 // session, which needs them for Setup.
 func supportedMedias(medias []*core.Media) []*core.Media {
@@ -180,7 +180,8 @@ func supportedMedias(medias []*core.Media) []*core.Media {
 func supportedCodec(kind, name string) bool {
 	switch kind {
 	case core.KindVideo:
-		return name == core.CodecH264 || name == core.CodecH265
+		// MJPEG (RTP JPEG): the sub stream of older cameras
+		return name == core.CodecH264 || name == core.CodecH265 || name == core.CodecJPEG
 	case core.KindAudio:
 		return name == core.CodecPCMU || name == core.CodecPCMA || name == core.CodecAAC
 	}
