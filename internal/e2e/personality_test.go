@@ -25,33 +25,43 @@ type personalityPlay struct {
 	video         string // ffprobe codec name; "" = the stream is absent and must fail
 	width, height int
 	audio         bool
-	// stock: the source is go2rtc's own rtsp:// (a reference for what
-	// hikvision:// does not play yet); gap: hikvision:// is known not to play
-	// this stream yet, so its result is only logged.
-	stock, gap bool
+	// stock: the source is go2rtc's own rtsp:// (a reference beside
+	// hikvision:// for the MJPEG stream).
+	stock bool
 	// snapshot: also fetch /api/hikvision/snapshot for this stream (main
-	// streams); snapGap: the module is known to take the wrong picture path
-	// (a DVR's analog channel), so the answer is only logged.
-	snapshot, snapGap bool
+	// streams).
+	snapshot bool
+	// absentAnswer: for an absent stream, the device's bare answer the
+	// module must name ("HTTP 403").
+	absentAnswer string
 }
 
-var streamWord = map[int]string{1: "main", 2: "sub", 3: "third"}
+var streamWord = map[int]string{1: "main", 2: "sub", 3: "third", 4: "fourth"}
+
+// personalityConfigs are the simulator presets plus the door station.
+func personalityConfigs() (names []string, cfgs []sim.Config) {
+	for _, preset := range sim.Presets() {
+		cfg, _ := sim.Preset(preset)
+		names, cfgs = append(names, preset), append(cfgs, cfg)
+	}
+	return append(names, "doorstation"), append(cfgs, sim.Config{Personality: sim.PersonalityDoorStation})
+}
 
 // TestPersonalitiesPlay plays, through the patched go2rtc, every stream of every
-// simulator preset that hikvision:// can address today (main, sub, third), read
-// by ffprobe; an absent third stream must fail. Fourth streams are listed as
-// not addressable yet; an MJPEG stream, which hikvision:// does not keep yet,
-// is played through go2rtc's own rtsp:// source instead (and the hikvision://
-// result logged).
+// simulator preset and of the door station (main, sub, third, fourth), read by
+// ffprobe, with a snapshot of every main stream (a recorder's analog inputs
+// and IP channels alike). A third or fourth stream the device does not have
+// must fail at once with the device's answer named. The MJPEG stream is also
+// played through go2rtc's own rtsp:// source as a reference.
 func TestPersonalitiesPlay(t *testing.T) {
 	requireFFmpeg(t)
 	bin := binary(t)
 	users := map[string]string{"admin": e2ePassword}
 
 	var plays []personalityPlay
-	var notAddressable []string
-	for _, preset := range sim.Presets() {
-		cfg, _ := sim.Preset(preset)
+	names, cfgs := personalityConfigs()
+	for i, preset := range names {
+		cfg := cfgs[i]
 		cfg.Users = users
 		dev := startSim(t, cfg)
 		for _, ch := range dev.Channels() {
@@ -61,15 +71,9 @@ func TestPersonalitiesPlay(t *testing.T) {
 					has = has || s == n
 				}
 				id := ch.ID*100 + n
-				if n == 4 {
-					if has {
-						notAddressable = append(notAddressable, fmt.Sprintf("%s %d", preset, id))
-					}
-					continue
-				}
 				p := personalityPlay{name: fmt.Sprintf("%s_%d", strings.ReplaceAll(preset, "-", "_"), id), dev: dev,
 					query: "?channel=" + strconv.Itoa(ch.ID) + "&stream=" + streamWord[n], audio: ch.Audio != "none",
-					snapshot: n == 1 && has, snapGap: n == 1 && ch.Analog}
+					snapshot: n == 1 && has}
 				if has {
 					codec := ch.Video
 					p.width, p.height = ch.Width, ch.Height
@@ -80,25 +84,24 @@ func TestPersonalitiesPlay(t *testing.T) {
 						}
 					}
 					p.video = map[string]string{"H.264": "h264", "H.265": "hevc", "MJPEG": "mjpeg"}[codec]
-				} else if n != 3 {
-					continue
+				} else {
+					if n < 3 {
+						continue
+					}
+					if code, bare := dev.Config().AbsentStream[n]; bare {
+						p.absentAnswer = "HTTP " + strconv.Itoa(code) + " with no body"
+					}
 				}
 				if p.video == "mjpeg" {
-					// hikvision:// keeps H.264/H.265 video only: log what it does,
-					// and play the same stream through go2rtc's own rtsp:// source.
 					ref := p
-					ref.name, ref.stock = p.name+"_stock", true
+					ref.name, ref.stock, ref.snapshot = p.name+"_stock", true, false
 					ref.query = (&url.URL{Scheme: "rtsp", User: url.UserPassword("admin", e2ePassword),
 						Host: dev.RTSPAddr(), Path: "/Streaming/Channels/" + strconv.Itoa(id)}).String()
 					plays = append(plays, ref)
-					p.gap = true
 				}
 				plays = append(plays, p)
 			}
 		}
-	}
-	if len(notAddressable) > 0 {
-		t.Logf("fourth streams the simulator serves but hikvision:// cannot choose yet: %s", strings.Join(notAddressable, ", "))
 	}
 
 	streams := map[string]string{}
@@ -138,11 +141,26 @@ func checkPersonalityPlay(ctx context.Context, t *testing.T, g *e2e.Go2rtc, p pe
 		if err == nil {
 			t.Fatalf("absent stream %s played: %+v", p.query, got)
 		}
-		t.Logf("absent stream %s failed after %v: %s", p.query, took.Round(time.Millisecond), strings.TrimSpace(stderr))
-		return
-	}
-	if p.gap {
-		t.Logf("not played by hikvision:// yet (%s video): ffprobe found %+v, err %v", p.video, got, err)
+		// the module's line in go2rtc's log names the stream and the answer
+		id := p.name[strings.LastIndexByte(p.name, '_')+1:]
+		want := []string{"probe streaming channel " + id, "no such channel or stream", "no " + p.query[strings.LastIndexByte(p.query, '=')+1:] + " stream", p.absentAnswer}
+		line := ""
+		for _, l := range strings.Split(g.Output(), "\n") {
+			if strings.Contains(l, "probe streaming channel "+id) && strings.Contains(l, p.dev.HTTPAddr()) {
+				line = l
+			}
+		}
+		for _, w := range want {
+			if !strings.Contains(line, w) {
+				t.Errorf("absent stream %s: go2rtc's line %q lacks %q", p.query, line, w)
+			}
+		}
+		// one ISAPI round, no RTSP: ffprobe's own wait on go2rtc's answer is
+		// all that is left (RTSP's own failure takes 5 s or more)
+		if took > 4*time.Second {
+			t.Errorf("absent stream %s failed after %v, want at once", p.query, took.Round(time.Millisecond))
+		}
+		t.Logf("absent stream %s failed after %v: %s (ffprobe: %s)", p.query, took.Round(time.Millisecond), line, strings.TrimSpace(stderr))
 		return
 	}
 	if err != nil {
@@ -165,11 +183,7 @@ func checkPersonalityPlay(ctx context.Context, t *testing.T, g *e2e.Go2rtc, p pe
 	}
 	if p.snapshot {
 		a := getSnapshot(t, g, p.name)
-		kind, problem := checkSnap(a)
-		switch {
-		case p.snapGap:
-			t.Logf("snapshot of an analog channel (the module asks StreamingProxy): %d %s", a.status, a.body)
-		case kind != "fresh" || problem != "":
+		if kind, problem := checkSnap(a); kind != "fresh" || problem != "" {
 			t.Errorf("snapshot: %s %s (status %d %s), want a fresh JPEG", kind, problem, a.status, a.body)
 		}
 	}
