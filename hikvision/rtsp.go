@@ -70,11 +70,11 @@ func (b *rtspBackend) Open(ctx context.Context) (Session, error) {
 
 // step runs one request of conn that waits for the device's answer
 // (DESCRIBE, SETUP) within the URL's #timeout. go2rtc's pkg/rtsp uses
-// Conn.Timeout (set from #timeout) to connect and to read media, but waits
-// for answers with its package-wide rtsp.Timeout (5 s): a shorter #timeout
-// closes the socket when it passes, and the step fails with "no answer within
-// Ns" (a timeout for the guard). A longer #timeout cannot extend go2rtc's 5 s;
-// go2rtc's own read timeout is worded the same ("no answer within 5s").
+// Conn.Timeout (set from #timeout) to connect and to read media, and (with
+// the patched go2rtc) to wait for answers when it is longer than its
+// package-wide rtsp.Timeout (5 s); a shorter #timeout closes the socket when
+// it passes. Either way the step fails with "no answer within Ns" (a timeout
+// for the guard), go2rtc's own read timeout worded the same.
 func (b *rtspBackend) step(conn *rtsp.Conn, f func() error) error {
 	d := b.cfg.Timeout
 	if d <= 0 || d >= rtsp.Timeout {
@@ -82,7 +82,7 @@ func (b *rtspBackend) step(conn *rtsp.Conn, f func() error) error {
 		err := f()
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return &isapi.TimeoutError{After: rtsp.Timeout, Err: err}
+			return &isapi.TimeoutError{After: max(d, rtsp.Timeout), Err: err}
 		}
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
-// #timeout=N bounds the wait for the RTSP DESCRIBE answer too (go2rtc's
-// pkg/rtsp waits 5 s for any answer whatever Conn.Timeout says).
+// #timeout=N (shorter than 5 s) bounds the wait for the RTSP DESCRIBE answer too (go2rtc's
+// pkg/rtsp waits at least 5 s for any answer).
 func TestRTSPTimeoutFromURL(t *testing.T) {
 	resetModule(t, Options{}, guard.Config{})
 	const pass = "hik/12@45"
