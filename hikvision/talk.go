@@ -167,6 +167,11 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 
 	sender := core.NewSender(media, track.Codec)
 	sender.Handler = func(packet *rtp.Packet) { sess.Write(packet.Payload) }
+	if !track.Codec.IsRTP() && track.Codec.Name == core.CodecAAC {
+		// Raw AAC units (an ffmpeg or file source): go2rtc's AAC RTP
+		// payloader adds the AU headers the framer reads.
+		sender.Handler = aac.RTPPay(sender.Handler)
+	}
 	//lint:ignore SA1019 go2rtc v1.9.14 marks it deprecated but has no other way to bind a sender to a receiver
 	sender.HandleRTP(track)
 	bc.senders = append(bc.senders, sender)

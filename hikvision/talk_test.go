@@ -324,3 +324,38 @@ func TestTalkUnsupportedCodec(t *testing.T) {
 		t.Fatal("no medias")
 	}
 }
+
+// AAC from a source that is not RTP (go2rtc's ffmpeg or file sources hand
+// over raw AAC units, RTP version 0, without AU headers) reaches the device
+// as the same ADTS frames.
+func TestTalkAACRaw(t *testing.T) {
+	t.Parallel()
+	shortTalk(t)
+	adts, err := os.ReadFile("../internal/talk/testdata/tone16k.aac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, src := startTalkSim(t, sim.Config{TalkCodec: "AAC"})
+	p := dialProducer(t, src)
+	defer p.Stop()
+	m := sendonly(p)
+	if m == nil {
+		t.Fatal("no talk media")
+	}
+	raw := &core.Codec{Name: core.CodecAAC, ClockRate: 16000, Channels: 1, FmtpLine: m.Codecs[0].FmtpLine,
+		PayloadType: core.PayloadTypeRAW}
+	recv := core.NewReceiver(m, raw)
+	if err := p.AddTrack(m, raw, recv); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(64 * time.Millisecond)
+	defer tick.Stop()
+	for _, fr := range splitADTS(t, adts) {
+		recv.WriteRTP(&rtp.Packet{Payload: fr[7:]}) // version 0: a raw unit
+		<-tick.C
+	}
+	waitFor(t, "the AAC tone at the device", 5*time.Second, func() bool { return bytes.Equal(dev.TalkAudio(), adts) })
+	if cs := dev.TalkClient(ourIP); cs.FramingErrors != 0 || cs.Opens != 1 {
+		t.Fatalf("%+v", cs)
+	}
+}
