@@ -86,6 +86,12 @@ func TestBadInputTable(t *testing.T) {
 		Channels: []sim.Channel{{ID: 1}, {ID: 2, Offline: true}}})
 	door := startSim(t, sim.Config{Users: users})
 	g726 := startSim(t, sim.Config{Users: users, TalkCodec: "G.726"})
+	nvrCfg, _ := sim.Preset(sim.PresetNVRTwoTalk)
+	nvrCfg.Users = users
+	nvrBare := startSim(t, nvrCfg)
+	oldCfg, _ := sim.Preset(sim.PresetOldCamera)
+	oldCfg.Users = users
+	oldCam := startSim(t, oldCfg)
 	html := startHostile(t, hostile.ModeWrongContentType)
 	silent := startHostile(t, hostile.ModeSilentRTSP)
 	nobody, err := e2e.FreeAddr()
@@ -116,6 +122,8 @@ func TestBadInputTable(t *testing.T) {
 		"not_hik":       enc(html.HTTPAddr(), "?channel=1"),
 		"silent_rtsp":   enc(silent.HTTPAddr(), "?channel=1"),
 		"no_channel":    enc(cam.HTTPAddr(), "?channel=7"),
+		"nvr_no_third":  enc(nvrBare.HTTPAddr(), "?channel=2&stream=third"),
+		"old_no_fourth": enc(oldCam.HTTPAddr(), "?channel=1&stream=fourth"),
 		"nvr_offline":   enc(nvr.HTTPAddr(), "?channel=2"),
 		"rtsp_refused":  enc(cam.HTTPAddr(), "?channel=1&rtsp_port="+portOf(noRTSP)),
 		"door":          enc(door.HTTPAddr(), "?channel=1&stream=sub"),
@@ -165,6 +173,10 @@ func TestBadInputTable(t *testing.T) {
 			want: []string{"rtsp describe", "no answer within 5s"}},
 		{situation: "Channel not found on the device (camera, `channel=7`)", via: viaPlayer, stream: "no_channel",
 			want: []string{"probe streaming channel 701", "no such channel or stream", "badParameters"}},
+		{situation: "Stream the NVR does not have (`stream=third`; the NVR answers a bare 403)", via: viaPlayer, stream: "nvr_no_third",
+			want: []string{"probe streaming channel 203", "no such channel or stream", "channel 2 has no third stream", "HTTP 403 with no body", "rights"}},
+		{situation: "Stream an older camera does not have (`stream=fourth`; the camera answers a bare 500)", via: viaPlayer, stream: "old_no_fourth",
+			want: []string{"probe streaming channel 104", "channel 1 has no fourth stream", "HTTP 500 with no body"}},
 		{situation: "NVR channel whose IP camera is offline", via: viaAPI, stream: "nvr_offline",
 			want: []string{"NVR channel 2 is offline", "camera not connected to the NVR", nvr.HTTPAddr(), "netUnreachable"}},
 		{situation: "RTSP port refused (RTSP off, or a wrong `rtsp_port`)", via: viaPlayer, stream: "rtsp_refused",
@@ -211,6 +223,7 @@ func TestBadInputTable(t *testing.T) {
 		stalled.HTTPAddr(): "192.168.1.67:80",
 		nvr.HTTPAddr():     "192.168.1.70:80", nvr.RTSPAddr(): "192.168.1.70:554",
 		door.HTTPAddr(): "192.168.1.71:80", g726.HTTPAddr(): "192.168.1.72:80",
+		nvrBare.HTTPAddr(): "192.168.1.75:80", oldCam.HTTPAddr(): "192.168.1.76:80",
 		html.HTTPAddr(): "192.168.1.73:80", silent.HTTPAddr(): "192.168.1.74:80", silent.RTSPAddr(): "192.168.1.74:554",
 		nobody: "192.168.1.99:80", noRTSP: "192.168.1.64:8554",
 	})

@@ -6,6 +6,9 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -224,5 +227,76 @@ func TestPersonalityTalkChannels(t *testing.T) {
 				t.Errorf("the device's audio is %.0f Hz, want 440", hz)
 			}
 		})
+	}
+}
+
+// TestPersonalityTalkAAC32k: a device that lists 32 kHz AAC talk gets, through
+// go2rtc and the module, ADTS frames at 32 kHz (the simulator refuses any
+// other rate) that decode back to the tone played.
+func TestPersonalityTalkAAC32k(t *testing.T) {
+	requireFFmpeg(t)
+	bin := binary(t)
+	dev := startSim(t, sim.Config{Users: map[string]string{"admin": e2ePassword}, TalkCodec: "AAC",
+		Talk: sim.TalkConfig{AACSampleRate: 32000}})
+	g := e2e.StartGo2rtc(t, bin, go2rtcConfig(map[string]string{
+		"door": hikURL("admin", e2ePassword, dev, "?channel=1&stream=sub"),
+	}, "hikvision=debug"))
+	dir := t.TempDir()
+	tone := filepath.Join(dir, "tone32k.wav")
+	if out, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-f", "lavfi",
+		"-i", "sine=frequency=440:sample_rate=32000:duration=3", "-ac", "1", tone).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg tone: %v: %s", err, out)
+	}
+	talkAPI(t, g, http.MethodPost, "/api/streams?dst=door&src="+url.QueryEscape("ffmpeg:"+tone+"#audio=aac#input=file"))
+	talkWait(t, g, "2 s of AAC at the device", 20*time.Second, func() bool {
+		cs := dev.TalkClient(talkClientIP)
+		return cs.FramingErrors > 0 || len(dev.TalkAudio()) > 0 && cs.Bytes > 16000
+	})
+	talkWait(t, g, "the talk session closed", 15*time.Second, func() bool { _, open := dev.TalkSession(); return !open })
+	if cs := dev.TalkClient(talkClientIP); cs.FramingErrors != 0 {
+		t.Fatalf("framing errors at the 32 kHz device: %+v", cs)
+	}
+	adts := filepath.Join(dir, "got.aac")
+	if err := os.WriteFile(adts, dev.TalkAudio(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pcm, err := exec.Command("ffmpeg", "-hide_banner", "-v", "error", "-f", "aac", "-i", adts,
+		"-f", "s16le", "-ac", "1", "-ar", "32000", "-").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg decode of the device's AAC: %v", err)
+	}
+	crossings, prev := 0, int16(0)
+	for i := 0; i+1 < len(pcm); i += 2 {
+		v := int16(pcm[i]) | int16(pcm[i+1])<<8
+		if (prev < 0) != (v < 0) && v != 0 {
+			crossings++
+		}
+		if v != 0 {
+			prev = v
+		}
+	}
+	secs := float64(len(pcm)/2) / 32000
+	if secs < 2 || math.Abs(float64(crossings)/2/secs-440) > 440*0.05 {
+		t.Errorf("the device's AAC decodes to %.2f s at %.0f Hz, want about 3 s of 440 Hz", secs, float64(crossings)/2/secs)
+	}
+}
+
+// TestPersonalityDoorStationTalk: a door station (deviceType VIS / door
+// station) takes talk like a camera: the tone played to its stream reaches
+// its speaker.
+func TestPersonalityDoorStationTalk(t *testing.T) {
+	requireFFmpeg(t)
+	bin := binary(t)
+	dev := startSim(t, sim.Config{Personality: sim.PersonalityDoorStation, Users: map[string]string{"admin": e2ePassword}})
+	g := e2e.StartGo2rtc(t, bin, go2rtcConfig(map[string]string{
+		"door": hikURL("admin", e2ePassword, dev, "?channel=1&stream=sub"),
+	}, "hikvision=debug"))
+	tone := talkToneFile(t, 440, 3)
+	talkAPI(t, g, http.MethodPost, playURL(tone))
+	talkWait(t, g, "a talk session streaming audio", 20*time.Second, func() bool {
+		return dev.TalkClient(talkClientIP).Bytes >= 8000
+	})
+	if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+		t.Errorf("the door station's audio is %.0f Hz, want 440", hz)
 	}
 }
