@@ -391,13 +391,14 @@ type absentError struct {
 }
 
 func (e *absentError) Error() string {
-	s := fmt.Sprintf("%s: channel %d has no %s stream (id %d): %s", ErrChannelNotFound.Error(), e.channel, e.stream, e.id, describe(e.cause))
 	var se *isapi.StatusError
-	if errors.As(e.cause, &se) && isBareAbsent(e.cause) {
-		s += " with no body"
-		if se.HTTPStatus == 403 {
-			s += " (some firmware also answers a bare 403 when the user may not read the stream's settings: check the user's rights if the stream exists)"
-		}
+	if !errors.As(e.cause, &se) || !isBareAbsent(e.cause) {
+		// 404 or statusCode 6: the channel itself may be the missing part
+		return fmt.Sprintf("%s: channel %d, %s stream (id %d): %s", ErrChannelNotFound.Error(), e.channel, e.stream, e.id, describe(e.cause))
+	}
+	s := fmt.Sprintf("%s: channel %d has no %s stream (id %d): %s with no body", ErrChannelNotFound.Error(), e.channel, e.stream, e.id, describe(e.cause))
+	if se.HTTPStatus == 403 {
+		s += " (some firmware also answers a bare 403 when the user may not read the stream's settings: check the user's rights if the stream exists)"
 	}
 	return s
 }

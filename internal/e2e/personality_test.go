@@ -146,7 +146,11 @@ func checkPersonalityPlay(ctx context.Context, t *testing.T, g *e2e.Go2rtc, p pe
 		}
 		// the module's line in go2rtc's log names the stream and the answer
 		id := p.name[strings.LastIndexByte(p.name, '_')+1:]
-		want := []string{"probe streaming channel " + id, "no such channel or stream", "no " + p.query[strings.LastIndexByte(p.query, '=')+1:] + " stream", p.absentAnswer}
+		word := p.query[strings.LastIndexByte(p.query, '=')+1:]
+		want := []string{"probe streaming channel " + id, "no such channel or stream", word + " stream (id " + id + ")"}
+		if p.absentAnswer != "" {
+			want = append(want, "has no "+word+" stream", p.absentAnswer)
+		}
 		line := ""
 		for _, l := range strings.Split(g.Output(), "\n") {
 			if strings.Contains(l, "probe streaming channel "+id) && strings.Contains(l, p.dev.HTTPAddr()) {
