@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"slices"
@@ -19,6 +20,7 @@ import (
 // a bench can count how many sequential device round trips a start took.
 type DelayProxy struct {
 	OneWay time.Duration
+	Name   string // names its round trips ("isapi", "rtsp"); set before use
 	target string
 	ln     net.Listener
 
@@ -36,9 +38,19 @@ type DelayProxy struct {
 // End when the first byte of the answer reached the client. A connect is a
 // round trip of its own (Connect set).
 type RoundTrip struct {
+	Link       string // DelayProxy.Name
 	Conn       int
 	Start, End time.Time
 	Connect    bool
+	Request    string // the first line of the request (up to 60 bytes); "" for a connect
+}
+
+// String is "isapi#3 GET /ISAPI/System/deviceInfo HTTP/1.1" or "isapi#3 connect".
+func (t RoundTrip) String() string {
+	if t.Connect {
+		return fmt.Sprintf("%s#%d connect", t.Link, t.Conn)
+	}
+	return fmt.Sprintf("%s#%d %s", t.Link, t.Conn, t.Request)
 }
 
 // NewDelayProxy listens on listen ("127.0.0.2:8554") and forwards every
@@ -93,23 +105,24 @@ func (p *DelayProxy) RoundTrips(from, to time.Time) []RoundTrip {
 	return out
 }
 
+// SequentialChain is the round trips SequentialRoundTrips counts, in order.
+func SequentialChain(trips []RoundTrip) []RoundTrip {
+	trips = slices.Clone(trips)
+	slices.SortFunc(trips, func(a, b RoundTrip) int { return a.End.Compare(b.End) })
+	var out []RoundTrip
+	for _, t := range trips {
+		if len(out) == 0 || !t.Start.Before(out[len(out)-1].End) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // SequentialRoundTrips is the largest number of the trips that took place
 // one after another (each starting no earlier than the previous one ended):
 // the round trips a start waited for in sequence. Round trips that overlap
 // (concurrent requests) count once.
-func SequentialRoundTrips(trips []RoundTrip) int {
-	trips = slices.Clone(trips)
-	slices.SortFunc(trips, func(a, b RoundTrip) int { return a.End.Compare(b.End) })
-	n := 0
-	var last time.Time
-	for _, t := range trips {
-		if n == 0 || !t.Start.Before(last) {
-			n++
-			last = t.End
-		}
-	}
-	return n
-}
+func SequentialRoundTrips(trips []RoundTrip) int { return len(SequentialChain(trips)) }
 
 func (p *DelayProxy) acceptLoop() {
 	defer p.wg.Done()
@@ -128,7 +141,7 @@ func (p *DelayProxy) acceptLoop() {
 			return
 		}
 		l := &link{p: p, id: id, connected: accepted.Add(2 * p.OneWay)}
-		p.record(RoundTrip{Conn: id, Start: accepted, End: l.connected, Connect: true})
+		p.record(RoundTrip{Link: p.Name, Conn: id, Start: accepted, End: l.connected, Connect: true})
 		p.wg.Add(2)
 		go l.pipe(c, dev, true)
 		go l.pipe(dev, c, false)
@@ -174,6 +187,7 @@ type link struct {
 
 	mu      sync.Mutex
 	pending time.Time // a request left the client and was not answered yet
+	request string    // its first line
 }
 
 type chunk struct {
@@ -201,7 +215,7 @@ func (l *link) pipe(src, dst net.Conn, up bool) {
 					if left.Before(l.connected) {
 						left = l.connected // sent once the connect is done
 					}
-					l.requestLeft(left)
+					l.requestLeft(left, buf[:n])
 				}
 				select {
 				case q <- chunk{data: buf[:n], due: left.Add(l.p.OneWay)}:
@@ -234,34 +248,52 @@ func (l *link) pipe(src, dst net.Conn, up bool) {
 			l.p.untrack(src, dst) // ends the other direction too
 			return
 		}
+		// the answer's arrival is noted before the write: the client may
+		// act on it before this goroutine runs again
+		if !up {
+			l.answered(time.Now())
+		}
 		if _, err := dst.Write(c.data); err != nil {
 			l.p.untrack(src, dst)
 			return
-		}
-		if !up {
-			l.answered(time.Now())
 		}
 	}
 }
 
 // requestLeft notes client data leaving at t: the start of a round trip
 // unless one is already waiting for its answer.
-func (l *link) requestLeft(t time.Time) {
+func (l *link) requestLeft(t time.Time, data []byte) {
 	l.mu.Lock()
 	if l.pending.IsZero() {
 		l.pending = t
+		l.request = firstLine(data)
 	}
 	l.mu.Unlock()
+}
+
+// firstLine is data's first line, at most 60 bytes; binary data (an
+// interleaved RTCP packet) is shown as its length.
+func firstLine(data []byte) string {
+	if len(data) > 0 && data[0] == '$' {
+		return fmt.Sprintf("interleaved %d bytes", len(data))
+	}
+	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+		data = data[:i]
+	}
+	if len(data) > 60 {
+		data = data[:60]
+	}
+	return string(data)
 }
 
 // answered notes device data reaching the client at t: the end of the
 // waiting round trip, if any.
 func (l *link) answered(t time.Time) {
 	l.mu.Lock()
-	start := l.pending
+	start, req := l.pending, l.request
 	l.pending = time.Time{}
 	l.mu.Unlock()
 	if !start.IsZero() {
-		l.p.record(RoundTrip{Conn: l.id, Start: start, End: t})
+		l.p.record(RoundTrip{Link: l.p.Name, Conn: l.id, Start: start, End: t, Request: req})
 	}
 }

@@ -1,0 +1,321 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/build"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/e2e"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
+)
+
+// PlayFlushPatch is the go2rtc patch that writes what a consumer's packet
+// writers held back until PLAY was answered right after the answer; the
+// latency section also measures go2rtc built without it.
+const PlayFlushPatch = "0008-rtsp-play-flushes-held-packets.patch"
+
+// proxyHost is the loopback address the delaying proxies listen on: the
+// same ports as the device (which listens on 127.0.0.1), so the RTSP port
+// the device reports over ISAPI leads hikvision:// through the proxy too.
+const proxyHost = "127.0.0.2"
+
+// slowDevice is a simulated device behind two delaying proxies (ISAPI and
+// RTSP) on proxyHost.
+type slowDevice struct {
+	dev        *sim.Device
+	http, rtsp *DelayProxy
+}
+
+func startSlowDevice(rtt time.Duration) (*slowDevice, error) {
+	d, err := sim.Start(sim.Config{})
+	if err != nil {
+		return nil, err
+	}
+	s := &slowDevice{dev: d}
+	if s.http, err = NewDelayProxy(samePort(d.HTTPAddr()), d.HTTPAddr(), rtt/2); err == nil {
+		s.rtsp, err = NewDelayProxy(samePort(d.RTSPAddr()), d.RTSPAddr(), rtt/2)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.http.Name, s.rtsp.Name = "isapi", "rtsp"
+	return s, nil
+}
+
+func samePort(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort(proxyHost, port)
+}
+
+func (s *slowDevice) close() {
+	if s.http != nil {
+		_ = s.http.Close()
+	}
+	if s.rtsp != nil {
+		_ = s.rtsp.Close()
+	}
+	_ = s.dev.Close()
+}
+
+func (s *slowDevice) hikURL() string {
+	return "hikvision://" + url.UserPassword(simUser, simPassword).String() + "@" + s.http.Addr() + "/?channel=1&stream=main"
+}
+
+func (s *slowDevice) rtspURL() string {
+	return "rtsp://" + url.UserPassword(simUser, simPassword).String() + "@" + s.rtsp.Addr() + "/Streaming/Channels/101"
+}
+
+// roundTrips is the chain of sequential device round trips between from
+// and to: both proxies for hikvision:// (ISAPI and RTSP), the RTSP one for
+// stock.
+func (s *slowDevice) roundTrips(kind string, from, to time.Time) []RoundTrip {
+	trips := s.rtsp.RoundTrips(from, to)
+	if kind == kindHik {
+		trips = append(trips, s.http.RoundTrips(from, to)...)
+	}
+	return SequentialChain(trips)
+}
+
+// startSample is one measured start of a stream.
+type startSample struct {
+	video float64     // ms from the consumer's connect to its first video packet
+	trips int         // sequential device round trips in that time
+	chain []RoundTrip // those round trips
+}
+
+// latencyResult holds the samples of one go2rtc build: [rtt][kind][cold/warm].
+type latencyResult map[time.Duration]map[string][2][]startSample
+
+// latency: time to the first video frame over links with a round trip, and
+// the device round trips of a start, with and without the PLAY patch.
+func (r *runner) latency(ctx context.Context) Section {
+	s := Section{Name: SectionLatency, Title: "Time to first video frame over a slow link (delaying proxy between go2rtc and the device)", Stock: "rtsp://"}
+	rtts := r.opts.RTTs
+	r.logf("latency: RTTs %v, %d runs per source", rtts, r.opts.LatencyRuns)
+
+	var devs [][]*slowDevice // [rtt][run]
+	defer func() {
+		for _, ds := range devs {
+			for _, d := range ds {
+				d.close()
+			}
+		}
+	}()
+	streams := map[string]string{}
+	for ri, rtt := range rtts {
+		var ds []*slowDevice
+		for i := 0; i < r.opts.LatencyRuns; i++ {
+			d, err := startSlowDevice(rtt)
+			if err != nil {
+				devs = append(devs, ds)
+				s.Error = err.Error()
+				return s
+			}
+			ds = append(ds, d)
+			streams[latStream(kindHik, ri, i)] = d.hikURL()
+			streams[latStream(kindStock, ri, i)] = d.rtspURL()
+		}
+		devs = append(devs, ds)
+	}
+
+	type variant struct {
+		name, bin string
+	}
+	variants := []variant{{"all patches", r.bin}}
+	if !r.opts.Quick {
+		bin := r.opts.BinWithoutPlayFlush
+		if bin == "" {
+			r.logf("latency: building go2rtc without %s (cached)", PlayFlushPatch)
+			var err error
+			if bin, err = build.Build(ctx, build.Options{RepoRoot: r.root, WithoutPatches: []string{PlayFlushPatch}}); err != nil {
+				s.Error = err.Error()
+				return s
+			}
+		}
+		variants = append(variants, variant{"without " + PlayFlushPatch[:4], bin})
+	}
+	results := make([]latencyResult, len(variants))
+	for vi, v := range variants {
+		r.logf("latency: go2rtc with %s", v.name)
+		res, err := r.latencyRun(ctx, v.bin, rtts, devs, streams)
+		if err != nil {
+			s.Error = fmt.Sprintf("%s: %v", v.name, err)
+			return s
+		}
+		results[vi] = res
+	}
+
+	videos := func(ss []startSample) []float64 {
+		out := make([]float64, len(ss))
+		for i, x := range ss {
+			out[i] = x.video
+		}
+		return out
+	}
+	trips := func(ss []startSample) []float64 {
+		out := make([]float64, len(ss))
+		for i, x := range ss {
+			out[i] = float64(x.trips)
+		}
+		return out
+	}
+	rangeNote := func(h, st []float64) string {
+		hl, hh := MinMax(h)
+		sl, sh := MinMax(st)
+		return fmt.Sprintf("range %s–%s vs %s–%s", formatNum(hl), formatNum(hh), formatNum(sl), formatNum(sh))
+	}
+	res := results[0]
+	for _, rtt := range rtts {
+		for w, phase := range []string{"cold", "warm"} {
+			h, st := res[rtt][kindHik][w], res[rtt][kindStock][w]
+			row := NewRow(fmt.Sprintf("%s, first video frame, %s RTT, median of %d", phase, fmtMS(rtt), len(h)), "ms", Num(Median(videos(h))), Num(Median(videos(st))))
+			row.Note = rangeNote(videos(h), videos(st))
+			s.Rows = append(s.Rows, row)
+			trow := NewRow(fmt.Sprintf("%s, sequential device round trips, %s RTT, median", phase, fmtMS(rtt)), "", Num(Median(trips(h))), Num(Median(trips(st))))
+			trow.Note = "counts " + countsText(trips(h)) + " vs " + countsText(trips(st))
+			s.Rows = append(s.Rows, trow)
+		}
+	}
+	if len(results) > 1 {
+		without := results[1]
+		for _, rtt := range rtts {
+			for w, phase := range []string{"cold", "warm"} {
+				h, st := without[rtt][kindHik][w], without[rtt][kindStock][w]
+				row := NewRow(fmt.Sprintf("%s, first video frame, %s RTT, go2rtc without patch %s, median of %d", phase, fmtMS(rtt), PlayFlushPatch[:4], len(h)), "ms", Num(Median(videos(h))), Num(Median(videos(st))))
+				row.Note = rangeNote(videos(h), videos(st))
+				s.Rows = append(s.Rows, row)
+			}
+		}
+		// spread: each start's excess over the fastest start of its own
+		// (rtt, source, phase) group, pooled, with and without the patch
+		for vi, name := range []string{"with", "without"} {
+			var hx, sx []float64
+			for _, rtt := range rtts {
+				for w := range 2 {
+					hx = append(hx, excess(videos(results[vi][rtt][kindHik][w]))...)
+					sx = append(sx, excess(videos(results[vi][rtt][kindStock][w]))...)
+				}
+			}
+			row := NewRow(fmt.Sprintf("first-frame spread %s patch %s: median excess over the group's fastest start", name, PlayFlushPatch[:4]), "ms", Num(Median(hx)), Num(Median(sx)))
+			hl, hh := MinMax(hx)
+			sl, sh := MinMax(sx)
+			row.Note = fmt.Sprintf("max %s vs %s (%d starts each; min %s/%s)", formatNum(hh), formatNum(sh), len(hx), formatNum(hl), formatNum(sl))
+			s.Rows = append(s.Rows, row)
+		}
+	}
+	last := rtts[len(rtts)-1]
+	for _, kind := range []string{kindHik, kindStock} {
+		for w, phase := range []string{"cold", "warm"} {
+			if ss := res[last][kind][w]; len(ss) > 0 {
+				var steps []string
+				for _, t := range ss[0].chain {
+					steps = append(steps, t.String())
+				}
+				s.Notes = append(s.Notes, fmt.Sprintf("Round trips of the first %s %s start at %s RTT: %s.", phase, sourceName(kind), fmtMS(last), strings.Join(steps, " → ")))
+			}
+		}
+	}
+	s.Notes = append(s.Notes,
+		"Link: an in-process TCP proxy between go2rtc and each simulated device (ISAPI and RTSP), half the round trip each way, unlimited bandwidth; a connect costs one round trip. The consumer talks to go2rtc directly.",
+		"First video frame: from the consumer's TCP connect to go2rtc to its first video RTP packet. Cold: first consumer since go2rtc started; warm: the next one after go2rtc stopped the producer.",
+		"Sequential device round trips: counted by the proxy, not estimated: each request→answer turn-around of each connection (and each connect) between the consumer's connect and its first video packet, counting only those that took place one after another (concurrent ones count once). hikvision:// counts its ISAPI and RTSP connections, stock rtsp:// its RTSP connection.",
+		fmt.Sprintf("Sources alternate which goes first; each run has its own device. Without %s: the same starts through go2rtc built from every patch but that one (PLAY's answer then leaves packets that reached the consumer before it waiting for the next marker packet).", PlayFlushPatch))
+	return s
+}
+
+// latencyRun starts go2rtc (bin) on the streams and measures every device's
+// cold then warm start for both sources.
+func (r *runner) latencyRun(ctx context.Context, bin string, rtts []time.Duration, devs [][]*slowDevice, streams map[string]string) (latencyResult, error) {
+	g, err := e2e.Start(ctx, e2e.Options{Bin: bin, Config: streamsYAML(streams)})
+	if err != nil {
+		return nil, err
+	}
+	defer g.Stop()
+	res := latencyResult{}
+	for ri, rtt := range rtts {
+		res[rtt] = map[string][2][]startSample{}
+		for i, d := range devs[ri] {
+			order := []string{kindHik, kindStock}
+			if i%2 == 1 {
+				order = []string{kindStock, kindHik}
+			}
+			for _, kind := range order {
+				name := latStream(kind, ri, i)
+				for w := range 2 {
+					smp, err := slowStart(ctx, g, name, d, kind)
+					if err != nil {
+						return nil, err
+					}
+					got := res[rtt][kind]
+					got[w] = append(got[w], smp)
+					res[rtt][kind] = got
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// slowStart plays stream once: time to the first video packet and the
+// device round trips until then; then it waits for the producer to stop.
+func slowStart(ctx context.Context, g *e2e.Go2rtc, stream string, d *slowDevice, kind string) (startSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rd, err := DialReader(ctx, consumerURL(g, stream))
+	if err != nil {
+		return startSample{}, fmt.Errorf("%s: %w", stream, err)
+	}
+	video, err := rd.WaitFirstVideo(ctx)
+	rd.Close()
+	if err != nil {
+		return startSample{}, err
+	}
+	chain := d.roundTrips(kind, rd.Start, rd.Start.Add(video))
+	smp := startSample{video: ms(video), trips: len(chain), chain: chain}
+	if err = waitProducerStopped(ctx, g, stream, 10*time.Second); err != nil {
+		return startSample{}, err
+	}
+	return smp, nil
+}
+
+func sourceName(kind string) string {
+	if kind == kindHik {
+		return "hikvision://"
+	}
+	return "rtsp://"
+}
+
+func latStream(kind string, rtt, i int) string { return fmt.Sprintf("%s_lat%d_%d", kind, rtt, i) }
+
+func fmtMS(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', -1, 64) + " ms"
+}
+
+// excess is each value minus the smallest.
+func excess(v []float64) []float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	lo := slices.Min(v)
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x - lo
+	}
+	return out
+}
+
+// countsText lists integer counts: "5,5,6".
+func countsText(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.Itoa(int(x))
+	}
+	return strings.Join(parts, ",")
+}
