@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -141,6 +143,12 @@ func (r *runner) latency(ctx context.Context) Section {
 		}
 		variants = append(variants, variant{"without " + PlayFlushPatch[:4], bin})
 	}
+	r.logf("latency: snapshots")
+	snaps, err := r.latencySnapshots(ctx, r.bin, rtts, devs, streams)
+	if err != nil {
+		s.Error = "snapshots: " + err.Error()
+		return s
+	}
 	results := make([]latencyResult, len(variants))
 	for vi, v := range variants {
 		r.logf("latency: go2rtc with %s", v.name)
@@ -181,6 +189,14 @@ func (r *runner) latency(ctx context.Context) Section {
 			trow := NewRow(fmt.Sprintf("%s, sequential device round trips, %s RTT, median", phase, fmtMS(rtt)), "", Num(Median(trips(h))), Num(Median(trips(st))))
 			trow.Note = "counts " + countsText(trips(h)) + " vs " + countsText(trips(st))
 			s.Rows = append(s.Rows, trow)
+		}
+	}
+	for _, rtt := range rtts {
+		for w, phase := range []string{"cold", "warm"} {
+			h, st := snaps[rtt][kindHik][w], snaps[rtt][kindStock][w]
+			row := NewRow(fmt.Sprintf("%s snapshot, first byte of the JPEG, %s RTT, median of %d", phase, fmtMS(rtt), len(h)), "ms", Num(Median(videos(h))), Num(Median(videos(st))))
+			row.Note = rangeNote(videos(h), videos(st)) + "; round trips " + countsText(trips(h)) + " vs " + countsText(trips(st))
+			s.Rows = append(s.Rows, row)
 		}
 	}
 	if len(results) > 1 {
@@ -226,6 +242,7 @@ func (r *runner) latency(ctx context.Context) Section {
 		"Link: an in-process TCP proxy between go2rtc and each simulated device (ISAPI and RTSP), half the round trip each way, unlimited bandwidth; a connect costs one round trip. The consumer talks to go2rtc directly.",
 		"First video frame: from the consumer's TCP connect to go2rtc to its first video RTP packet. Cold: first consumer since go2rtc started; warm: the next one after go2rtc stopped the producer.",
 		"Sequential device round trips: counted by the proxy, not estimated: each request→answer turn-around of each connection (and each connect) between the consumer's connect and its first video packet, counting only those that took place one after another (concurrent ones count once). hikvision:// counts its ISAPI and RTSP connections, stock rtsp:// its RTSP connection.",
+		"Snapshot: hikvision:// /api/hikvision/snapshot (the device's own JPEG over ISAPI) vs stock /api/frame.jpeg (go2rtc plays the RTSP stream, waits for a keyframe and has ffmpeg make the JPEG), in a go2rtc of their own started for them (cold: first ask since it started, warm: the next); from the request to the first byte of the JPEG.",
 		fmt.Sprintf("Sources alternate which goes first; each run has its own device. Without %s: the same starts through go2rtc built from every patch but that one (PLAY's answer then leaves packets that reached the consumer before it waiting for the next marker packet).", PlayFlushPatch))
 	return s
 }
@@ -318,4 +335,77 @@ func countsText(v []float64) string {
 		parts[i] = strconv.Itoa(int(x))
 	}
 	return strings.Join(parts, ",")
+}
+
+// latencySnapshots starts go2rtc (bin) on the streams and asks every device
+// for a snapshot twice per source (cold: first request since go2rtc
+// started; warm: the next one): hikvision:// through the module's snapshot
+// endpoint, stock through go2rtc's /api/frame.jpeg (a keyframe from the
+// RTSP stream, turned into a JPEG by ffmpeg).
+func (r *runner) latencySnapshots(ctx context.Context, bin string, rtts []time.Duration, devs [][]*slowDevice, streams map[string]string) (latencyResult, error) {
+	g, err := e2e.Start(ctx, e2e.Options{Bin: bin, Config: streamsYAML(streams)})
+	if err != nil {
+		return nil, err
+	}
+	defer g.Stop()
+	res := latencyResult{}
+	for ri, rtt := range rtts {
+		res[rtt] = map[string][2][]startSample{}
+		for i, d := range devs[ri] {
+			order := []string{kindHik, kindStock}
+			if i%2 == 1 {
+				order = []string{kindStock, kindHik}
+			}
+			for _, kind := range order {
+				name := latStream(kind, ri, i)
+				path := "/api/frame.jpeg?src=" + name
+				if kind == kindHik {
+					path = "/api/hikvision/snapshot?src=" + name
+				}
+				for w := range 2 {
+					smp, err := snapshotStart(ctx, g, path, d, kind)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", name, err)
+					}
+					got := res[rtt][kind]
+					got[w] = append(got[w], smp)
+					res[rtt][kind] = got
+					if kind == kindStock {
+						// frame.jpeg's producer: stopped before the next ask
+						if err := waitProducerStopped(ctx, g, name, 10*time.Second); err != nil {
+							return nil, err
+						}
+					}
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+// snapshotStart GETs path and returns the time to the first byte of the
+// JPEG (FF D8) and the device round trips until then.
+func snapshotStart(ctx context.Context, g *e2e.Go2rtc, path string, d *slowDevice, kind string) (startSample, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL(path), nil)
+	if err != nil {
+		return startSample{}, err
+	}
+	start := time.Now()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return startSample{}, err
+	}
+	defer res.Body.Close()
+	var soi [2]byte
+	_, err = io.ReadFull(res.Body, soi[:])
+	first := time.Now()
+	if err != nil || res.StatusCode != http.StatusOK || soi != [2]byte{0xFF, 0xD8} {
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 200))
+		return startSample{}, fmt.Errorf("snapshot %s: status %d, starts %x %q (%v): not a JPEG", path, res.StatusCode, soi, body, err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	chain := d.roundTrips(kind, start, first)
+	return startSample{video: ms(first.Sub(start)), trips: len(chain), chain: chain}, nil
 }
