@@ -16,35 +16,67 @@ const blipWait = 60 * time.Second
 
 // blip: the device goes completely silent (sim Freeze: no FIN, no RST,
 // connections stay open) and comes back; how long after the silence ends
-// the video is back at a consumer that stayed connected to go2rtc. Each
-// silence has its own device and go2rtc, so one blip's reconnect state
-// (backoff after short sessions) does not carry into the next.
+// the video is back at a consumer that stayed connected to go2rtc. Two
+// series: each silence on a fresh device and go2rtc (a lone blip), and the
+// same silences one after another on one device and go2rtc with 2 s of
+// video between them (a flaky link).
 func (r *runner) blip(ctx context.Context) Section {
 	lengths := r.opts.Blips
 	s := Section{Name: SectionBlip, Title: "Network blip: the device silent for 4–12 s without closing anything", Stock: "rtsp://"}
-	r.logf("blip: %d freezes", len(lengths))
-	back := map[string][]float64{}
-	lost := map[string]int{}
-	var perRun []string
-	for i, freeze := range lengths {
-		r.logf("blip %d: %s silent", i+1, fmtDur(freeze))
-		got, err := r.oneBlip(ctx, freeze)
-		if err != nil {
-			s.Error = fmt.Sprintf("blip %d (%s): %v", i+1, fmtDur(freeze), err)
-			return s
-		}
+	r.logf("blip: %d lone silences, then %d in a row", len(lengths), len(lengths))
+
+	type series struct {
+		back   map[string][]float64
+		lost   map[string]int
+		perRun []string
+		label  string
+	}
+	add := func(se *series, freeze time.Duration, got map[string]blipResult) {
 		texts := map[string]string{}
 		for kind, res := range got {
 			texts[kind] = res.text
 			if res.ok {
-				back[kind] = append(back[kind], res.sec)
+				se.back[kind] = append(se.back[kind], res.sec)
 			} else {
-				lost[kind]++
+				se.lost[kind]++
 			}
 		}
-		perRun = append(perRun, fmt.Sprintf("%s: %s/%s", fmtDur(freeze), texts[kindHik], texts[kindStock]))
+		se.perRun = append(se.perRun, fmt.Sprintf("%s: %s/%s", fmtDur(freeze), texts[kindHik], texts[kindStock]))
 	}
-	h, st := back[kindHik], back[kindStock]
+	lone := &series{back: map[string][]float64{}, lost: map[string]int{}, label: "lone silence (fresh device and go2rtc each)"}
+	for i, freeze := range lengths {
+		r.logf("blip %d: %s silent", i+1, fmtDur(freeze))
+		got, err := func() (map[string]blipResult, error) {
+			rig, err := r.newBlipRig(ctx)
+			if err != nil {
+				return nil, err
+			}
+			defer rig.close()
+			return rig.silence(ctx, freeze)
+		}()
+		if err != nil {
+			s.Error = fmt.Sprintf("blip %d (%s): %v", i+1, fmtDur(freeze), err)
+			return s
+		}
+		add(lone, freeze, got)
+	}
+	row := &series{back: map[string][]float64{}, lost: map[string]int{}, label: "silences in a row (one device and go2rtc, 2 s of video between)"}
+	rig, err := r.newBlipRig(ctx)
+	if err != nil {
+		s.Error = err.Error()
+		return s
+	}
+	defer rig.close()
+	for i, freeze := range lengths {
+		r.logf("blip in a row %d: %s silent", i+1, fmtDur(freeze))
+		got, err := rig.silence(ctx, freeze)
+		if err != nil {
+			s.Error = fmt.Sprintf("blip in a row %d (%s): %v", i+1, fmtDur(freeze), err)
+			return s
+		}
+		add(row, freeze, got)
+	}
+
 	med := func(v []float64) *float64 {
 		if len(v) == 0 {
 			return nil
@@ -58,14 +90,18 @@ func (r *runner) blip(ctx context.Context) Section {
 		_, hi := MinMax(v)
 		return Num(hi)
 	}
-	row := NewRow(fmt.Sprintf("video back after the silence ends, median of %d", len(lengths)), "s", med(h), med(st))
-	row.Note = fmt.Sprintf("silences %s–%s", fmtDur(lengths[0]), fmtDur(lengths[len(lengths)-1]))
-	wrow := NewRow(fmt.Sprintf("video back after the silence ends, worst of %d", len(lengths)), "s", worst(h), worst(st))
-	lrow := NewRow("silences after which the consumer got no video (dropped or > 60 s)", "", Num(float64(lost[kindHik])), Num(float64(lost[kindStock])))
-	s.Rows = append(s.Rows, row, wrow, lrow)
+	for _, se := range []*series{lone, row} {
+		h, st := se.back[kindHik], se.back[kindStock]
+		m := NewRow(fmt.Sprintf("video back after the silence ends, %s, median of %d", se.label, len(lengths)), "s", med(h), med(st))
+		m.Note = fmt.Sprintf("silences %s–%s", fmtDur(lengths[0]), fmtDur(lengths[len(lengths)-1]))
+		w := NewRow(fmt.Sprintf("video back after the silence ends, %s, worst of %d", se.label, len(lengths)), "s", worst(h), worst(st))
+		l := NewRow(fmt.Sprintf("%s: consumer got no video (dropped or > %.0f s)", se.label, blipWait.Seconds()), "", Num(float64(se.lost[kindHik])), Num(float64(se.lost[kindStock])))
+		s.Rows = append(s.Rows, m, w, l)
+		s.Notes = append(s.Notes, fmt.Sprintf("Per silence, %s (hikvision/stock, s): %s.", se.label, strings.Join(se.perRun, "; ")))
+	}
 	s.Notes = append(s.Notes,
-		"sim Freeze: the device reads, answers and sends nothing (RTP due meanwhile is dropped), keeps every connection open and accepts new ones without answering; then resumes on the same connections. Both sources on the same device, consumers connected to go2rtc throughout; each silence on a fresh device and go2rtc, after 2 s of video.",
-		"Time from the end of the silence to the next video RTP packet at the consumer. Per silence (hikvision/stock, s): "+strings.Join(perRun, "; ")+".")
+		"sim Freeze: the device reads, answers and sends nothing (RTP due meanwhile is dropped), keeps every connection open and accepts new ones without answering; then resumes on the same connections and answers what waited. Both sources on the same device, consumers connected to go2rtc throughout, 2 s of video before each silence.",
+		"Time from the end of the silence to the next video RTP packet at the consumer.")
 	return s
 }
 
@@ -75,51 +111,70 @@ type blipResult struct {
 	text string
 }
 
-// oneBlip runs one silence on its own device and go2rtc.
-func (r *runner) oneBlip(ctx context.Context, freeze time.Duration) (map[string]blipResult, error) {
+// blipRig is a device with both sources in a go2rtc and a consumer on each.
+type blipRig struct {
+	d       *sim.Device
+	g       *e2e.Go2rtc
+	readers map[string]*Reader
+}
+
+var blipKinds = []string{kindHik, kindStock}
+
+func (r *runner) newBlipRig(ctx context.Context) (*blipRig, error) {
 	d, err := sim.Start(sim.Config{})
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
 	streams := map[string]string{
 		streamName(kindHik, "blip", 0):   hikURL(d, simPassword),
 		streamName(kindStock, "blip", 0): rtspURL(d, simPassword),
 	}
 	g, err := e2e.Start(ctx, e2e.Options{Bin: r.bin, Config: streamsYAML(streams)})
 	if err != nil {
+		_ = d.Close()
 		return nil, err
 	}
-	defer g.Stop()
+	return &blipRig{d: d, g: g, readers: map[string]*Reader{}}, nil
+}
 
-	kinds := []string{kindHik, kindStock}
-	readers := map[string]*Reader{}
-	defer func() {
-		for _, rd := range readers {
+func (b *blipRig) close() {
+	for _, rd := range b.readers {
+		rd.Close()
+	}
+	_ = b.g.Stop()
+	_ = b.d.Close()
+}
+
+// silence makes sure video flows to both consumers (connecting them if
+// needed) for 2 s, freezes the device for freeze and measures how long
+// after its end video is back on each.
+func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string]blipResult, error) {
+	for _, kind := range blipKinds {
+		if rd := b.readers[kind]; rd != nil && rd.Alive() {
+			continue
+		} else if rd != nil {
 			rd.Close()
 		}
-	}()
-	for _, kind := range kinds {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		rd, err := DialReader(cctx, consumerURL(g, streamName(kind, "blip", 0)))
+		rd, err := DialReader(cctx, consumerURL(b.g, streamName(kind, "blip", 0)))
 		if err == nil {
-			readers[kind] = rd
+			b.readers[kind] = rd
 			_, err = rd.WaitFirstVideo(cctx)
 		}
 		cancel()
 		if err != nil {
+			return nil, fmt.Errorf("%s: %w; go2rtc output:\n%s", kind, err, tail(b.g.Output(), 3000))
+		}
+	}
+	for _, kind := range blipKinds {
+		if err := waitVideoFor(ctx, b.readers[kind], 2*time.Second, 60*time.Second); err != nil {
 			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 	}
-	for _, kind := range kinds {
-		if err := waitVideoFor(ctx, readers[kind], 2*time.Second, 60*time.Second); err != nil {
-			return nil, fmt.Errorf("%s: %w", kind, err)
-		}
-	}
-	if err := d.Freeze(freeze); err != nil {
+	if err := b.d.Freeze(freeze); err != nil {
 		return nil, err
 	}
-	_, thawed := d.Frozen()
+	_, thawed := b.d.Frozen()
 	select {
 	case <-thawed:
 	case <-ctx.Done():
@@ -129,8 +184,8 @@ func (r *runner) oneBlip(ctx context.Context, freeze time.Duration) (map[string]
 	got := map[string]blipResult{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, kind := range kinds {
-		rd := readers[kind]
+	for _, kind := range blipKinds {
+		rd := b.readers[kind]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -193,7 +248,15 @@ func BlipLengths(n int) []time.Duration {
 	}
 	out := make([]time.Duration, n)
 	for i := range out {
-		out[i] = 4300*time.Millisecond + time.Duration(i)*(7400*time.Millisecond)/time.Duration(n-1)
+		out[i] = (4300*time.Millisecond + time.Duration(i)*(7400*time.Millisecond)/time.Duration(n-1)).Round(10 * time.Millisecond)
 	}
 	return out
+}
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }

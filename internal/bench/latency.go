@@ -76,12 +76,14 @@ func (s *slowDevice) rtspURL() string {
 
 // roundTrips is the chain of sequential device round trips between from
 // and to: both proxies for hikvision:// (ISAPI and RTSP), the RTSP one for
-// stock.
+// stock. The previous session's TEARDOWN, which go2rtc may still be sending
+// when the next start begins, is no part of a start.
 func (s *slowDevice) roundTrips(kind string, from, to time.Time) []RoundTrip {
 	trips := s.rtsp.RoundTrips(from, to)
 	if kind == kindHik {
 		trips = append(trips, s.http.RoundTrips(from, to)...)
 	}
+	trips = slices.DeleteFunc(trips, func(t RoundTrip) bool { return strings.HasPrefix(t.Request, "TEARDOWN ") })
 	return SequentialChain(trips)
 }
 
