@@ -129,7 +129,7 @@ func (r *runner) newBlipRig(ctx context.Context) (*blipRig, error) {
 		streamName(kindHik, "blip", 0):   hikURL(d, simPassword),
 		streamName(kindStock, "blip", 0): rtspURL(d, simPassword),
 	}
-	g, err := e2e.Start(ctx, e2e.Options{Bin: r.bin, Config: streamsYAML(streams)})
+	g, err := startGo2rtc(ctx, r.bin, streams)
 	if err != nil {
 		_ = d.Close()
 		return nil, err
@@ -163,7 +163,8 @@ func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string
 		}
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w; go2rtc output:\n%s", kind, err, tail(b.g.Output(), 3000))
+			_, streams, _ := b.g.Get(ctx, "/api/streams")
+			return nil, fmt.Errorf("%s: %w; /api/streams: %s; go2rtc output:\n%s", kind, err, tail(string(streams), 2000), tail(b.g.Output(), 3000))
 		}
 	}
 	for _, kind := range blipKinds {
