@@ -34,8 +34,8 @@ type slowDevice struct {
 	http, rtsp *DelayProxy
 }
 
-func startSlowDevice(rtt time.Duration) (*slowDevice, error) {
-	d, err := sim.Start(sim.Config{})
+func startSlowDevice(rtt time.Duration, cfg sim.Config) (*slowDevice, error) {
+	d, err := sim.Start(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (r *runner) latency(ctx context.Context) Section {
 	for ri, rtt := range rtts {
 		var ds []*slowDevice
 		for i := 0; i < r.opts.LatencyRuns; i++ {
-			d, err := startSlowDevice(rtt)
+			d, err := startSlowDevice(rtt, sim.Config{})
 			if err != nil {
 				devs = append(devs, ds)
 				s.Error = err.Error()
@@ -149,6 +149,12 @@ func (r *runner) latency(ctx context.Context) Section {
 	snaps, err := r.latencySnapshots(ctx, r.bin, rtts, devs, streams)
 	if err != nil {
 		s.Error = "snapshots: " + err.Error()
+		return s
+	}
+	r.logf("latency: talk")
+	talks, err := r.latencyTalk(ctx, rtts)
+	if err != nil {
+		s.Error = "talk: " + err.Error()
 		return s
 	}
 	results := make([]latencyResult, len(variants))
@@ -201,6 +207,12 @@ func (r *runner) latency(ctx context.Context) Section {
 			s.Rows = append(s.Rows, row)
 		}
 	}
+	for _, rtt := range rtts {
+		h, st := talks[rtt][kindHik][0], talks[rtt][kindStock][0]
+		row := NewRow(fmt.Sprintf("talk start, first audio packet to first byte at the device, %s RTT, median of %d", fmtMS(rtt), len(h)), "ms", Num(Median(videos(h))), Num(Median(videos(st))))
+		row.Note = rangeNote(videos(h), videos(st)) + "; ISAPI round trips " + countsText(trips(h)) + " vs " + countsText(trips(st))
+		s.Rows = append(s.Rows, row)
+	}
 	if len(results) > 1 {
 		without := results[1]
 		for _, rtt := range rtts {
@@ -248,11 +260,21 @@ func (r *runner) latency(ctx context.Context) Section {
 			}
 		}
 	}
+	for _, kind := range []string{kindHik, kindStock} {
+		if ss := talks[last][kind][0]; len(ss) > 0 {
+			var steps []string
+			for _, t := range ss[0].chain {
+				steps = append(steps, t.String())
+			}
+			s.Notes = append(s.Notes, fmt.Sprintf("ISAPI round trips of the first %s talk start at %s RTT: %s.", sourceName(kind), fmtMS(last), strings.Join(steps, " → ")))
+		}
+	}
 	s.Notes = append(s.Notes,
 		"Link: an in-process TCP proxy between go2rtc and each simulated device (ISAPI and RTSP), half the round trip each way, unlimited bandwidth; a connect costs one round trip. The consumer talks to go2rtc directly.",
 		"First video frame: from the consumer's TCP connect to go2rtc to its first video RTP packet. Cold: first consumer since go2rtc started; warm: the next one after go2rtc stopped the producer.",
 		"Sequential device round trips: counted by the proxy, not estimated: each request→answer turn-around of each connection (and each connect) between the consumer's connect and its first video packet, counting only those that took place one after another (concurrent ones count once). hikvision:// counts its ISAPI and RTSP connections, stock rtsp:// its RTSP connection.",
 		"Snapshot: hikvision:// /api/hikvision/snapshot (the device's own JPEG over ISAPI) vs stock /api/frame.jpeg (go2rtc plays the RTSP stream, waits for a keyframe and has ffmpeg make the JPEG), in a go2rtc of their own started for them (cold: first ask since it started, warm: the next); from the request to the first byte of the JPEG.",
+		"Talk: the consumer plays the stream with go2rtc's backchannel (?backchannel=1); once video flows it sends 20 ms G.711 packets; from its first audio packet to the first audio byte at the device, with the ISAPI round trips in that time. Stock: rtsp:// video + isapi:// talk (the usual config), each source on its own device (one that answers the audioData PUT at once: stock sends nothing to one that does not), in a go2rtc of their own.",
 		fmt.Sprintf("Sources alternate which goes first; each run has its own device. Without %s: the same starts through go2rtc built from every patch but that one (PLAY's answer then leaves packets that reached the consumer before it waiting for the next marker packet).", PlayFlushPatch))
 	return s
 }
@@ -434,6 +456,137 @@ func startGo2rtc(ctx context.Context, bin string, streams map[string]string) (*e
 			t.Stop()
 			_ = g.Stop()
 			return nil, fmt.Errorf("bench: go2rtc has no hikvision scheme after 30 s (%v)", err)
+		}
+	}
+}
+
+// latencyTalk measures talk start over the slow links: a consumer plays the
+// stream with go2rtc's backchannel (?backchannel=1), and once video flows it
+// sends 20 ms G.711 packets; the figure is from its first audio packet to the
+// first audio byte at the device. Each source has its own device per run (a
+// device takes one talk session at a time); stock is the usual go2rtc
+// config for a Hikvision camera with talk: rtsp:// video and isapi:// talk.
+func (r *runner) latencyTalk(ctx context.Context, rtts []time.Duration) (latencyResult, error) {
+	type pair struct{ hik, stock *slowDevice }
+	var devs [][]pair
+	defer func() {
+		for _, ps := range devs {
+			for _, p := range ps {
+				for _, d := range []*slowDevice{p.hik, p.stock} {
+					if d != nil {
+						d.close()
+					}
+				}
+			}
+		}
+	}()
+	streams := map[string]string{}
+	for ri, rtt := range rtts {
+		var ps []pair
+		for i := 0; i < r.opts.LatencyRuns; i++ {
+			var p pair
+			var err error
+			// a device that answers the audioData PUT at once: stock
+			// isapi:// sends no audio to one that does not
+			cfg := sim.Config{Talk: sim.TalkConfig{AnswerAudioData: true}}
+			if p.hik, err = startSlowDevice(rtt, cfg); err == nil {
+				p.stock, err = startSlowDevice(rtt, cfg)
+			}
+			ps = append(ps, p)
+			if err != nil {
+				devs = append(devs, ps)
+				return nil, err
+			}
+			streams[talkStream(kindHik, ri, i)] = p.hik.hikURL()
+			streams[talkStream(kindStock, ri, i)] = p.stock.rtspURL() + "\n" +
+				"isapi://" + url.UserPassword(simUser, simPassword).String() + "@" + p.stock.http.Addr() + "/"
+		}
+		devs = append(devs, ps)
+	}
+	g, err := startGo2rtc(ctx, r.bin, streams)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Stop()
+	res := latencyResult{}
+	for ri, rtt := range rtts {
+		res[rtt] = map[string][2][]startSample{}
+		for i, p := range devs[ri] {
+			order := []string{kindHik, kindStock}
+			if i%2 == 1 {
+				order = []string{kindStock, kindHik}
+			}
+			for _, kind := range order {
+				d := p.hik
+				if kind == kindStock {
+					d = p.stock
+				}
+				smp, err := talkStart(ctx, g, talkStream(kind, ri, i), d)
+				if err != nil {
+					return nil, err
+				}
+				got := res[rtt][kind]
+				got[0] = append(got[0], smp)
+				res[rtt][kind] = got
+			}
+		}
+	}
+	return res, nil
+}
+
+func talkStream(kind string, rtt, i int) string { return fmt.Sprintf("%s_tlat%d_%d", kind, rtt, i) }
+
+// talkStart: see latencyTalk. The round trips are those of the device's
+// ISAPI side (the talk session) from the first audio packet on.
+func talkStart(ctx context.Context, g *e2e.Go2rtc, stream string, d *slowDevice) (startSample, error) {
+	const ip = "127.0.0.1" // the proxies dial the device from loopback
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rd, err := DialReader(ctx, consumerURL(g, stream)+"?backchannel=1")
+	if err != nil {
+		return startSample{}, fmt.Errorf("%s: %w", stream, err)
+	}
+	defer rd.Close()
+	if _, err = rd.WaitFirstVideo(ctx); err != nil {
+		return startSample{}, err
+	}
+	var silence byte
+	switch codec := rd.Backchannel(); {
+	case strings.HasPrefix(codec, "PCMU/8000"):
+		silence = 0xFF
+	case strings.HasPrefix(codec, "PCMA/8000"):
+		silence = 0xD5
+	default:
+		return startSample{}, fmt.Errorf("%s: backchannel codec %q, want PCMU/8000 or PCMA/8000", stream, codec)
+	}
+	payload := make([]byte, 160)
+	for i := range payload {
+		payload[i] = silence ^ byte(i&1) // quiet, not silent: the device must see bytes
+	}
+	before := d.dev.TalkClient(ip).Bytes
+	tick := time.NewTicker(talkPacket)
+	defer tick.Stop()
+	poll := time.NewTicker(2 * time.Millisecond)
+	defer poll.Stop()
+	start := time.Now()
+	for sent := 0; ; {
+		if d.dev.TalkClient(ip).Bytes > before {
+			at := time.Now()
+			chain := SequentialChain(d.http.RoundTrips(start, at))
+			return startSample{video: ms(at.Sub(start)), trips: len(chain), chain: chain}, nil
+		}
+		select {
+		case <-tick.C:
+			if sent*int(talkPacket) > int(TalkBurst) {
+				return startSample{}, fmt.Errorf("%s: no audio at the device after %v of talk", stream, TalkBurst)
+			}
+			if err := rd.WriteAudio(payload, uint32(len(payload))); err != nil {
+				return startSample{}, fmt.Errorf("%s: send audio: %w", stream, err)
+			}
+			sent++
+		case <-poll.C:
+		case <-ctx.Done():
+			return startSample{}, ctx.Err()
 		}
 	}
 }
