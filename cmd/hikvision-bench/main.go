@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("go2rtc", "", "go2rtc `binary` to use instead of building it (must contain the hikvision module)")
 	binNoFlush := fs.String("go2rtc-without-0008", "", "go2rtc `binary` built without patch "+bench.PlayFlushPatch+" for the latency section (default: built, cached)")
 	latRuns := fs.Int("latency-runs", 0, "starts per source, round trip and cold/warm in the latency section (default 5; quick 1)")
+	rtsp554 := fs.Bool("rtsp-554", false, "latency section: each device on a loopback address of its own with RTSP on port 554, as real cameras (needs root or CAP_NET_BIND_SERVICE)")
 	blips := fs.Int("blips", 0, "device silences (4.3–11.7 s) of the blip section (default 7; quick 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hikvision-bench [--quick] [--json FILE] [--only a,b]\n\n")
@@ -78,7 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	report, err := bench.Run(ctx, bench.Options{Quick: *quick, Only: sections, Bin: *bin, Log: stderr,
 		StreamCounts: counts, LoadRounds: *rounds, LoadWindow: *window, CPUProfile: *cpuprofile,
-		BinWithoutPlayFlush: *binNoFlush, LatencyRuns: *latRuns, Blips: blipsOpt(*blips)})
+		BinWithoutPlayFlush: *binNoFlush, LatencyRuns: *latRuns, Blips: blipsOpt(*blips), RTSP554: *rtsp554})
 	if report == nil {
 		fmt.Fprintf(stderr, "hikvision-bench: %v\n", err)
 		return 1

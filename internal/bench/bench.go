@@ -79,6 +79,9 @@ type Options struct {
 	// section, full mode); "" = build.Build with WithoutPatches (cached).
 	BinWithoutPlayFlush string
 	Blips               []time.Duration // device silences of the blip section
+	// RTSP554: latency devices on loopback addresses of their own with RTSP
+	// on port 554 (binding it needs root or CAP_NET_BIND_SERVICE).
+	RTSP554 bool
 }
 
 // Defaults fills the zero fields for the mode (quick or full).

@@ -91,24 +91,33 @@ func TestDelayProxySequentialRequests(t *testing.T) {
 }
 
 // Concurrent connections and requests overlap: they count as one round trip
-// for the connects and one for the requests.
+// for the connects and one for the requests. The delay is long against the
+// scheduling jitter of a loaded machine (the connects of 8 goroutines must
+// land within one round trip of each other).
 func TestDelayProxyConcurrentCountOnce(t *testing.T) {
-	const oneWay = 50 * time.Millisecond
+	const oneWay = 300 * time.Millisecond
 	p := startProxy(t, echoServer(t), oneWay)
 	start := time.Now()
 	const conns = 8
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
+	var (
+		wg      sync.WaitGroup
+		dialled sync.WaitGroup
+		errs    = make(chan error, conns)
+		send    = make(chan struct{})
+	)
+	dialled.Add(conns)
 	for range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c, err := net.Dial("tcp", p.Addr())
+			dialled.Done()
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer c.Close()
+			<-send // every client connected: the requests leave together
 			if _, err := io.WriteString(c, "hello\n"); err != nil {
 				errs <- err
 				return
@@ -118,6 +127,8 @@ func TestDelayProxyConcurrentCountOnce(t *testing.T) {
 			}
 		}()
 	}
+	dialled.Wait()
+	close(send)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/build"
@@ -27,6 +28,9 @@ const PlayFlushPatch = "0008-rtsp-play-flushes-held-packets.patch"
 // the device reports over ISAPI leads hikvision:// through the proxy too.
 const proxyHost = "127.0.0.2"
 
+// slowHosts numbers the loopback addresses of port-554 devices.
+var slowHosts atomic.Int32
+
 // slowDevice is a simulated device behind two delaying proxies (ISAPI and
 // RTSP) on proxyHost.
 type slowDevice struct {
@@ -34,14 +38,27 @@ type slowDevice struct {
 	http, rtsp *DelayProxy
 }
 
-func startSlowDevice(rtt time.Duration, cfg sim.Config) (*slowDevice, error) {
+// With port554 the device sits on a loopback address of its own
+// (127.0.1.N) with its RTSP on the standard port 554, which it also reports
+// over ISAPI, as most real cameras: a client that tries 554 before asking
+// finds it there.
+func startSlowDevice(rtt time.Duration, cfg sim.Config, port554 bool) (*slowDevice, error) {
+	if port554 {
+		cfg.AdvertisedRTSPPort = 554
+	}
 	d, err := sim.Start(cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &slowDevice{dev: d}
-	if s.http, err = NewDelayProxy(samePort(d.HTTPAddr()), d.HTTPAddr(), rtt/2); err == nil {
-		s.rtsp, err = NewDelayProxy(samePort(d.RTSPAddr()), d.RTSPAddr(), rtt/2)
+	httpAt, rtspAt := samePort(d.HTTPAddr()), samePort(d.RTSPAddr())
+	if port554 {
+		host := fmt.Sprintf("127.0.1.%d", slowHosts.Add(1)%250+1)
+		_, port, _ := net.SplitHostPort(d.HTTPAddr())
+		httpAt, rtspAt = net.JoinHostPort(host, port), net.JoinHostPort(host, "554")
+	}
+	if s.http, err = NewDelayProxy(httpAt, d.HTTPAddr(), rtt/2); err == nil {
+		s.rtsp, err = NewDelayProxy(rtspAt, d.RTSPAddr(), rtt/2)
 	}
 	if err != nil {
 		s.close()
@@ -116,7 +133,7 @@ func (r *runner) latency(ctx context.Context) Section {
 	for ri, rtt := range rtts {
 		var ds []*slowDevice
 		for i := 0; i < r.opts.LatencyRuns; i++ {
-			d, err := startSlowDevice(rtt, sim.Config{})
+			d, err := startSlowDevice(rtt, sim.Config{}, r.opts.RTSP554)
 			if err != nil {
 				devs = append(devs, ds)
 				s.Error = err.Error()
@@ -268,6 +285,9 @@ func (r *runner) latency(ctx context.Context) Section {
 			}
 			s.Notes = append(s.Notes, fmt.Sprintf("ISAPI round trips of the first %s talk start at %s RTT: %s.", sourceName(kind), fmtMS(last), strings.Join(steps, " → ")))
 		}
+	}
+	if r.opts.RTSP554 {
+		s.Notes = append(s.Notes, "Each device on a loopback address of its own (127.0.1.N) with RTSP on port 554, which it reports over ISAPI (--rtsp-554).")
 	}
 	s.Notes = append(s.Notes,
 		"Link: an in-process TCP proxy between go2rtc and each simulated device (ISAPI and RTSP), half the round trip each way, unlimited bandwidth; a connect costs one round trip. The consumer talks to go2rtc directly.",
@@ -489,8 +509,8 @@ func (r *runner) latencyTalk(ctx context.Context, rtts []time.Duration) (latency
 			// a device that answers the audioData PUT at once: stock
 			// isapi:// sends no audio to one that does not
 			cfg := sim.Config{Talk: sim.TalkConfig{AnswerAudioData: true}}
-			if p.hik, err = startSlowDevice(rtt, cfg); err == nil {
-				p.stock, err = startSlowDevice(rtt, cfg)
+			if p.hik, err = startSlowDevice(rtt, cfg, r.opts.RTSP554); err == nil {
+				p.stock, err = startSlowDevice(rtt, cfg, r.opts.RTSP554)
 			}
 			ps = append(ps, p)
 			if err != nil {
