@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -101,7 +102,7 @@ func (r *runner) blip(ctx context.Context) Section {
 	}
 	s.Notes = append(s.Notes,
 		"sim Freeze: the device reads, answers and sends nothing (RTP due meanwhile is dropped), keeps every connection open and accepts new ones without answering; then resumes on the same connections and answers what waited. Both sources on the same device, consumers connected to go2rtc throughout, 2 s of video before each silence.",
-		"Time from the end of the silence to the next video RTP packet at the consumer.")
+		"Time from the end of the silence to the next video RTP packet at the consumer; for hikvision://, in brackets, how many sessions it tore down for want of media (stalls) and how many reconnect attempts it made, from the start of the silence until video was back (its counters in /api/streams).")
 	return s
 }
 
@@ -172,6 +173,7 @@ func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string
 			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 	}
+	before, _ := producerCounters(ctx, b.g, streamName(kindHik, "blip", 0))
 	if err := b.d.Freeze(freeze); err != nil {
 		return nil, err
 	}
@@ -210,7 +212,41 @@ func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string
 		}()
 	}
 	wg.Wait()
+	// what the module did meanwhile (its counters in /api/streams)
+	if after, err := producerCounters(ctx, b.g, streamName(kindHik, "blip", 0)); err == nil {
+		res := got[kindHik]
+		res.text += fmt.Sprintf(" (stalls +%d, attempts +%d)", after.Stalls-before.Stalls, after.Attempts-before.Attempts)
+		got[kindHik] = res
+	}
 	return got, ctx.Err()
+}
+
+// hikCounters are a hikvision:// producer's counters in /api/streams.
+type hikCounters struct {
+	Attempts   int `json:"attempts"`
+	Reconnects int `json:"reconnects"`
+	Stalls     int `json:"stalls"`
+}
+
+func producerCounters(ctx context.Context, g *e2e.Go2rtc, stream string) (hikCounters, error) {
+	status, body, err := g.Get(ctx, "/api/streams")
+	if err != nil {
+		return hikCounters{}, err
+	}
+	if status != 200 {
+		return hikCounters{}, fmt.Errorf("bench: /api/streams: status %d", status)
+	}
+	var streams map[string]struct {
+		Producers []hikCounters `json:"producers"`
+	}
+	if err := json.Unmarshal(body, &streams); err != nil {
+		return hikCounters{}, fmt.Errorf("bench: /api/streams: %w", err)
+	}
+	s, ok := streams[stream]
+	if !ok || len(s.Producers) == 0 {
+		return hikCounters{}, fmt.Errorf("bench: /api/streams: no producer of %q", stream)
+	}
+	return s.Producers[0], nil
 }
 
 // waitVideoFor waits until video packets have been arriving for span (a
