@@ -407,7 +407,7 @@ func TestHealthWrongPasswordAndLocked(t *testing.T) {
 		if s.Stream == "idle" && (s.State != "idle" || s.Snapshot != nil || s.Dials != 0) {
 			t.Errorf("never used source: %+v", s)
 		}
-		if !strings.Contains(s.URL, "xxxxx") {
+		if !strings.Contains(s.URL, "***") {
 			t.Errorf("source URL %q is not masked", s.URL)
 		}
 	}

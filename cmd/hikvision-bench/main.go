@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	window := fs.Duration("window", 0, "CPU window of each load phase (default 20s; quick 6s)")
 	cpuprofile := fs.String("cpuprofile", "", "profile go2rtc's CPU over every load phase's window into `DIR` (builds go2rtc with -tags hikvision_pprof)")
 	bin := fs.String("go2rtc", "", "go2rtc `binary` to use instead of building it (must contain the hikvision module)")
-	binNoFlush := fs.String("go2rtc-without-0008", "", "go2rtc `binary` built without patch "+bench.PlayFlushPatch+" for the latency section (default: built, cached)")
+	binNoFlush := fs.String("go2rtc-without-play-flush", "", "go2rtc `binary` built without patch "+bench.PlayFlushPatch+" for the latency section (default: built, cached)")
 	latRuns := fs.Int("latency-runs", 0, "starts per source, round trip and cold/warm in the latency section (default 5; quick 1)")
 	rtsp554 := fs.Bool("rtsp-554", false, "latency section: each device on a loopback address of its own with RTSP on port 554, as real cameras (needs root or CAP_NET_BIND_SERVICE)")
 	blips := fs.Int("blips", 0, "device silences (4.3–11.7 s) of the blip section (default 7; quick 1)")

@@ -4,6 +4,7 @@
 //
 //	hikvision-sim -http 127.0.0.1:18080 -rtsp 127.0.0.1:18554 -control 127.0.0.1:18081 \
 //	    -personality camera -user admin -password hik12345
+//	hikvision-sim -preset old-camera     (a device kind of the simulator: hikvision-sim -h lists them)
 //	hikvision-sim -http 127.0.0.1:18080 -rtsp 127.0.0.1:18554 \
 //	    -nvr-http 127.0.0.1:19080 -nvr-rtsp 127.0.0.1:19554 -nvr-control 127.0.0.1:19081
 package main
@@ -39,7 +40,8 @@ func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 		httpAddr    = fs.String("http", "127.0.0.1:18080", "ISAPI (HTTP) listen address of the first device; empty = no first device")
 		rtspAddr    = fs.String("rtsp", "127.0.0.1:18554", "RTSP listen address of the first device")
 		ctlAddr     = fs.String("control", "", "control API listen address of the first device (empty = none)")
-		personality = fs.String("personality", "camera", "first device: camera or nvr")
+		personality = fs.String("personality", "camera", "first device: camera, nvr, dvr (analog) or hybrid")
+		preset      = fs.String("preset", "", "first device: a device kind ("+strings.Join(sim.Presets(), ", ")+"); overrides -personality")
 		nvrHTTP     = fs.String("nvr-http", "", "also run an NVR with ISAPI on this address")
 		nvrRTSP     = fs.String("nvr-rtsp", "127.0.0.1:0", "RTSP listen address of the extra NVR")
 		nvrCtl      = fs.String("nvr-control", "", "control API listen address of the extra NVR")
@@ -100,7 +102,25 @@ func run(args []string, out io.Writer, stop <-chan os.Signal) error {
 	}
 	if *httpAddr != "" {
 		cfg := base
-		cfg.Personality, cfg.HTTPAddr, cfg.RTSPAddr, cfg.ControlAddr = *personality, *httpAddr, *rtspAddr, *ctlAddr
+		cfg.Personality = *personality
+		if *preset != "" {
+			pc, ok := sim.Preset(*preset)
+			if !ok {
+				return fmt.Errorf("unknown -preset %q (want one of %s)", *preset, strings.Join(sim.Presets(), ", "))
+			}
+			// the preset's device, with the login, lock and codec flags given
+			pc.Users, pc.Auth, pc.Namespace, pc.DigestAlgorithms = base.Users, base.Auth, base.Namespace, base.DigestAlgorithms
+			pc.MaxFailures, pc.LockDuration, pc.NonceLifetime, pc.MainKbps = base.MaxFailures, base.LockDuration, base.NonceLifetime, base.MainKbps
+			pc.TalkCodec, pc.Video, pc.Audio = base.TalkCodec, base.Video, base.Audio
+			if base.Model != "" {
+				pc.Model = base.Model
+			}
+			if base.Firmware != "" {
+				pc.Firmware = base.Firmware
+			}
+			cfg = pc
+		}
+		cfg.HTTPAddr, cfg.RTSPAddr, cfg.ControlAddr = *httpAddr, *rtspAddr, *ctlAddr
 		if err := start(cfg); err != nil {
 			return err
 		}

@@ -122,3 +122,34 @@ func TestRunKbps(t *testing.T) {
 		t.Fatal("-kbps -1: no error")
 	}
 }
+
+func TestRunPreset(t *testing.T) {
+	var out syncBuffer
+	stop := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run([]string{"-http", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-preset", "analog-dvr", "-personality", "camera"}, &out, stop)
+	}()
+	// the preset wins over -personality: a DVR with 4 analog channels
+	re := regexp.MustCompile(`(?m)^dvr Embedded Net DVR \(iDS-7204HUHI-M1/E, firmware V4\.75\.011\)$`)
+	rtsp := regexp.MustCompile(`(?m)^  RTSP `)
+	deadline := time.Now().Add(10 * time.Second)
+	for !re.MatchString(out.String()) || len(rtsp.FindAllString(out.String(), -1)) < 4 {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want the analog DVR and 4 RTSP lines:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop <- syscall.SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if err := run([]string{"-http", "127.0.0.1:0", "-rtsp", "127.0.0.1:0", "-preset", "toaster"}, &out, nil); err == nil {
+		t.Fatal("unknown -preset: no error")
+	}
+}

@@ -21,7 +21,7 @@ import (
 // PlayFlushPatch is the go2rtc patch that writes what a consumer's packet
 // writers held back until PLAY was answered right after the answer; the
 // latency section also measures go2rtc built without it.
-const PlayFlushPatch = "0008-rtsp-play-flushes-held-packets.patch"
+const PlayFlushPatch = "0010-rtsp-play-flushes-held-packets.patch"
 
 // proxyHost is the loopback address the delaying proxies listen on: the
 // same ports as the device (which listens on 127.0.0.1), so the RTSP port

@@ -37,6 +37,7 @@ const (
 	// Go2rtcModule is the upstream go2rtc module path.
 	Go2rtcModule = "github.com/AlexxIT/go2rtc"
 	// Go2rtcVersion is the go2rtc version the patches are written against.
+	// go.mod requires the same version (TestGo2rtcVersionMatchesGoMod).
 	Go2rtcVersion = "v1.9.14"
 	// CacheEnv names the environment variable that overrides the cache base
 	// directory.
@@ -62,7 +63,7 @@ type Options struct {
 	// Tags are extra build tags (go build -tags), e.g. "hikvision_pprof" for
 	// the bench's profiling build. They are part of the cache key.
 	Tags []string
-	// WithoutPatches names patches (file names, e.g. "0008-....patch") to
+	// WithoutPatches names patches (file names, e.g. "0010-....patch") to
 	// leave out, for measuring what a patch changes; the key differs.
 	WithoutPatches []string
 	// Logger receives progress lines; the zero value discards them.

@@ -10,9 +10,14 @@ import (
 const (
 	PersonalityCamera = "camera"
 	PersonalityNVR    = "nvr"
+	// PersonalityDVR is an analog recorder (personality.go): deviceType DVR, analog channels only, an empty
+	// IP-channel list.
+	PersonalityDVR = "dvr"
+	// PersonalityHybrid is a hybrid recorder: analog channels first, then IP channels (personality.go).
+	PersonalityHybrid = "hybrid"
 )
 
-// XML namespaces seen on real devices (PROTOCOL.md §1).
+// XML namespaces seen on real devices.
 const (
 	NamespaceHikvision   = "http://www.hikvision.com/ver20/XMLSchema"
 	NamespaceHikvisionV1 = "http://www.hikvision.com/ver10/XMLSchema"
@@ -38,9 +43,21 @@ const (
 // a fresh stale="FALSE" challenge, as some firmware does, instead of stale="TRUE".
 const StaleInvalidOperation = "invalidOperation"
 
+// Answers to a right digest answer on a nonce the device does not know (it rebooted since it issued it):
+// Config.UnknownNonce. Which one a given firmware sends is not known, so the simulator offers each.
+const (
+	// UnknownNonceStale (default): 401 with stale="TRUE", like an expired nonce.
+	UnknownNonceStale = ""
+	// UnknownNoncePlain: a plain 401 (stale="FALSE") with the userCheck body, not counted as a failed login.
+	UnknownNoncePlain = "plain"
+	// UnknownNonceCounted: a plain 401 that also counts as a failed login toward the lock.
+	UnknownNonceCounted = "counted"
+)
+
 // Config describes one simulated device. The zero value is a camera on random loopback ports.
 type Config struct {
-	Personality string // PersonalityCamera (default, 1 channel) or PersonalityNVR (4 IP channels)
+	Personality string // PersonalityCamera (default, 1 channel), PersonalityNVR (4 IP channels), PersonalityDVR or PersonalityHybrid
+	DeviceType  string // deviceInfo deviceType; default from the personality (IPCamera, NVR, DVR)
 	Model       string // default "DS-2CD2143G2-I" (camera), "DS-7608NI-K2" (nvr)
 	Firmware    string // default "V5.7.18" (camera), "V4.61.025" (nvr)
 	DeviceName  string // default "IP CAMERA" / "Network Video Recorder"
@@ -67,6 +84,16 @@ type Config struct {
 	TalkCodec string
 	// Talk is the voice-talk behaviour (idle hang-up, stale session, refusal style): see TalkConfig.
 	Talk TalkConfig
+	// Events is the alert stream (GET /ISAPI/Event/notification/alertStream): see events.go.
+	Events EventsConfig
+	// Door is the door-station side (call status, call signal, door unlock): see doorstation.go.
+	Door DoorConfig
+	// TalkChannels is the number of TwoWayAudio channels (ids 1..n; capabilities voicetalkNums). Default 1.
+	TalkChannels int
+	// AbsentStream maps a stream number (1..4) to the bare HTTP status (no body) the device answers for
+	// GET .../Streaming/channels/<ch><stream> when the channel lacks that stream, e.g. {3: 400, 4: 403} on
+	// a DVR. Streams not listed, and all of them when nil, answer 400 with a ResponseStatus badParameters.
+	AbsentStream map[int]int
 
 	Namespace string // XML namespace, default NamespaceHikvision
 
@@ -77,6 +104,7 @@ type Config struct {
 	PlainNonce       bool          // nonce is plain hex instead of "<hex>:<unix-ts>"
 	NonceLifetime    time.Duration // default 10 min; an older nonce gets stale="TRUE"
 	StaleResponse    string        // "" (stale="TRUE") or StaleInvalidOperation
+	UnknownNonce     string        // UnknownNonceStale (default), UnknownNoncePlain or UnknownNonceCounted
 	StrictNC         bool          // nc must be strictly greater than the last one seen for the nonce
 	// (default: any nc not seen before and not more than 64 below the highest is accepted, like Apache)
 
@@ -93,7 +121,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Channel is one video channel of the device. Streams are id*100+1 (main) and id*100+2 (sub).
+// Channel is one video channel of the device. Streams are id*100+1 (main), id*100+2 (sub) and, when
+// Streams says so, id*100+3 and id*100+4.
 type Channel struct {
 	ID        int    // 1-based channel number
 	Name      string // channelName, default "Camera 01"
@@ -110,6 +139,15 @@ type Channel struct {
 	MainKbps  int
 	IPAddress string // NVR: address of the IP camera behind the channel
 	Offline   bool   // NVR: InputProxy status online=false; RTSP refuses its streams (404)
+	// Analog marks an analog input of a DVR or hybrid recorder: not in the InputProxy lists, listed under
+	// System/Video/inputs/channels, snapshots on the plain Streaming picture path only.
+	Analog bool
+	// Streams lists the stream numbers the channel has, main (1) first: nil = {1, 2}. Streams 3 and 4
+	// serve the sub stream's media at its size; e.g. {1, 2, 4} is an NVR channel with a fourth stream but
+	// no third.
+	Streams []int
+	// SubVideo is the codec of streams 2..4: "" = Video, or "MJPEG" (older cameras' sub stream).
+	SubVideo string
 }
 
 // StreamID returns the ISAPI/RTSP stream id of this channel: 1 main, 2 sub.
@@ -147,8 +185,14 @@ func (cfg Config) normalize() (Config, error) {
 	case PersonalityCamera:
 	case PersonalityNVR:
 		nvr = true
+	case PersonalityDoorStation:
+		cfg.doorStationDefaults() // doorstation.go
+	case PersonalityDVR, PersonalityHybrid:
+		nvr = true
+		cfg.recorderDefaults()
 	default:
-		return cfg, fmt.Errorf("sim: unknown personality %q (want %q or %q)", cfg.Personality, PersonalityCamera, PersonalityNVR)
+		return cfg, fmt.Errorf("sim: unknown personality %q (want %q, %q, %q, %q or %q)", cfg.Personality,
+			PersonalityCamera, PersonalityNVR, PersonalityDVR, PersonalityHybrid, PersonalityDoorStation)
 	}
 	def := func(s *string, camera, recorder string) {
 		if *s == "" {
@@ -186,6 +230,21 @@ func (cfg Config) normalize() (Config, error) {
 	if cfg.TalkCodec == "" {
 		cfg.TalkCodec = "G.711ulaw"
 	}
+	if cfg.TalkChannels <= 0 {
+		cfg.TalkChannels = 1
+	}
+	if r := cfg.Talk.AACSampleRate; r != 0 && !adtsRate(r) {
+		return cfg, fmt.Errorf("sim: Talk.AACSampleRate %d is not a sampling rate ADTS can carry", r)
+	}
+	if cfg.DeviceType == "" {
+		cfg.DeviceType = map[string]string{PersonalityCamera: "IPCamera", PersonalityNVR: "NVR",
+			PersonalityDVR: "DVR", PersonalityHybrid: "DVR", PersonalityDoorStation: "DoorStation"}[cfg.Personality]
+	}
+	for st, code := range cfg.AbsentStream {
+		if st < 1 || st > 4 || code < 400 || code > 599 {
+			return cfg, fmt.Errorf("sim: AbsentStream %d: %d (want stream 1..4, HTTP status 400..599)", st, code)
+		}
+	}
 	switch cfg.Auth {
 	case "":
 		cfg.Auth = AuthDigest
@@ -213,6 +272,12 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if cfg.StaleResponse != "" && cfg.StaleResponse != StaleInvalidOperation {
 		return cfg, fmt.Errorf("sim: unknown stale response %q", cfg.StaleResponse)
+	}
+	switch cfg.UnknownNonce {
+	case UnknownNonceStale, UnknownNoncePlain, UnknownNonceCounted:
+	default:
+		return cfg, fmt.Errorf("sim: unknown UnknownNonce answer %q (want %q, %q or %q)", cfg.UnknownNonce,
+			UnknownNonceStale, UnknownNoncePlain, UnknownNonceCounted)
 	}
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = 5
@@ -258,6 +323,22 @@ func (cfg Config) normalize() (Config, error) {
 		if ch.Video == "" {
 			ch.Video = "H.264"
 		}
+		if ch.Streams == nil {
+			ch.Streams = []int{1, 2}
+		}
+		ch.Streams = append([]int(nil), ch.Streams...)
+		for j, st := range ch.Streams {
+			if st < 1 || st > 4 || (j == 0) != (st == 1) || (j > 0 && st <= ch.Streams[j-1]) {
+				return cfg, fmt.Errorf("sim: channel %d: streams %v (want ascending numbers 1..4, main first)", ch.ID, ch.Streams)
+			}
+		}
+		switch strings.ToUpper(ch.SubVideo) {
+		case "":
+		case "MJPEG":
+			ch.SubVideo = "MJPEG"
+		default:
+			return cfg, fmt.Errorf("sim: channel %d: unsupported sub stream codec %q (want MJPEG or none)", ch.ID, ch.SubVideo)
+		}
 		switch strings.ToUpper(ch.Video) {
 		case "H.264", "H264":
 			ch.Video = "H.264"
@@ -302,7 +383,7 @@ func (cfg Config) normalize() (Config, error) {
 		if ch.MainKbps < 0 {
 			return cfg, fmt.Errorf("sim: channel %d: negative main stream bitrate %d kbit/s", ch.ID, ch.MainKbps)
 		}
-		if nvr && ch.IPAddress == "" {
+		if nvr && !ch.Analog && ch.IPAddress == "" {
 			ch.IPAddress = fmt.Sprintf("192.168.254.%d", ch.ID+1)
 		}
 	}

@@ -102,6 +102,7 @@ func (d *Device) controlHandler() http.Handler {
 		return nil, d.SetPassword(q.Get("user"), q.Get("password"))
 	})
 	post("/snapshot-faults", d.snapshotFaultsControl) // snapshot.go
+	d.eventControl(post)                              // events.go, doorstation.go
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Stats())
 	})

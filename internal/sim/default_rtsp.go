@@ -87,6 +87,11 @@ func startSimRTSP(opts RTSPOptions) (RTSPServer, error) {
 		default:
 			continue // no media for this codec (MJPEG): the paths answer 404
 		}
+		if ch.SubVideo == "MJPEG" {
+			if sub, err = mjpegVideo(ch.SubWidth, ch.SubHeight); err != nil {
+				return nil, fmt.Errorf("channel %d: %w", ch.ID, err)
+			}
+		}
 		main = mainVideo(main, ch.MainKbps, ch.FrameRate)
 		var audio *simrtsp.Audio
 		switch ch.Audio {
@@ -100,8 +105,10 @@ func startSimRTSP(opts RTSPOptions) (RTSPServer, error) {
 		if err := srv.AddStream(ch.StreamID(1), simrtsp.Stream{Video: main, Audio: audio, FPS: ch.FrameRate}); err != nil {
 			return nil, fmt.Errorf("channel %d: %w", ch.ID, err)
 		}
-		if err := srv.AddStream(ch.StreamID(2), simrtsp.Stream{Video: sub, Audio: audio, FPS: ch.FrameRate}); err != nil {
-			return nil, fmt.Errorf("channel %d: %w", ch.ID, err)
+		for _, st := range ch.Streams[1:] { // streams 3 and 4 serve the sub stream's media
+			if err := srv.AddStream(ch.StreamID(st), simrtsp.Stream{Video: sub, Audio: audio, FPS: ch.FrameRate}); err != nil {
+				return nil, fmt.Errorf("channel %d: %w", ch.ID, err)
+			}
 		}
 	}
 	ln, err := net.Listen("tcp", opts.Addr)

@@ -1,9 +1,3 @@
-// Package sim is a simulated Hikvision camera or NVR: ISAPI over HTTP with the device's digest login and
-// illegal-login lock, an RTSP server (package simrtsp), and fault injection (reboot, freeze, stall, refused RTSP,
-// locked IPs, malformed XML, password change) through Go methods and an optional JSON control API.
-//
-// It never imports the client's packages: it is written from device captures (docs/PROTOCOL.md), so a
-// mistake on either side shows up as a failing test.
 package sim
 
 import (
@@ -57,6 +51,9 @@ type Device struct {
 	// talk: the open voice-talk session per TwoWayAudio channel id; tk: the rest of the talk side (talk.go).
 	talk map[string]*talkSession
 	tk   talkSide
+	// ev: the alert streams (events.go); door: the door-station call state (doorstation.go).
+	ev   eventSide
+	door doorSide
 }
 
 // Start starts a device: the ISAPI HTTP listener, the RTSP listener and, if cfg.ControlAddr is set, the

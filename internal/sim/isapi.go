@@ -41,11 +41,16 @@ func (d *Device) serveISAPI(w http.ResponseWriter, r *http.Request) {
 	if d.serveTalkAudio(w, r, ip) {
 		return // PUT .../TwoWayAudio/channels/<id>/audioData: raw audio on the connection (talk.go)
 	}
+	if d.serveAlertStream(w, r) || d.serveDoorStation(w, r) {
+		return // events.go, doorstation.go
+	}
 	status, body := d.route(r)
-	if bad {
+	if bad && body != nil {
 		body = malformed(body)
 	}
-	w.Header().Set("Content-Type", contentTypeXML)
+	if body != nil { // nil: a bare status, as some firmware answers absent streams
+		w.Header().Set("Content-Type", contentTypeXML)
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
@@ -63,6 +68,8 @@ func (d *Device) unauthorizedLocked(w http.ResponseWriter, r *http.Request, ip s
 		cs.RejectedAuth++
 	case authLocked:
 		cs.LockedRejects++
+	case authUnknown:
+		cs.UnknownNonces++
 	case authStale:
 		cs.StaleNonces++
 		if d.cfg.StaleResponse == StaleInvalidOperation {
@@ -96,7 +103,7 @@ func (d *Device) unauthorizedLocked(w http.ResponseWriter, r *http.Request, ip s
 func (d *Device) route(r *http.Request) (int, []byte) {
 	ns := d.cfg.Namespace
 	p := strings.TrimSuffix(r.URL.Path, "/")
-	nvr := d.cfg.Personality == PersonalityNVR
+	nvr := d.cfg.recorder()
 	get := func(f func() []byte) (int, []byte) {
 		if r.Method != http.MethodGet {
 			return http.StatusForbidden, responseStatus(ns, r.RequestURI, 4, "methodNotAllowed")
@@ -110,6 +117,10 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 	switch {
 	case strings.EqualFold(p, "/ISAPI/System/deviceInfo"):
 		return get(d.deviceInfoXML)
+	case strings.EqualFold(p, "/ISAPI/System/capabilities"):
+		return get(d.capabilitiesXML) // personality.go
+	case strings.EqualFold(p, "/ISAPI/System/Video/inputs/channels"):
+		return get(d.videoInputsXML)
 	case strings.EqualFold(p, "/ISAPI/Security/userCheck"):
 		return get(func() []byte {
 			return render("userCheck", struct {
@@ -163,7 +174,7 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 		}
 		return get(d.twoWayAudioXML)
 	case hasPrefixFold(p, "/ISAPI/System/TwoWayAudio/channels/"):
-		// Voice-talk sessions (capabilities, open, close: PROTOCOL.md §4) in talk.go; audioData is
+		// Voice-talk sessions (capabilities, open, close) in talk.go; audioData is
 		// served by serveTalkAudio before routing.
 		return d.talkRequest(r, p[len("/ISAPI/System/TwoWayAudio/channels/"):])
 	}
@@ -177,6 +188,9 @@ func (d *Device) streamingChannel(r *http.Request, rest string) (int, []byte) {
 	if err != nil {
 		// sub-resources (picture, capabilities...) are not simulated yet
 		return http.StatusNotFound, responseStatus(ns, r.RequestURI, 4, "invalidOperation")
+	}
+	if code := d.absentStream(id); code != 0 {
+		return code, nil // bare status, no body (personality.go)
 	}
 	for _, s := range d.streams() {
 		if s.ID == id {
@@ -194,17 +208,13 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 func (d *Device) deviceInfoXML() []byte {
-	deviceType := "IPCamera"
-	if d.cfg.Personality == PersonalityNVR {
-		deviceType = "NVR"
-	}
 	return render("deviceInfo", struct {
 		NS, DeviceID, MAC, DeviceType string
 		NVR                           bool
 		Cfg                           Config
 	}{
-		NS: d.cfg.Namespace, DeviceID: d.deviceID(), MAC: d.macAddress(), DeviceType: deviceType,
-		NVR: d.cfg.Personality == PersonalityNVR, Cfg: d.cfg,
+		NS: d.cfg.Namespace, DeviceID: d.deviceID(), MAC: d.macAddress(), DeviceType: d.cfg.DeviceType,
+		NVR: d.cfg.recorder(), Cfg: d.cfg,
 	})
 }
 
@@ -240,19 +250,24 @@ func (d *Device) streams() []streamView {
 		if !audioOn {
 			audio = "G.711ulaw"
 		}
-		out = append(out,
-			streamView{
-				NS: d.cfg.Namespace, ID: ch.StreamID(1), Channel: ch.ID, Name: ch.Name,
-				Video: ch.Video, Audio: audio, AudioEnabled: audioOn,
-				Width: ch.Width, Height: ch.Height, BitRate: mainKbps,
-				MaxFrameRate: ch.FrameRate * 100, GovLength: ch.FrameRate * 2,
-			},
-			streamView{
-				NS: d.cfg.Namespace, ID: ch.StreamID(2), Channel: ch.ID, Name: ch.Name,
-				Video: ch.Video, Audio: audio, AudioEnabled: audioOn,
+		out = append(out, streamView{
+			NS: d.cfg.Namespace, ID: ch.StreamID(1), Channel: ch.ID, Name: ch.Name,
+			Video: ch.Video, Audio: audio, AudioEnabled: audioOn,
+			Width: ch.Width, Height: ch.Height, BitRate: mainKbps,
+			MaxFrameRate: ch.FrameRate * 100, GovLength: ch.FrameRate * 2,
+		})
+		sub := ch.Video
+		if ch.SubVideo != "" {
+			sub = ch.SubVideo
+		}
+		for _, st := range ch.Streams[1:] {
+			out = append(out, streamView{
+				NS: d.cfg.Namespace, ID: ch.StreamID(st), Channel: ch.ID, Name: ch.Name,
+				Video: sub, Audio: audio, AudioEnabled: audioOn,
 				Width: ch.SubWidth, Height: ch.SubHeight, BitRate: 512,
 				MaxFrameRate: ch.FrameRate * 100, GovLength: ch.FrameRate * 2,
 			})
+		}
 	}
 	return out
 }
@@ -261,21 +276,26 @@ func (d *Device) channelsView() any {
 	return struct {
 		NS       string
 		Channels []Channel
-	}{d.cfg.Namespace, d.cfg.Channels}
+	}{d.cfg.Namespace, d.ipChannels()}
 }
 
 func (d *Device) twoWayAudioXML() []byte {
 	type talkView struct {
 		ID, Codec string
 		Enabled   bool
+		KHz       int // AAC sampling rate
 	}
+	var chs []talkView
 	d.mu.Lock()
-	open := d.talkOpenLocked("1")
+	for i := 1; i <= d.cfg.TalkChannels; i++ {
+		id := strconv.Itoa(i)
+		chs = append(chs, talkView{ID: id, Codec: d.cfg.TalkCodec, Enabled: d.talkOpenLocked(id), KHz: d.talkCfg().AACSampleRate / 1000})
+	}
 	d.mu.Unlock()
 	return render("twoWayAudioChannels", struct {
 		NS       string
 		Channels []talkView
-	}{d.cfg.Namespace, []talkView{{ID: "1", Codec: d.cfg.TalkCodec, Enabled: open}}})
+	}{d.cfg.Namespace, chs})
 }
 
 // malformed turns a good XML body into one no parser accepts: cut inside the root element, then garbage.

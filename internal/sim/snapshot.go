@@ -15,7 +15,7 @@ import (
 	"weak"
 )
 
-// Snapshot faults (PROTOCOL.md §3: real snapshot failures are intermittent).
+// Snapshot faults (real snapshot failures are intermittent).
 type SnapshotFault string
 
 const (
@@ -198,7 +198,7 @@ func (d *Device) servePicture(w http.ResponseWriter, r *http.Request, bad bool) 
 	rest = rest[:len(rest)-len("/picture")]
 	s := d.snapshots()
 	ns := d.cfg.Namespace
-	nvr := d.cfg.Personality == PersonalityNVR
+	nvr := d.cfg.recorder()
 
 	reject := func(status, code int, sub string) bool {
 		s.mu.Lock()
@@ -211,27 +211,29 @@ func (d *Device) servePicture(w http.ResponseWriter, r *http.Request, bad bool) 
 	if r.Method != http.MethodGet {
 		return reject(http.StatusForbidden, 4, "methodNotAllowed")
 	}
-	switch {
-	case proxy && !nvr:
-		return reject(http.StatusForbidden, 4, "notSupport")
-	case !proxy && nvr:
-		// IP channels of an NVR take snapshots only through StreamingProxy (PROTOCOL.md §3).
-		return reject(http.StatusBadRequest, 5, "badXmlContent")
-	}
 	id, err := strconv.Atoi(rest)
 	var ch *Channel
 	if err == nil {
-		for i := range d.cfg.Channels {
-			if d.cfg.Channels[i].ID == id/100 && (id%100 == 1 || id%100 == 2) {
-				ch = &d.cfg.Channels[i]
-			}
+		if c, _, ok := d.streamOf(id); ok {
+			ch = c
 		}
+	}
+	analog := ch != nil && ch.Analog
+	switch {
+	case proxy && !nvr:
+		return reject(http.StatusForbidden, 4, "notSupport")
+	case proxy && analog:
+		// analog inputs of a DVR take snapshots on the plain path only (personality.go)
+		return reject(http.StatusForbidden, 6, "badParameters")
+	case !proxy && nvr && !analog:
+		// IP channels of a recorder take snapshots only through StreamingProxy.
+		return reject(http.StatusBadRequest, 6, "badXmlContent")
 	}
 	if ch == nil {
 		return reject(http.StatusBadRequest, 6, "badParameters")
 	}
 	width, height := ch.Width, ch.Height
-	if id%100 == 2 || nvr { // NVR snapshots come at substream resolution unless a size is asked
+	if id%100 >= 2 || nvr { // NVR snapshots come at substream resolution unless a size is asked
 		width, height = ch.SubWidth, ch.SubHeight
 	}
 	q := r.URL.Query()

@@ -1,6 +1,6 @@
 package sim
 
-// Voice talk (two-way audio) over ISAPI, PROTOCOL.md §4:
+// Voice talk (two-way audio) over ISAPI:
 //
 //	GET /ISAPI/System/TwoWayAudio/channels[/<id>]     enabled=true while a session is open
 //	GET .../channels/<id>/capabilities                codec options in opt attributes
@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/AlexxIT/go2rtc/pkg/aac"
 )
 
 // Refusal styles of an open while a session is open (TalkConfig.Refusal).
@@ -50,8 +52,11 @@ type TalkConfig struct {
 	KeepAudio time.Duration
 	// AnswerAudioData makes the device answer the audioData request with "200 OK" headers (a
 	// ResponseStatus OK body) as soon as it accepts it, then read the audio. Default: no answer while
-	// the talk lasts (PROTOCOL.md §4).
+	// the talk lasts.
 	AnswerAudioData bool
+	// AACSampleRate is the AAC talk sampling rate in Hz the device lists (audioSamplingRate, in kHz) and
+	// accepts in the ADTS headers: 16000 (default) or another AAC rate, e.g. 32000 as one device lists.
+	AACSampleRate int
 }
 
 func (c TalkConfig) withDefaults() TalkConfig {
@@ -66,6 +71,9 @@ func (c TalkConfig) withDefaults() TalkConfig {
 	}
 	if c.KeepAudio <= 0 {
 		c.KeepAudio = 60 * time.Second
+	}
+	if c.AACSampleRate <= 0 {
+		c.AACSampleRate = 16000
 	}
 	return c
 }
@@ -161,7 +169,7 @@ func (d *Device) talkRequest(r *http.Request, rest string) (int, []byte) {
 	if d.cfg.TalkCodec == "none" {
 		return http.StatusForbidden, responseStatus(ns, r.RequestURI, 4, "notSupport")
 	}
-	if id != talkChannelID {
+	if !d.talkChannelKnown(id) {
 		return http.StatusNotFound, responseStatus(ns, r.RequestURI, 4, "invalidOperation")
 	}
 	method := func(want string) (int, []byte, bool) {
@@ -235,6 +243,7 @@ func (d *Device) talkOpen(r *http.Request, ip, id string) (int, []byte) {
 	s := &talkSession{id: strconv.Itoa(d.tk.nextID), channel: id, ip: ip, opened: now, last: now}
 	d.talk[id] = s
 	cs.Opens++
+	d.doorTalkOpenedLocked() // doorstation.go
 	return http.StatusOK, []byte(fmt.Sprintf(xmlHeader+`<TwoWayAudioSession version="2.0" xmlns="%s">
 <sessionId>%s</sessionId>
 </TwoWayAudioSession>
@@ -262,8 +271,9 @@ func (d *Device) talkChannelXML(id string, enabled, caps bool) string {
 	fmt.Fprintf(&b, "<enabled%s>%t</enabled>\n", opt("true,false"), enabled)
 	fmt.Fprintf(&b, "<audioCompressionType%s>%s</audioCompressionType>\n", opt("G.711ulaw,G.711alaw,G.726,AAC"), codec)
 	if d.cfg.TalkCodec == "AAC" {
-		fmt.Fprintf(&b, "<audioBitRate%s>32</audioBitRate>\n<audioSamplingRate%s>16</audioSamplingRate>\n",
-			opt("16,32,64"), opt("16"))
+		khz := strconv.Itoa(d.talkCfg().AACSampleRate / 1000)
+		fmt.Fprintf(&b, "<audioBitRate%s>32</audioBitRate>\n<audioSamplingRate%s>%s</audioSamplingRate>\n",
+			opt("16,32,64"), opt(khz), khz)
 	}
 	fmt.Fprintf(&b, "<audioInputType%s>MicIn</audioInputType>\n", opt("MicIn,LineIn"))
 	fmt.Fprintf(&b, "<speakerVolume%s>50</speakerVolume>\n", rng(0, 100))
@@ -315,7 +325,7 @@ func (d *Device) serveTalkAudio(w http.ResponseWriter, r *http.Request, ip strin
 	switch {
 	case d.cfg.TalkCodec == "none":
 		return refuse(http.StatusForbidden, 4, "notSupport")
-	case id != talkChannelID:
+	case !d.talkChannelKnown(id):
 		return refuse(http.StatusNotFound, 4, "invalidOperation")
 	case len(r.TransferEncoding) > 0:
 		// Devices read raw bytes: a chunked body would play its chunk headers as audio.
@@ -378,7 +388,7 @@ func (d *Device) readTalkAudio(conn net.Conn, rd *bufio.Reader, s *talkSession, 
 	var chk audioChecker
 	switch d.cfg.TalkCodec {
 	case "AAC":
-		chk.aac = true
+		chk = newAACChecker(cfg.AACSampleRate)
 	}
 	buf := make([]byte, 4096)
 	hungUp := false
@@ -433,16 +443,23 @@ func (d *Device) keepAudioLocked(b []byte, dur, keep time.Duration) {
 }
 
 // audioChecker checks the framing of talk audio. G.711: any bytes. AAC: each frame a 4-byte big-endian
-// length, then an ADTS frame of that length (sync word, 16 kHz, mono).
+// length, then an ADTS frame of that length (sync word, the device's sampling rate, mono).
 type audioChecker struct {
-	aac     bool
-	pending []byte
-	desync  bool
+	aac      bool
+	rateIdx  byte          // AAC: the ADTS sampling frequency index of the device's rate
+	frameDur time.Duration // AAC: 1024 samples at that rate
+	pending  []byte
+	desync   bool
+}
+
+// newAACChecker checks AAC talk at rate Hz.
+func newAACChecker(rate int) audioChecker {
+	_, idx, _, _ := aac.DecodeConfig(aac.EncodeConfig(aac.TypeAACLC, uint32(rate), 1, false))
+	return audioChecker{aac: true, rateIdx: idx, frameDur: 1024 * time.Second / time.Duration(rate)}
 }
 
 const (
 	aacMaxFrame   = 1<<13 - 1
-	aacFrameDur   = 64 * time.Millisecond // 1024 samples at 16 kHz
 	aacMaxPending = 64 << 10
 )
 
@@ -462,7 +479,7 @@ func (c *audioChecker) feed(p []byte) (audio []byte, dur time.Duration, errs int
 		if len(c.pending) < 4+7 {
 			break
 		}
-		if !goodADTS(c.pending[4:], n) {
+		if !goodADTS(c.pending[4:], n, c.rateIdx) {
 			errs += c.lostSync()
 			continue
 		}
@@ -470,7 +487,7 @@ func (c *audioChecker) feed(p []byte) (audio []byte, dur time.Duration, errs int
 			break
 		}
 		audio = append(audio, c.pending[4:4+n]...)
-		dur += aacFrameDur
+		dur += c.frameDur
 		c.pending = c.pending[4+n:]
 		c.desync = false
 	}
@@ -491,15 +508,15 @@ func (c *audioChecker) lostSync() int {
 	return 1
 }
 
-// goodADTS checks an ADTS header: sync word, MPEG layer 0, frame_length n, 16 kHz (index 8), mono.
-func goodADTS(h []byte, n int) bool {
+// goodADTS checks an ADTS header: sync word, MPEG layer 0, frame_length n, sampling index rateIdx, mono.
+func goodADTS(h []byte, n int, rateIdx byte) bool {
 	if h[0] != 0xFF || h[1]&0xF6 != 0xF0 {
 		return false
 	}
 	freq := (h[2] >> 2) & 0x0F
 	ch := (h[2]&0x01)<<2 | h[3]>>6
 	length := int(h[3]&0x03)<<11 | int(h[4])<<3 | int(h[5])>>5
-	return freq == 8 && ch == 1 && length == n
+	return freq == rateIdx && ch == 1 && length == n
 }
 
 // dropTalkLocked forgets every session (reboot, close) and returns the audioData connections to close.

@@ -29,7 +29,7 @@ const (
 )
 
 // talker is a hand-written voice-talk client: digest-authenticated requests from one source IP, and a raw
-// audioData connection (headers, then raw bytes), as PROTOCOL.md §4 describes.
+// audioData connection (headers, then raw bytes), as the package doc describes.
 type talker struct {
 	*authed
 	d     *sim.Device
@@ -491,4 +491,42 @@ func TestTalkConnectionsEndWithDevice(t *testing.T) {
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		return runtime.NumGoroutine() <= base
 	})
+}
+
+// A device that lists 32 kHz AAC talk (TalkConfig.AACSampleRate) says so in its channel list and takes
+// ADTS frames at 32 kHz, refusing 16 kHz ones.
+func TestTalkAAC32k(t *testing.T) {
+	adts, err := os.ReadFile("../talk/testdata/tone16k.aac")
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := splitADTS(t, adts)
+	at32 := func(f []byte) []byte {
+		f = append([]byte(nil), f...)
+		f[2] = f[2]&^0x3C | 5<<2 // sampling frequency index 5: 32000 Hz
+		return f
+	}
+	d := start(t, sim.Config{TalkCodec: "AAC", Talk: sim.TalkConfig{AACSampleRate: 32000}})
+	a := newTalker(t, d, "127.0.0.1")
+	twa := decode[twoWayAudioXML](t, a.getOK("/ISAPI/System/TwoWayAudio/channels"))
+	if len(twa.Channels) != 1 || twa.Channels[0].SamplingRate != 32 {
+		t.Fatalf("talk channels %+v, want audioSamplingRate 32", twa.Channels)
+	}
+	a.open()
+	conn := a.audioConn("")
+	good := lengthPrefixed(at32(frames[0]), at32(frames[1]))
+	if _, err := conn.Write(good); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "32 kHz AAC at the device", 5*time.Second, func() bool { return d.TalkClient("127.0.0.1").Bytes == len(good) })
+	if cs := d.TalkClient("127.0.0.1"); cs.FramingErrors != 0 {
+		t.Fatalf("framing errors on 32 kHz frames: %+v", cs)
+	}
+	if _, err := conn.Write(lengthPrefixed(frames[2])); err != nil { // 16 kHz: refused
+		t.Fatal(err)
+	}
+	eventually(t, "16 kHz frame refused", 5*time.Second, func() bool { return d.TalkClient("127.0.0.1").FramingErrors == 1 })
+	if _, err := sim.Start(sim.Config{TalkCodec: "AAC", Talk: sim.TalkConfig{AACSampleRate: 12345}}); err == nil {
+		t.Fatal("an AAC rate ADTS cannot carry was accepted")
+	}
 }

@@ -1,6 +1,6 @@
 package sim
 
-// XML answers, shaped after device captures (PROTOCOL.md). Every template gets .NS, the namespace
+// XML answers, shaped after recorded device answers. Every template gets .NS, the namespace
 // configured for the device.
 
 import (
@@ -209,7 +209,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 <audioCompressionType>{{x .Codec}}</audioCompressionType>
 {{- if eq .Codec "AAC"}}
 <audioBitRate>32</audioBitRate>
-<audioSamplingRate>16</audioSamplingRate>
+<audioSamplingRate>{{.KHz}}</audioSamplingRate>
 {{- end}}
 <audioInputType>MicIn</audioInputType>
 <speakerVolume>50</speakerVolume>

@@ -356,6 +356,9 @@ func (c *conn) setup(req *request) *response {
 		url: baseURL(u)}
 	if tid == 1 {
 		t.pt, t.clock = 96, 90000
+		if st.Video.Codec == CodecJPEG {
+			t.pt = payloadTypeJPEG
+		}
 	} else {
 		t.pt, t.clock = st.Audio.PayloadType(), st.Audio.ClockRate
 	}

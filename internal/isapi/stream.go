@@ -1,0 +1,80 @@
+package isapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// OpenStream GETs a resource that answers with a body that does not end (the event alert stream,
+// /ISAPI/Event/notification/alertStream) and returns the response with its body unread: the caller
+// reads and closes it, and cancelling ctx ends it. Only the response headers are bounded by
+// Config.Timeout. It authenticates like Do: the cached challenge if there is one (an expired nonce is
+// answered once more, not counted as a failed login), else one cheap userCheck exchange first. A non-2xx
+// answer is read (capped) and returned as *AuthError or *StatusError.
+func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, error) {
+	const method = http.MethodGet
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+		return nil, fmt.Errorf("isapi %s %s: path must start with a single /", method, path)
+	}
+	for try := 0; ; try++ {
+		c.mu.Lock()
+		ch, nc := c.nextAuthLocked()
+		c.mu.Unlock()
+		if ch == nil {
+			// No cached challenge yet: one cheap authenticated request to get one.
+			if _, _, err := c.Do(ctx, method, PathUserCheck, nil); err != nil {
+				var se *StatusError
+				if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
+					return nil, err
+				}
+			}
+			c.mu.Lock()
+			ch, nc = c.nextAuthLocked() // still none: the device asks for no credentials
+			c.mu.Unlock()
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+c.hostport+path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("isapi %s %s: %w", method, path, err)
+		}
+		if ch != nil {
+			req.Header.Set("Authorization", ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			if ch != nil {
+				c.dropAuth(ch) // the device may have rebooted and forgotten its nonces
+			}
+			return nil, wrapOp(method, path, asTimeout(ctx, c.cfg.Timeout, unwrapURLError(err)))
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			return resp, nil
+		}
+		b, rerr := readCapped(resp.Body, c.cfg.MaxBodyBytes)
+		resp.Body.Close()
+		if rerr != nil {
+			return nil, wrapOp(method, path, rerr)
+		}
+		r := &response{status: resp.StatusCode, header: resp.Header, body: b}
+		if r.status == http.StatusUnauthorized && !isNotActivated(b) {
+			if ch != nil {
+				c.dropAuth(ch)
+				nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
+				if ok && nch.Stale && try == 0 {
+					continue // the nonce expired: log in again once
+				}
+			}
+			return nil, authErrorFromBody(method, path, b)
+		}
+		if ch != nil && try == 0 && isInvalidOperation(b) { // some firmware's way of saying "nonce expired"
+			c.dropAuth(ch)
+			continue
+		}
+		if err := checkResponse(method, path, r); err != nil {
+			return nil, err
+		}
+		return nil, &StatusError{Method: method, Path: path, HTTPStatus: r.status}
+	}
+}
