@@ -26,6 +26,7 @@ type Device struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	httpOpen  atomic.Int64 // open ISAPI connections (ConnState)
+	frz       freezeGate   // Freeze (freeze.go)
 
 	ctlSrv  *http.Server
 	ctlAddr string
@@ -143,6 +144,7 @@ func (d *Device) startRTSP(addr string) (RTSPServer, error) {
 			defer d.mu.Unlock()
 			d.clientLocked(ip).RTSPSessions++
 		},
+		WrapConn: d.freezeConn,
 	})
 }
 
@@ -154,7 +156,7 @@ func (d *Device) serveHTTPLocked(ln net.Listener) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = srv.Serve(ln)
+		_ = srv.Serve(&freezeListener{ln, d})
 	}()
 }
 
@@ -195,6 +197,7 @@ func (d *Device) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
 		close(d.closed)
+		d.frz.stop()
 		d.mu.Lock()
 		d.releaseStallLocked()
 		srv, rtsp := d.httpSrv, d.rtsp
