@@ -205,8 +205,7 @@ func (d *Device) Release() {
 // credentials were refused before). A hold answers *HoldError without any
 // request. It is the only way this package sends credentials to a device.
 func (d *Device) Do(ctx context.Context, req func(ctx context.Context) error) error {
-	err := d.guard.Do(ctx, d.peek, req)
-	return holdErr(d.host, err)
+	return d.guard.Do(ctx, d.peek, req)
 }
 
 // doVerified runs a best-effort request whose answer is never read (RTSP

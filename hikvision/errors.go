@@ -111,48 +111,17 @@ func permanentCause(err error) bool {
 
 // HoldError is the answer of Dial (and of Start while reconnecting) when the
 // device's login guard holds authenticated requests: nothing was sent to the
-// device. One guard per device (host + user) is shared by every producer,
-// snapshot and talk session of the process.
+// device. One guard per device (host:port + user) is shared by every
+// producer, snapshot and talk session of the process. It is the guard's own
+// error type, so there is one hold error in the module:
 //
-//	hikvision: 192.168.1.64:8080: wrong credentials: not trying again before 15:04:05 (2 failed logins of 2 allowed in 30m0s)
-//	hikvision: 192.168.1.64:8080: locked until 15:34:05 (the device locked this client after failed logins)
-type HoldError struct {
-	// Host is the device's HTTP host[:port] as the URL gives it (the guard
-	// is kept per host and port).
-	Host string
-	// Reason is "wrong credentials", "locked", "login pending", ... (the
-	// guard's classification).
-	Reason string
-	// Until is the earliest time the next authenticated request may be made.
-	Until time.Time
-	// Detail is what the guard saw, e.g. "wrong credentials twice in 30m0s".
-	Detail string
-
-	hold *guard.HoldError
-}
-
-func newHoldError(host string, h *guard.HoldError) *HoldError {
-	return &HoldError{Host: host, Reason: h.Reason.String(), Until: h.Until, Detail: h.Detail, hold: h}
-}
-
-func (e *HoldError) Error() string {
-	until := e.Until.Format("15:04:05")
-	switch e.hold.Reason {
-	case guard.KindLocked:
-		return "hikvision: " + e.Host + ": locked until " + until + " (" + e.Detail + "); no login tried"
-	case guard.KindLoginPending:
-		return "hikvision: " + e.Host + ": login pending (" + e.Detail + "); next try after " + until
-	}
-	return "hikvision: " + e.Host + ": " + e.Reason + ": not trying again before " + until + " (" + e.Detail + ")"
-}
-
-// Unwrap returns the guard's hold, whose Unwrap is the failure that caused it
-// (errors.Is(err, isapi.ErrUnauthorized) works on a hold for wrong credentials).
-func (e *HoldError) Unwrap() error { return e.hold }
-
-// Permanent is true for holds after wrong credentials or a lock (go2rtc
-// stops redialling); false for a short "login pending" hold.
-func (e *HoldError) Permanent() bool { return e.hold.Permanent() }
+//	hikvision: 192.168.1.64:8080: wrong credentials: not trying again before 15:04:05 (wrong credentials twice in 30m0s)
+//	hikvision: 192.168.1.64:8080: locked until 15:34:05 (device locked this client); no login tried
+//
+// errors.Is(err, isapi.ErrUnauthorized) works on a hold for wrong
+// credentials; Permanent() is true after wrong credentials or a lock (go2rtc
+// stops redialling) and false for a short "login pending" hold.
+type HoldError = guard.HoldError
 
 // ErrStreamChanged: after a reconnect the device no longer offers a track the
 // consumers were given (e.g. the codec changed while the device rebooted).

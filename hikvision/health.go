@@ -4,7 +4,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 )
 
 // Health is the JSON of GET /api/hikvision.
@@ -20,18 +19,12 @@ type DeviceHealth struct {
 	User      string `json:"user"`
 	Model     string `json:"model,omitempty"`
 	Reachable *bool  `json:"reachable"` // null: not known yet
-	// Guard: the device's login guard (shared by producers, snapshots, talk).
-	State          guard.State `json:"state"`  // idle, ok, failing, holding, locked
-	Reason         string      `json:"reason"` // the hold's reason or the last failure's kind
-	FailedLogins   int         `json:"failed_logins"`
-	LoginBudget    int         `json:"login_budget"`
-	BudgetWindowS  int64       `json:"budget_window_s"`
-	RetryLoginTime int         `json:"retry_login_time"` // tries left the device reported; -1 unknown
-	LockedUntil    *time.Time  `json:"locked_until"`
-	HoldUntil      *time.Time  `json:"hold_until"`
-	LastError      string      `json:"last_error,omitempty"` // redacted
-	LastErrorAt    *time.Time  `json:"last_error_at,omitempty"`
-	Sources        []string    `json:"sources"` // redacted URLs
+	// GuardStatus: the device's login guard (shared by producers, snapshots,
+	// talk), inline: the same fields as "guard" in /api/streams.
+	GuardStatus
+	LastError   string     `json:"last_error,omitempty"` // redacted
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	Sources     []string   `json:"sources"` // redacted URLs
 }
 
 // SourceHealth is one source (of one stream) in Health.
@@ -118,10 +111,7 @@ func (r *registry) health() Health {
 		g := d.guard.Snapshot()
 		d.mu.Lock()
 		dh := DeviceHealth{
-			Device: d.host, User: d.user, Model: d.model,
-			State: g.State, Reason: g.Reason.String(), FailedLogins: g.FailedLogins, LoginBudget: g.Budget,
-			BudgetWindowS: int64(g.Window / time.Second), RetryLoginTime: g.RetryLoginTime,
-			LockedUntil: timePtr(g.LockedUntil), HoldUntil: timePtr(g.HoldUntil),
+			Device: d.host, User: d.user, Model: d.model, GuardStatus: guardStatus(g),
 			LastError: d.redact(g.LastError), LastErrorAt: timePtr(g.LastErrorAt),
 		}
 		if dh.LastError == "" && d.lastError != "" {

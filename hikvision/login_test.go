@@ -104,7 +104,7 @@ func TestLockedNoRequestUntilUnlock(t *testing.T) {
 		if !errors.As(err, &h) {
 			t.Fatalf("Dial while locked: %v, want *HoldError", err)
 		}
-		if !strings.Contains(err.Error(), "locked until ") || h.Reason != "locked" {
+		if !strings.Contains(err.Error(), "locked until ") || h.Reason != guard.KindLocked {
 			t.Errorf("hold: %v", err)
 		}
 		// the guard is keyed by host:port: the hold names both

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 )
 
@@ -130,15 +129,6 @@ func (m *Module) guardedProbe(ctx context.Context, d *Device, c *isapi.Client, c
 		m.warnBasic(cfg, c)
 	}
 	return p, err
-}
-
-// holdErr turns Allow's answer into *HoldError.
-func holdErr(host string, err error) error {
-	var h *guard.HoldError
-	if errors.As(err, &h) {
-		return newHoldError(host, h)
-	}
-	return err
 }
 
 // Sentinel errors of Dial (match with errors.Is; ISAPI causes also match the

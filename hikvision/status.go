@@ -103,23 +103,26 @@ type Status struct {
 	Guard GuardStatus
 }
 
-// GuardStatus is the device login guard's state.
+// GuardStatus is the device login guard's state, in one shape: nested as
+// "guard" in /api/streams, inline in each device of /api/hikvision.
 type GuardStatus struct {
-	State        string    `json:"state"`  // idle, ok, failing, holding, locked
-	Reason       string    `json:"reason"` // hold reason or last failure kind
-	FailedLogins int       `json:"failed_logins"`
-	Budget       int       `json:"budget"` // failed logins allowed per window
-	Window       string    `json:"window"`
-	HoldUntil    time.Time `json:"hold_until,omitzero"`
-	LockedUntil  time.Time `json:"locked_until,omitzero"`
+	State        guard.State `json:"state"`  // idle, ok, failing, holding, locked
+	Reason       string      `json:"reason"` // the hold's reason or the last failure's kind
+	FailedLogins int         `json:"failed_logins"`
+	LoginBudget  int         `json:"login_budget"` // failed logins allowed per window
+	// BudgetWindowS is the budget's window in seconds.
+	BudgetWindowS int64 `json:"budget_window_s"`
 	// RetryLoginTime is the tries left the device last reported; -1 unknown.
-	RetryLoginTime int `json:"retry_login_time"`
+	RetryLoginTime int        `json:"retry_login_time"`
+	LockedUntil    *time.Time `json:"locked_until"` // null: no device lock
+	HoldUntil      *time.Time `json:"hold_until"`   // null: not holding
 }
 
 func guardStatus(s guard.Snapshot) GuardStatus {
 	return GuardStatus{
-		State: string(s.State), Reason: s.Reason.String(), FailedLogins: s.FailedLogins, Budget: s.Budget,
-		Window: s.Window.String(), HoldUntil: s.HoldUntil, LockedUntil: s.LockedUntil, RetryLoginTime: s.RetryLoginTime,
+		State: s.State, Reason: s.Reason.String(), FailedLogins: s.FailedLogins, LoginBudget: s.Budget,
+		BudgetWindowS: int64(s.Window / time.Second), RetryLoginTime: s.RetryLoginTime,
+		LockedUntil: timePtr(s.LockedUntil), HoldUntil: timePtr(s.HoldUntil),
 	}
 }
 

@@ -271,7 +271,7 @@ func TestDeviceDropsStreamReconnects(t *testing.T) {
 	}
 	js := string(b)
 	noPassword(t, "MarshalJSON", js)
-	for _, want := range []string{`"reconnects":1`, `"guard":{"state":"ok"`, `"budget":2`, `"last_packet":"`} {
+	for _, want := range []string{`"reconnects":1`, `"guard":{"state":"ok"`, `"login_budget":2`, `"last_packet":"`} {
 		if !strings.Contains(js, want) {
 			t.Errorf("MarshalJSON lacks %s: %s", want, js)
 		}

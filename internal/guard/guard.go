@@ -238,8 +238,14 @@ type HoldError struct {
 }
 
 func (e *HoldError) Error() string {
-	return fmt.Sprintf("hikvision: %s (%s): holding logins: %s; next try after %s",
-		e.Host, e.User, e.Detail, e.Until.Format("15:04:05"))
+	until := e.Until.Format("15:04:05")
+	switch e.Reason {
+	case KindLocked:
+		return "hikvision: " + e.Host + ": locked until " + until + " (" + e.Detail + "); no login tried"
+	case KindLoginPending:
+		return "hikvision: " + e.Host + ": login pending (" + e.Detail + "); next try after " + until
+	}
+	return "hikvision: " + e.Host + ": " + e.Reason.String() + ": not trying again before " + until + " (" + e.Detail + ")"
 }
 
 // Unwrap returns the last failure, so errors.Is(err, isapi.ErrUnauthorized)

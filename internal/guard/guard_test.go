@@ -75,7 +75,7 @@ func TestWrongPasswordEverySecond(t *testing.T) {
 	if !errors.As(lastHold, &hold) {
 		t.Fatalf("hold error = %T %v", lastHold, lastHold)
 	}
-	want := "hikvision: 10.0.0.5 (admin): holding logins: wrong credentials twice in 30m0s; next try after 14:05:30"
+	want := "hikvision: 10.0.0.5: wrong credentials: not trying again before 14:05:30 (wrong credentials twice in 30m0s)"
 	if hold.Error() != want {
 		t.Fatalf("hold message\n got: %s\nwant: %s", hold.Error(), want)
 	}
