@@ -1,11 +1,12 @@
 module github.com/go2rtc-hikvision/go2rtc-hikvision
 
-go 1.25
+go 1.25.0
 
 require (
 	github.com/AlexxIT/go2rtc v1.9.14
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/ebitengine/purego v0.11.3
 	github.com/pion/rtp v1.10.0
 	github.com/rs/zerolog v1.34.0
 )
