@@ -204,10 +204,6 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		r.report.Notes = append(r.report.Notes, fmt.Sprintf("Noise: %d CPUs shared with the bench, the simulator and other work; timings vary by tens of ms run to run.", runtime.NumCPU()))
 	}
 
-	type sectionFn struct {
-		name string
-		fn   func(context.Context) Section
-	}
 	var main *e2e.Go2rtc
 	var mainCfg *mainConfig
 	if r.opts.wants(SectionTTFF) || r.opts.wants(SectionRecovery) || r.opts.wants(SectionLogins) {

@@ -203,7 +203,7 @@ func (r *runner) loadPhase(ctx context.Context, sides []loadSide) ([]loadResult,
 		pid     int
 		readers []*Reader
 		pprof   string
-		p0, t0  ProcStat
+		p0      ProcStat
 		peak    int64
 	}
 	runs := make([]*running, len(sides))

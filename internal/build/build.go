@@ -37,6 +37,7 @@ const (
 	// Go2rtcModule is the upstream go2rtc module path.
 	Go2rtcModule = "github.com/AlexxIT/go2rtc"
 	// Go2rtcVersion is the go2rtc version the patches are written against.
+	// go.mod requires the same version (TestGo2rtcVersionMatchesGoMod).
 	Go2rtcVersion = "v1.9.14"
 	// CacheEnv names the environment variable that overrides the cache base
 	// directory.

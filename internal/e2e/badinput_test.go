@@ -1,6 +1,6 @@
 package e2e_test
 
-// The README's bad-input table (issue 8, item 4): every kind of wrong
+// The README's bad-input table: every kind of wrong
 // configuration or device answer a user can hit, produced against the real
 // patched go2rtc and the simulators, with the one line the user sees.
 //

@@ -1,6 +1,6 @@
 package e2e_test
 
-// The Home Assistant / Frigate path in a real browser (issue 7): Debian's
+// The Home Assistant / Frigate path in a real browser: Debian's
 // Chromium, headless, plays a hikvision:// stream of the simulator through the
 // patched go2rtc over WebRTC and over MSE, and talks back with its (fake)
 // microphone; the simulator checks the talk audio is the tone Chromium read.

@@ -19,7 +19,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
-// Outage figures the issue asks for (issue 4, "Done when").
+// Outage goals the module is held to.
 const (
 	// maxVideoBack: new frames reach the consumer at most this long after
 	// the device's RTSP port answers again.
@@ -49,7 +49,7 @@ func TestOutageConsumerKeepsSession(t *testing.T) {
 	fx.finish(t)
 }
 
-// The long reboots of the issue, 120 s and 600 s, in one ffmpeg session.
+// Long reboots, 120 s and 600 s, in one ffmpeg session.
 // Not in CI: set HIKVISION_LONG=1 (takes about 12 minutes).
 func TestOutageConsumerKeepsSessionLong(t *testing.T) {
 	if os.Getenv("HIKVISION_LONG") != "1" {

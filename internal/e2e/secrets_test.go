@@ -1,6 +1,6 @@
 package e2e_test
 
-// No secret is ever printed (issue 8, item 3): a broad end-to-end run through
+// No secret is ever printed: a broad end-to-end run through
 // the real patched go2rtc with a distinctive password, then every log line,
 // API body and error string is searched for it in every form.
 

@@ -1,6 +1,6 @@
 package e2e_test
 
-// Voice talk through the real patched go2rtc (issue 3, "Done when"): the Play
+// Voice talk through the real patched go2rtc: the Play
 // case (POST /api/streams?dst=...) and the silent-mic case (an RTSP viewer that
 // holds the backchannel, talks, then stays silent).
 

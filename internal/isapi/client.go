@@ -1,9 +1,3 @@
-// Package isapi is a client for Hikvision's ISAPI (HTTP/HTTPS) interface:
-// digest authentication that respects the device's login lock, typed calls
-// for device, streaming and voice-talk resources, and snapshots.
-//
-// The package does not log; it returns typed errors (see errors.go) and never
-// puts the password into an error.
 package isapi
 
 import (
@@ -60,6 +54,10 @@ type Client struct {
 	loginSem chan struct{} // capacity 1: the login lock, serialises fresh challenge exchanges
 	loginGen uint64        // guarded by mu: count of finished fresh exchanges
 	loginErr error         // guarded by mu: error of the last fresh exchange (auth failure or no answer); nil if it succeeded
+	// maxTries is the highest retryLoginTime (tries left before the lock) an
+	// unlocked userCheck body from the device has shown; 0 while none did.
+	// Guarded by mu. See nonceLost.
+	maxTries int
 }
 
 // New validates cfg and builds a client. It does no network I/O.
@@ -294,10 +292,11 @@ func wrapOp(method, path string, err error) error {
 	return fmt.Errorf("isapi %s %s: %w", method, path, err)
 }
 
-// authedDo runs the authentication state machine (PROTOCOL.md §1):
+// authedDo runs the authentication state machine (see the package doc):
 // cached challenge with growing nc; stale=TRUE / invalidOperation →
-// re-challenge once; a plain 401 to a cached or freshly answered challenge is
-// a failed login.
+// re-challenge once; a plain 401 to a cached challenge that the device says
+// it did not count (a forgotten nonce) → answer the new challenge once; any
+// other plain 401 to a cached or freshly answered challenge is a failed login.
 func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
 	ch, nc := c.nextAuthLocked()
@@ -334,16 +333,24 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 	switch {
 	case r.status == http.StatusUnauthorized && !isNotActivated(r.body):
 		c.dropAuth(ch)
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+		nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
+		if ok && nch.Stale {
 			// The nonce expired (stale=TRUE: the answer itself was right):
 			// not a failed login; answer the new nonce once.
 			return c.answerFresh(ctx, method, path, body, &nch)
 		}
-		// A plain 401 (stale=FALSE or none) to a challenge accepted before:
-		// the device refused the credentials (e.g. the password was changed
-		// on the device). That was one failed login; retrying with a new
-		// challenge would be a second one.
-		return nil, authErrorFromBody(method, path, r.body)
+		ae := authErrorFromBody(method, path, r.body)
+		if ok && c.nonceLost(ae) {
+			// A plain 401, but the device says it did not count it: it no
+			// longer knows the nonce (it rebooted). Answer the new
+			// challenge once, like a stale one.
+			return c.answerFresh(ctx, method, path, body, &nch)
+		}
+		// A plain 401 (stale=FALSE or none) that the device counted (or
+		// whose body does not say): the device refused the credentials
+		// (e.g. the password was changed on the device). That was one
+		// failed login; retrying with a new challenge would be a second one.
+		return nil, ae
 	case isInvalidOperation(r.body):
 		// Some firmware reports an expired nonce as ResponseStatus
 		// invalidOperation: re-challenge once.
@@ -351,6 +358,36 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 		return c.freshExchange(ctx, method, path, body)
 	}
 	return r, nil
+}
+
+// nonceLost reports whether ae, the userCheck of a plain 401 to a challenge
+// the device accepted before, shows the device did not count that answer as
+// a failed login: not locked, and as many tries left as the most the client
+// has seen from the device. A device that counted it shows one try fewer. A
+// rebooted device that forgot its nonces and answers the old one with a plain
+// 401 shows its full count (a reboot also clears its failure counts). Bodies
+// without the lock fields never pass: then the 401 stays a failed login. It
+// records ae's count for the next call.
+func (c *Client) nonceLost(ae *AuthError) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lost := !ae.Locked && c.maxTries > 0 && ae.RetryLoginTime >= c.maxTries
+	c.noteTriesLocked(ae)
+	return lost
+}
+
+// noteTries records the tries-left count of a 401 body.
+func (c *Client) noteTries(body []byte) {
+	ae := authErrorFromBody("", "", body)
+	c.mu.Lock()
+	c.noteTriesLocked(ae)
+	c.mu.Unlock()
+}
+
+func (c *Client) noteTriesLocked(ae *AuthError) {
+	if !ae.Locked && ae.RetryLoginTime > c.maxTries {
+		c.maxTries = ae.RetryLoginTime
+	}
 }
 
 func (c *Client) dropAuth(ch *Challenge) {
@@ -439,6 +476,7 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		c.finishLogin(ctx, nil)
 		return r, nil // checkResponse turns it into ErrNotActivated; no login attempt
 	}
+	c.noteTries(r.body)
 	nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
 	if !ok {
 		c.finishLogin(ctx, nil)

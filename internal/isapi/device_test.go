@@ -17,9 +17,9 @@ import (
 	"testing"
 )
 
-// fakeDevice is an ISAPI device written from PROTOCOL.md §1, independent of
-// the client's digest code: it issues challenges, recomputes every digest
-// answer itself and counts what it saw.
+// fakeDevice is an ISAPI device written from the device behaviour in the
+// package doc, independent of the client's digest code: it issues challenges,
+// recomputes every digest answer itself and counts what it saw.
 type fakeDevice struct {
 	t          *testing.T
 	user, pass string

@@ -145,10 +145,7 @@ func isToken68Tail(s string, j int) bool {
 	for k < len(s) && s[k] == '=' {
 		k++
 	}
-	if k-j > 1 {
-		return true
-	}
-	return false
+	return k-j > 1
 }
 
 func canonScheme(s string) string {

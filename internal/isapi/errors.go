@@ -29,7 +29,7 @@ var (
 )
 
 // AuthError is a 401 answer to an authenticated request, with the userCheck
-// fields the device sent (PROTOCOL.md §1 "Login lock").
+// fields the device sent (see "Login lock" in the package doc).
 type AuthError struct {
 	Method string
 	Path   string

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
 
 func TestFixturesAreDeviceXML(t *testing.T) {
@@ -267,8 +268,10 @@ func TestUserCheckOK(t *testing.T) {
 }
 
 func TestSnapshot(t *testing.T) {
-	jpeg := append([]byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 'J', 'F', 'I', 'F', 0}, bytes.Repeat([]byte{0x55}, 500)...)
-	jpeg = append(jpeg, 0xFF, 0xD9)
+	jpeg, err := os.ReadFile(filepath.Join("..", "snapshot", "testdata", "frame_64x36.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw := func(b []byte) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "image/jpeg")
@@ -277,24 +280,39 @@ func TestSnapshot(t *testing.T) {
 	}
 	d := newFakeDevice(t)
 	d.handle("/ISAPI/Streaming/channels/101/picture", raw(jpeg))
-	d.handle("/ISAPI/Streaming/channels/201/picture", raw(jpeg[:300]))
+	d.handle("/ISAPI/Streaming/channels/201/picture", raw(jpeg[:len(jpeg)-40]))
 	d.handle("/ISAPI/Streaming/channels/301/picture", serveFile(t, 200, "responseStatus_badXmlContent.xml"))
 	d.handle("/ISAPI/Streaming/channels/401/picture", raw([]byte("GIF89a....")))
 	c, _ := start(t, d, nil)
-	got, err := c.Snapshot(ctxT(t), "/ISAPI/Streaming/channels/101/picture")
+	// The module's one snapshot path: Do, then snapshot.Validate on the body.
+	snap := func(path string) ([]byte, error) {
+		_, b, err := c.Do(ctxT(t), http.MethodGet, path, nil)
+		if err != nil {
+			return nil, err
+		}
+		return snapshot.Validate(b)
+	}
+	reason := func(err error) snapshot.Reason {
+		var fe *snapshot.FetchError
+		if errors.As(err, &fe) {
+			return fe.Reason
+		}
+		return ""
+	}
+	got, err := snap("/ISAPI/Streaming/channels/101/picture")
 	if err != nil || !bytes.Equal(got, jpeg) {
 		t.Fatalf("snapshot: %d bytes %v", len(got), err)
 	}
-	if _, err := c.Snapshot(ctxT(t), "/ISAPI/Streaming/channels/201/picture"); !errors.Is(err, isapi.ErrProtocol) {
-		t.Fatalf("truncated JPEG: %v, want ErrProtocol", err)
+	if _, err := snap("/ISAPI/Streaming/channels/201/picture"); reason(err) != snapshot.ReasonTruncated {
+		t.Fatalf("truncated JPEG: %v, want %s", err, snapshot.ReasonTruncated)
 	}
-	_, err = c.Snapshot(ctxT(t), "/ISAPI/Streaming/channels/301/picture")
+	_, err = snap("/ISAPI/Streaming/channels/301/picture")
 	var se *isapi.StatusError
 	if !errors.As(err, &se) || se.SubStatusCode != "badXmlContent" || se.HTTPStatus != 200 {
 		t.Fatalf("XML answer: %v, want StatusError badXmlContent", err)
 	}
-	if _, err := c.Snapshot(ctxT(t), "/ISAPI/Streaming/channels/401/picture"); !errors.Is(err, isapi.ErrProtocol) {
-		t.Fatalf("not a JPEG: %v, want ErrProtocol", err)
+	if _, err := snap("/ISAPI/Streaming/channels/401/picture"); reason(err) != snapshot.ReasonNotJPEG {
+		t.Fatalf("not a JPEG: %v, want %s", err, snapshot.ReasonNotJPEG)
 	}
 }
 

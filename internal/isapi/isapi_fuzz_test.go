@@ -297,28 +297,6 @@ func FuzzInputProxyChannels(f *testing.F) {
 	})
 }
 
-// FuzzSnapshotAnswer: isapi.Snapshot's JPEG/XML sniffing.
-func FuzzSnapshotAnswer(f *testing.F) {
-	addFixtures(f, "responseStatus")
-	if jpg, err := os.ReadFile(filepath.Join("..", "snapshot", "testdata", "frame_64x36.jpg")); err == nil {
-		f.Add(uint8(0), jpg)
-		f.Add(uint8(0), append(jpg, 0, 0, '\r', '\n'))
-		f.Add(uint8(0), jpg[:len(jpg)-1])
-	}
-	f.Add(uint8(0), []byte("<html><body>login</body></html>"))
-	f.Fuzz(func(t *testing.T, sel uint8, body []byte) {
-		const path = "/ISAPI/Streaming/channels/101/picture"
-		c := fuzzClient(t, sel, map[string][]byte{path: body})
-		jpg, err := c.Snapshot(context.Background(), path)
-		checkErr(t, err, body)
-		if err == nil {
-			if len(jpg) < 5 || jpg[0] != 0xFF || jpg[1] != 0xD8 || jpg[len(jpg)-2] != 0xFF || jpg[len(jpg)-1] != 0xD9 {
-				t.Fatalf("accepted %x as a JPEG", jpg)
-			}
-		}
-	})
-}
-
 // FuzzParseChallenges: WWW-Authenticate parsing, challenge choice and the
 // Authorization answer.
 func FuzzParseChallenges(f *testing.F) {

@@ -18,8 +18,8 @@ import (
 )
 
 // ErrTalkEnded: the device ended the voice-talk audio stream (closed or reset
-// the connection). It does so by itself after a few seconds without audio
-// (PROTOCOL.md §4). A success answer to the audioData request does not end
+// the connection). It does so by itself after a few seconds without audio.
+// A success answer to the audioData request does not end
 // the talk: some firmware answers "200 OK" at once and then reads the audio.
 var ErrTalkEnded = errors.New("isapi: voice talk ended by device")
 

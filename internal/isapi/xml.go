@@ -12,8 +12,8 @@ import (
 )
 
 // Struct tags in this package carry no namespace, so encoding/xml matches
-// elements by local name: every namespace of PROTOCOL.md §1 (hikvision ver20
-// and ver10, isapi.org, std-cgi, urn:psialliance-org, none) decodes the same.
+// elements by local name: every namespace devices use (hikvision ver20 and
+// ver10, isapi.org, std-cgi, urn:psialliance-org, none) decodes the same.
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
@@ -181,7 +181,7 @@ type userCheckXML struct {
 }
 
 // authErrorFromBody builds the *AuthError for a refused login from the
-// userCheck body (PROTOCOL.md §1 "Login lock"); fields absent → defaults.
+// userCheck body (see "Login lock" in the package doc); fields absent → defaults.
 func authErrorFromBody(method, path string, b []byte) *AuthError {
 	ae := &AuthError{Method: method, Path: path, RetryLoginTime: -1}
 	if rootName(b) != "userCheck" {

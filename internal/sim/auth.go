@@ -29,6 +29,7 @@ const (
 	authStale                       // right password, expired or unknown nonce: stale challenge
 	authRejected                    // malformed, replayed nc, wrong uri/realm/algorithm: challenge, no count
 	authLocked                      // the client IP is locked: nothing else was checked
+	authUnknown                     // right password, nonce unknown (Config.UnknownNonce plain): plain 401, no count
 )
 
 func (o authOutcome) String() string {
@@ -45,6 +46,8 @@ func (o authOutcome) String() string {
 		return "rejected"
 	case authLocked:
 		return "locked"
+	case authUnknown:
+		return "unknown nonce"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -254,7 +257,17 @@ func (d *Device) checkDigestLocked(r *http.Request, ip, params string) authOutco
 	}
 
 	ns := d.nonces[nonce]
-	if ns == nil || d.cfg.Now().Sub(ns.issued) > d.cfg.NonceLifetime {
+	if ns == nil {
+		switch d.cfg.UnknownNonce {
+		case UnknownNoncePlain:
+			return authUnknown
+		case UnknownNonceCounted:
+			d.loginResultLocked(ip, false, false)
+			return authFailed
+		}
+		return authStale
+	}
+	if d.cfg.Now().Sub(ns.issued) > d.cfg.NonceLifetime {
 		delete(d.nonces, nonce)
 		return authStale
 	}

@@ -12,7 +12,7 @@ const (
 	PersonalityNVR    = "nvr"
 )
 
-// XML namespaces seen on real devices (PROTOCOL.md §1).
+// XML namespaces seen on real devices.
 const (
 	NamespaceHikvision   = "http://www.hikvision.com/ver20/XMLSchema"
 	NamespaceHikvisionV1 = "http://www.hikvision.com/ver10/XMLSchema"
@@ -37,6 +37,17 @@ const (
 // StaleInvalidOperation makes an expired nonce answer 401 with a ResponseStatus invalidOperation body and
 // a fresh stale="FALSE" challenge, as some firmware does, instead of stale="TRUE".
 const StaleInvalidOperation = "invalidOperation"
+
+// Answers to a right digest answer on a nonce the device does not know (it rebooted since it issued it):
+// Config.UnknownNonce. Which one a given firmware sends is not known, so the simulator offers each.
+const (
+	// UnknownNonceStale (default): 401 with stale="TRUE", like an expired nonce.
+	UnknownNonceStale = ""
+	// UnknownNoncePlain: a plain 401 (stale="FALSE") with the userCheck body, not counted as a failed login.
+	UnknownNoncePlain = "plain"
+	// UnknownNonceCounted: a plain 401 that also counts as a failed login toward the lock.
+	UnknownNonceCounted = "counted"
+)
 
 // Config describes one simulated device. The zero value is a camera on random loopback ports.
 type Config struct {
@@ -74,6 +85,7 @@ type Config struct {
 	PlainNonce       bool          // nonce is plain hex instead of "<hex>:<unix-ts>"
 	NonceLifetime    time.Duration // default 10 min; an older nonce gets stale="TRUE"
 	StaleResponse    string        // "" (stale="TRUE") or StaleInvalidOperation
+	UnknownNonce     string        // UnknownNonceStale (default), UnknownNoncePlain or UnknownNonceCounted
 	StrictNC         bool          // nc must be strictly greater than the last one seen for the nonce
 	// (default: any nc not seen before and not more than 64 below the highest is accepted, like Apache)
 
@@ -207,6 +219,12 @@ func (cfg Config) normalize() (Config, error) {
 	}
 	if cfg.StaleResponse != "" && cfg.StaleResponse != StaleInvalidOperation {
 		return cfg, fmt.Errorf("sim: unknown stale response %q", cfg.StaleResponse)
+	}
+	switch cfg.UnknownNonce {
+	case UnknownNonceStale, UnknownNoncePlain, UnknownNonceCounted:
+	default:
+		return cfg, fmt.Errorf("sim: unknown UnknownNonce answer %q (want %q, %q or %q)", cfg.UnknownNonce,
+			UnknownNonceStale, UnknownNoncePlain, UnknownNonceCounted)
 	}
 	if cfg.MaxFailures <= 0 {
 		cfg.MaxFailures = 5

@@ -1,9 +1,3 @@
-// Package sim is a simulated Hikvision camera or NVR: ISAPI over HTTP with the device's digest login and
-// illegal-login lock, an RTSP server (package simrtsp), and fault injection (reboot, stall, refused RTSP,
-// locked IPs, malformed XML, password change) through Go methods and an optional JSON control API.
-//
-// It never imports the client's packages: it is written from device captures (docs/PROTOCOL.md), so a
-// mistake on either side shows up as a failing test.
 package sim
 
 import (

@@ -63,6 +63,8 @@ func (d *Device) unauthorizedLocked(w http.ResponseWriter, r *http.Request, ip s
 		cs.RejectedAuth++
 	case authLocked:
 		cs.LockedRejects++
+	case authUnknown:
+		cs.UnknownNonces++
 	case authStale:
 		cs.StaleNonces++
 		if d.cfg.StaleResponse == StaleInvalidOperation {
@@ -163,7 +165,7 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 		}
 		return get(d.twoWayAudioXML)
 	case hasPrefixFold(p, "/ISAPI/System/TwoWayAudio/channels/"):
-		// Voice-talk sessions (capabilities, open, close: PROTOCOL.md §4) in talk.go; audioData is
+		// Voice-talk sessions (capabilities, open, close) in talk.go; audioData is
 		// served by serveTalkAudio before routing.
 		return d.talkRequest(r, p[len("/ISAPI/System/TwoWayAudio/channels/"):])
 	}

@@ -15,7 +15,7 @@ import (
 	"weak"
 )
 
-// Snapshot faults (PROTOCOL.md §3: real snapshot failures are intermittent).
+// Snapshot faults (real snapshot failures are intermittent).
 type SnapshotFault string
 
 const (
@@ -215,7 +215,7 @@ func (d *Device) servePicture(w http.ResponseWriter, r *http.Request, bad bool) 
 	case proxy && !nvr:
 		return reject(http.StatusForbidden, 4, "notSupport")
 	case !proxy && nvr:
-		// IP channels of an NVR take snapshots only through StreamingProxy (PROTOCOL.md §3).
+		// IP channels of an NVR take snapshots only through StreamingProxy.
 		return reject(http.StatusBadRequest, 5, "badXmlContent")
 	}
 	id, err := strconv.Atoi(rest)

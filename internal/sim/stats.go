@@ -15,6 +15,7 @@ type ClientStats struct {
 	GoodLogins       int            `json:"good_logins"`        // ISAPI requests that authenticated
 	FailedLogins     int            `json:"failed_logins"`      // wrong ISAPI user/password (counts toward the lock)
 	StaleNonces      int            `json:"stale_nonces"`       // right password on an expired/unknown nonce
+	UnknownNonces    int            `json:"unknown_nonces"`     // right password on an unknown nonce, answered plain 401 uncounted
 	RejectedAuth     int            `json:"rejected_auth"`      // malformed digest, replayed nc, wrong uri/realm/algorithm
 	LockedRejects    int            `json:"locked_rejects"`     // requests refused because the IP was locked
 	LockEvents       int            `json:"lock_events"`        // times the IP got locked

@@ -1,6 +1,6 @@
 package sim
 
-// Voice talk (two-way audio) over ISAPI, PROTOCOL.md §4:
+// Voice talk (two-way audio) over ISAPI:
 //
 //	GET /ISAPI/System/TwoWayAudio/channels[/<id>]     enabled=true while a session is open
 //	GET .../channels/<id>/capabilities                codec options in opt attributes
@@ -50,7 +50,7 @@ type TalkConfig struct {
 	KeepAudio time.Duration
 	// AnswerAudioData makes the device answer the audioData request with "200 OK" headers (a
 	// ResponseStatus OK body) as soon as it accepts it, then read the audio. Default: no answer while
-	// the talk lasts (PROTOCOL.md §4).
+	// the talk lasts.
 	AnswerAudioData bool
 }
 

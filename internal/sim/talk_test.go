@@ -29,7 +29,7 @@ const (
 )
 
 // talker is a hand-written voice-talk client: digest-authenticated requests from one source IP, and a raw
-// audioData connection (headers, then raw bytes), as PROTOCOL.md §4 describes.
+// audioData connection (headers, then raw bytes), as the package doc describes.
 type talker struct {
 	*authed
 	d     *sim.Device

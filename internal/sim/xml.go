@@ -1,6 +1,6 @@
 package sim
 
-// XML answers, shaped after device captures (PROTOCOL.md). Every template gets .NS, the namespace
+// XML answers, shaped after recorded device answers. Every template gets .NS, the namespace
 // configured for the device.
 
 import (

@@ -194,7 +194,7 @@ func (c *chaos) fetch(ctx context.Context, _, _ int) ([]byte, error) {
 	}
 }
 
-// The acceptance test: 500 requests with 30% failures of every kind →
+// The cache's acceptance test: 500 requests with 30% failures of every kind →
 // never a broken or non-JPEG body, every stale answer marked with its age, an
 // explained error once past MaxStale.
 func TestChaos500(t *testing.T) {

@@ -4,7 +4,7 @@
 // share one device request, and a minimum interval protects the device.
 //
 // The package does no I/O of its own: the caller binds a device and a snapshot
-// path into a Fetcher (see Path and PathFetcher). It does not log.
+// path into a Fetcher (see Path). It does not log.
 package snapshot
 
 import (
@@ -33,12 +33,4 @@ func Path(channelID int, nvrIPChannel bool, width, height int) string {
 			"&videoResolutionHeight=" + strconv.Itoa(height)
 	}
 	return p
-}
-
-// PathFetcher binds a snapshot call (such as (*isapi.Client).Snapshot) to one
-// channel: the result fetches Path(channelID, nvrIPChannel, width, height).
-func PathFetcher(snapshot func(ctx context.Context, path string) ([]byte, error), channelID int, nvrIPChannel bool) Fetcher {
-	return func(ctx context.Context, width, height int) ([]byte, error) {
-		return snapshot(ctx, Path(channelID, nvrIPChannel, width, height))
-	}
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 )
 
-// Device is one talk channel of a device (PROTOCOL.md §4), bound to its
+// Device is one talk channel of a device (see the package doc), bound to its
 // channel by the caller. Every call must return promptly once ctx is done.
 type Device interface {
 	// Open is PUT .../channels/<id>/open; sessionID may be "" (some firmware

@@ -8,11 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/AlexxIT/go2rtc/pkg/aac"
 	"github.com/AlexxIT/go2rtc/pkg/core"
 )
 
 // Framer turns the payload of one RTP packet from go2rtc into the bytes the
-// device expects on the audioData connection (PROTOCOL.md §4).
+// device expects on the audioData connection.
 //
 // Append must not keep payload or dst. A Framer is used by one goroutine at a
 // time (Session serialises its Writes).
@@ -93,12 +94,10 @@ const (
 	lengthPrefixSz = 4
 )
 
-var aacSampleRates = [...]uint32{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
-
 // AACFramer converts RTP mpeg4-generic payloads (RFC 3640, AAC-hbr:
 // sizelength=13, indexlength=3, so 16-bit AU-headers) into ADTS frames, each
-// prefixed by its length as a 4-byte big-endian integer (PROTOCOL.md §4; the
-// length counts the whole ADTS frame, header included). A payload that already
+// prefixed by its length as a 4-byte big-endian integer (the length counts
+// the whole ADTS frame, header included). A payload that already
 // starts with the ADTS sync word 0xFFF is taken as back-to-back ADTS frames and
 // each is prefixed as is.
 type AACFramer struct {
@@ -114,20 +113,20 @@ func NewAACFramer(asc []byte) (*AACFramer, error) {
 	if len(asc) < 2 {
 		return nil, fmt.Errorf("%w: AAC config %x too short", ErrCodec, asc)
 	}
-	objType := asc[0] >> 3
-	freqIdx := (asc[0]&0x07)<<1 | asc[1]>>7
-	channels := (asc[1] >> 3) & 0x0F
+	objType, freqIdx, channels, sampleRate := aac.DecodeConfig(asc)
 	if objType == 0 || objType > 4 {
 		// ADTS carries profile in 2 bits: object types 1..4 only.
 		return nil, fmt.Errorf("%w: AAC object type %d cannot be sent as ADTS", ErrCodec, objType)
 	}
-	if int(freqIdx) >= len(aacSampleRates) {
+	if sampleRate == 0 || freqIdx > 12 {
+		// ADTS has no room for an explicit rate (index 15), and 13 and 14
+		// are reserved.
 		return nil, fmt.Errorf("%w: AAC sampling frequency index %d", ErrCodec, freqIdx)
 	}
 	if channels == 0 || channels > 7 {
 		return nil, fmt.Errorf("%w: AAC channel configuration %d", ErrCodec, channels)
 	}
-	f := &AACFramer{sampleRate: aacSampleRates[freqIdx], channels: channels}
+	f := &AACFramer{sampleRate: sampleRate, channels: channels}
 	f.auDur = time.Duration(aacSamplesAU) * time.Second / time.Duration(f.sampleRate)
 	h := &f.header
 	h[0] = 0xFF
@@ -142,16 +141,11 @@ func NewAACFramer(asc []byte) (*AACFramer, error) {
 // NewAACFramerLC builds an AAC-LC framer for a sample rate and channel count
 // (the device's talk format: 16000 Hz, 1 channel).
 func NewAACFramerLC(sampleRate uint32, channels uint8) (*AACFramer, error) {
-	idx := -1
-	for i, r := range aacSampleRates {
-		if r == sampleRate {
-			idx = i
-		}
-	}
-	if idx < 0 {
+	asc := aac.EncodeConfig(aac.TypeAACLC, sampleRate, channels, false)
+	if _, idx, _, _ := aac.DecodeConfig(asc); idx > 12 {
+		// not one of the rates ADTS can name
 		return nil, fmt.Errorf("%w: AAC sample rate %d", ErrCodec, sampleRate)
 	}
-	asc := []byte{2<<3 | byte(idx)>>1, byte(idx)<<7 | channels<<3}
 	return NewAACFramer(asc)
 }
 

@@ -3,6 +3,7 @@ package talk
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"math/rand"
 	"os"
@@ -224,6 +225,10 @@ func TestNewFramer(t *testing.T) {
 		{&core.Codec{Name: core.CodecAAC, ClockRate: 16000, FmtpLine: "config=zz"}, ""},
 		{&core.Codec{Name: core.CodecAAC, ClockRate: 12345}, ""},
 		{&core.Codec{Name: core.CodecAAC, FmtpLine: "config=2B08"}, ""}, // object type 5 (SBR)
+		{&core.Codec{Name: core.CodecAAC, ClockRate: 32000, Channels: 1}, "AAC/32000/1"},
+		{&core.Codec{Name: core.CodecAAC, FmtpLine: "config=1688"}, ""}, // reserved rate index 13
+		// explicit 24-bit rate (index 15): ADTS cannot carry it
+		{&core.Codec{Name: core.CodecAAC, FmtpLine: "config=" + hex.EncodeToString(aac.EncodeConfig(aac.TypeAACLC, 32000+1, 1, false))}, ""},
 		{&core.Codec{Name: core.CodecPCMU, ClockRate: 16000}, ""},
 		{&core.Codec{Name: core.CodecOpus, ClockRate: 48000, Channels: 2}, ""},
 		{nil, ""},

@@ -1,10 +1,3 @@
-// Package talk is the voice-talk (two-way audio backchannel) engine: it opens
-// the device's talk session lazily on the first audio, holds the audio that
-// arrives while opening, closes the session itself after a short silence, never
-// cuts off another client's talk, and sends nothing more after Stop but the one
-// close that ends what it had open (issue 3, PROTOCOL.md §4).
-//
-// The package does not log: it reports through State, Err, Stats and OnState.
 package talk
 
 import (

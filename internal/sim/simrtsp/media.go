@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/AlexxIT/go2rtc/pkg/aac"
 )
 
 // MaxPayload is the largest RTP payload the packetizers produce (video is
@@ -364,8 +366,6 @@ func (v *Video) WithBitrate(bitsPerSecond, fps int) *Video {
 	return out
 }
 
-var aacRates = []int{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
-
 // NewAudio cuts raw G.711 (CodecPCMU/CodecPCMA, 8 kHz mono, into 160-byte
 // 20 ms payloads) or AAC ADTS (CodecAAC, one RFC 3640 AAC-hbr payload per frame).
 func NewAudio(codec string, data []byte) (*Audio, error) {
@@ -401,16 +401,17 @@ func newAAC(data []byte) (*Audio, error) {
 		rateIdx := int(h[2]>>2) & 0x0F
 		chans := int(h[2]&1)<<2 | int(h[3]>>6)
 		flen := int(h[3]&3)<<11 | int(h[4])<<3 | int(h[5]>>5)
-		if rateIdx >= len(aacRates) || flen < hlen || flen > len(h) {
+		// the AudioSpecificConfig this header stands for; pkg/aac names its rate
+		config := []byte{(profile+1)<<3 | byte(rateIdx>>1), byte(rateIdx&1)<<7 | byte(chans)<<3}
+		_, _, _, rate := aac.DecodeConfig(config)
+		if rateIdx > 12 || rate == 0 || flen < hlen || flen > len(h) {
 			return nil, fmt.Errorf("%w: bad ADTS header at byte %d", ErrBadMedia, off)
 		}
 		if h[6]&3 != 0 {
 			return nil, fmt.Errorf("%w: ADTS frame at byte %d holds several raw blocks", ErrBadMedia, off)
 		}
 		if a.Config == nil {
-			a.ClockRate, a.Channels = aacRates[rateIdx], chans
-			obj := profile + 1
-			a.Config = []byte{obj<<3 | byte(rateIdx>>1), byte(rateIdx&1)<<7 | byte(chans)<<3}
+			a.ClockRate, a.Channels, a.Config = int(rate), chans, config
 		}
 		raw := h[hlen:flen]
 		// RFC 3640 3.2.1: AU-headers-length (16 bits) then one AU-header:

@@ -1,0 +1,653 @@
+package hcnetsdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Session is one login (an SDK user id). Logout stops its real-plays and
+// talks first; every Session must be logged out (SDK.Close does it too).
+type Session struct {
+	sdk  *SDK
+	id   int32
+	info DeviceInfo
+
+	mu      sync.Mutex
+	closed  bool
+	plays   map[*Play]struct{}
+	talks   map[*Talk]struct{}
+	pending sync.WaitGroup // RealPlay/StartTalk calls under way
+
+	evMu     sync.RWMutex
+	evClosed bool
+	events   chan Event
+	dropped  atomic.Uint64
+
+	logoutOnce sync.Once
+	logoutErr  error
+}
+
+// Info returns the facts the device reported at login.
+func (ss *Session) Info() DeviceInfo { return ss.info }
+
+// UserID is the SDK's login id.
+func (ss *Session) UserID() int32 { return ss.id }
+
+// Events delivers the exception callbacks that name this login
+// (EXCEPTION_EXCHANGE, RESUME_EXCHANGE, relogin events). It is closed by
+// Logout. When the reader falls behind, events are dropped and counted.
+func (ss *Session) Events() <-chan Event { return ss.events }
+
+// DroppedEvents counts events dropped because Events was full.
+func (ss *Session) DroppedEvents() uint64 { return ss.dropped.Load() }
+
+func (ss *Session) event(ev Event) {
+	ss.evMu.RLock()
+	defer ss.evMu.RUnlock()
+	if ss.evClosed {
+		reg.late.Add(1)
+		return
+	}
+	select {
+	case ss.events <- ev:
+	default:
+		ss.dropped.Add(1)
+	}
+}
+
+func (ss *Session) live() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// enter counts a RealPlay/StartTalk in, so that Logout waits for it.
+func (ss *Session) enter() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return ErrClosed
+	}
+	ss.pending.Add(1)
+	return nil
+}
+
+// Logout stops the session's real-plays and talks, then logs out
+// (NET_DVR_Logout). Further callbacks for them are dropped at once. Calling
+// it again returns the first result.
+func (ss *Session) Logout() error {
+	ss.logoutOnce.Do(func() {
+		ss.mu.Lock()
+		ss.closed = true
+		ss.mu.Unlock()
+		ss.pending.Wait() // a real-play or talk being opened registers or undoes itself
+		ss.mu.Lock()
+		plays := make([]*Play, 0, len(ss.plays))
+		for p := range ss.plays {
+			plays = append(plays, p)
+		}
+		talks := make([]*Talk, 0, len(ss.talks))
+		for t := range ss.talks {
+			talks = append(talks, t)
+		}
+		ss.mu.Unlock()
+		var errs []error
+		for _, p := range plays {
+			if err := p.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, t := range talks {
+			if err := t.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		reg.removeSession(ss)
+		ss.evMu.Lock()
+		ss.evClosed = true
+		close(ss.events)
+		ss.evMu.Unlock()
+		l := ss.sdk.lib
+		res := ss.sdk.call(func() int32 { return l.logout(ss.id) }, isFalse)
+		if res.r == 0 {
+			errs = append(errs, &Error{Op: "NET_DVR_Logout", Code: res.code})
+		}
+		ss.sdk.mu.Lock()
+		delete(ss.sdk.sessions, ss)
+		ss.sdk.mu.Unlock()
+		ss.logoutErr = errors.Join(errs...)
+	})
+	return ss.logoutErr
+}
+
+// Play is one real-play (NET_DVR_RealPlay_V40): the device's MPEG-PS with
+// its 40-byte header first, copied off the SDK's threads.
+type Play struct {
+	ss     *Session
+	key    uintptr // our user pointer value: a registry key, never a Go pointer
+	params PlayParams
+	handle atomic.Int32
+
+	mu        sync.RWMutex // held shared by deliveries, exclusively to close
+	closed    bool
+	data      chan Packet
+	events    chan Event
+	dropped   atomic.Uint64
+	delivered atomic.Uint64
+	evDropped atomic.Uint64
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// RealPlay starts a real-play over TCP, non-blocking, without a window. If
+// ctx ends before the SDK answers, the play is stopped when it starts.
+func (ss *Session) RealPlay(ctx context.Context, pp PlayParams) (*Play, error) {
+	if pp.Channel <= 0 {
+		return nil, fmt.Errorf("%w: real-play: channel %d (channels start at 1)", ErrParameter, pp.Channel)
+	}
+	if pp.Stream > StreamThird {
+		return nil, fmt.Errorf("%w: real-play: stream type %d (main 0, sub 1, third 2)", ErrParameter, pp.Stream)
+	}
+	if pp.Queue <= 0 {
+		pp.Queue = defaultQueue
+	}
+	if err := ss.enter(); err != nil {
+		return nil, err
+	}
+	p := &Play{
+		ss:     ss,
+		params: pp,
+		data:   make(chan Packet, pp.Queue),
+		events: make(chan Event, eventQueue),
+	}
+	p.handle.Store(-1)
+	// Registered before the call: the SDK may deliver before it returns.
+	p.key = reg.addPlay(p)
+	in := &previewInfo{Channel: int32(pp.Channel), StreamType: uint32(pp.Stream)}
+	l := ss.sdk.lib
+	res, done, abandoned, err := ss.sdk.async(ctx, func() callResult {
+		return ss.sdk.call(func() int32 { return l.realPlayV40(ss.id, in, l.dataCB, p.key) }, isNeg)
+	}, func(r callResult) {
+		if r.r >= 0 {
+			ss.sdk.call(func() int32 { return l.stopRealPlay(r.r) }, isFalse)
+		}
+		ss.pending.Done()
+	})
+	defer done()
+	if !abandoned {
+		defer ss.pending.Done()
+	}
+	if err == nil && res.r < 0 {
+		err = &Error{Op: "NET_DVR_RealPlay_V40", Code: res.code}
+	}
+	if err != nil {
+		reg.removePlay(p)
+		p.close()
+		return nil, err
+	}
+	p.handle.Store(res.r)
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		reg.removePlay(p)
+		p.close()
+		ss.sdk.call(func() int32 { return l.stopRealPlay(res.r) }, isFalse)
+		return nil, ErrClosed
+	}
+	ss.plays[p] = struct{}{}
+	ss.mu.Unlock()
+	reg.setPlayHandle(p, res.r)
+	return p, nil
+}
+
+// Data delivers the play's packets: DataSysHead first, then DataStream.
+// It is closed by Stop (or the session's Logout).
+func (p *Play) Data() <-chan Packet { return p.data }
+
+// Events delivers the exception callbacks that name this play
+// (EXCEPTION_PREVIEW ...) and those that name its login
+// (EXCEPTION_EXCHANGE ...). Closed by Stop.
+func (p *Play) Events() <-chan Event { return p.events }
+
+// Handle is the SDK's real-play handle.
+func (p *Play) Handle() int32 { return p.handle.Load() }
+
+// Params returns what was asked for.
+func (p *Play) Params() PlayParams { return p.params }
+
+// Dropped counts packets dropped because Data was full.
+func (p *Play) Dropped() uint64 { return p.dropped.Load() }
+
+// Delivered counts packets queued to Data.
+func (p *Play) Delivered() uint64 { return p.delivered.Load() }
+
+// deliver runs on the SDK's thread: copy and queue without blocking.
+func (p *Play) deliver(typ uint32, buf *byte, size uint32) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		reg.late.Add(1)
+		return
+	}
+	if len(p.data) == cap(p.data) {
+		p.dropped.Add(1)
+		return
+	}
+	var b []byte
+	if size > 0 && buf != nil {
+		b = make([]byte, size)
+		copy(b, unsafe.Slice(buf, size))
+	}
+	select {
+	case p.data <- Packet{Type: DataType(typ), Data: b}:
+		p.delivered.Add(1)
+	default:
+		p.dropped.Add(1)
+	}
+}
+
+func (p *Play) event(ev Event) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		reg.late.Add(1)
+		return
+	}
+	select {
+	case p.events <- ev:
+	default:
+		p.evDropped.Add(1)
+	}
+}
+
+// close ends deliveries; callbacks in progress finish first (they never
+// block), later ones are dropped.
+func (p *Play) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.data)
+		close(p.events)
+	}
+	p.mu.Unlock()
+}
+
+// Stop stops the real-play (NET_DVR_StopRealPlay). Callbacks arriving from
+// now on are dropped at once. Calling it again returns the first result.
+func (p *Play) Stop() error {
+	p.stopOnce.Do(func() {
+		reg.removePlay(p)
+		p.close()
+		h := p.handle.Load()
+		ss := p.ss
+		if h >= 0 {
+			l := ss.sdk.lib
+			res := ss.sdk.call(func() int32 { return l.stopRealPlay(h) }, isFalse)
+			if res.r == 0 {
+				p.stopErr = &Error{Op: "NET_DVR_StopRealPlay", Code: res.code}
+			}
+		}
+		ss.mu.Lock()
+		delete(ss.plays, p)
+		ss.mu.Unlock()
+	})
+	return p.stopErr
+}
+
+// Talk is one voice talk (NET_DVR_StartVoiceCom_MR_V30): the caller sends
+// audio already encoded in the device's talk encoding.
+type Talk struct {
+	ss      *Session
+	key     uintptr
+	channel int
+	handle  atomic.Int32
+
+	mu       sync.RWMutex // shared by Send and callbacks, exclusive to stop
+	closed   bool
+	events   chan Event
+	received atomic.Uint64 // device audio bytes the SDK called back with
+	sent     atomic.Uint64
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// StartTalk opens voice talk on a talk channel (1-based). A device whose
+// talk channel is taken answers ErrTalkBusy. If ctx ends before the SDK
+// answers, the talk is stopped when it starts.
+func (ss *Session) StartTalk(ctx context.Context, channel int) (*Talk, error) {
+	if channel <= 0 {
+		return nil, fmt.Errorf("%w: voice talk: channel %d (talk channels start at 1)", ErrParameter, channel)
+	}
+	if err := ss.enter(); err != nil {
+		return nil, err
+	}
+	t := &Talk{ss: ss, channel: channel, events: make(chan Event, eventQueue)}
+	t.handle.Store(-1)
+	t.key = reg.addTalk(t)
+	l := ss.sdk.lib
+	res, done, abandoned, err := ss.sdk.async(ctx, func() callResult {
+		return ss.sdk.call(func() int32 { return l.startVoiceComMRV30(ss.id, uint32(channel), l.voiceCB, t.key) }, isNeg)
+	}, func(r callResult) {
+		if r.r >= 0 {
+			ss.sdk.call(func() int32 { return l.stopVoiceCom(r.r) }, isFalse)
+		}
+		ss.pending.Done()
+	})
+	defer done()
+	if !abandoned {
+		defer ss.pending.Done()
+	}
+	if err == nil && res.r < 0 {
+		err = &Error{Op: "NET_DVR_StartVoiceCom_MR_V30", Code: res.code}
+	}
+	if err != nil {
+		reg.removeTalk(t)
+		t.close()
+		return nil, err
+	}
+	t.handle.Store(res.r)
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		reg.removeTalk(t)
+		t.close()
+		ss.sdk.call(func() int32 { return l.stopVoiceCom(res.r) }, isFalse)
+		return nil, ErrClosed
+	}
+	ss.talks[t] = struct{}{}
+	ss.mu.Unlock()
+	reg.setTalkHandle(t, res.r)
+	return t, nil
+}
+
+// Send passes one block of encoded audio to the device
+// (NET_DVR_VoiceComSendData).
+func (t *Talk) Send(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return ErrClosed
+	}
+	h := t.handle.Load()
+	l := t.ss.sdk.lib
+	res := t.ss.sdk.call(func() int32 { return l.voiceComSendData(h, &b[0], uint32(len(b))) }, isFalse)
+	if res.r == 0 {
+		return &Error{Op: "NET_DVR_VoiceComSendData", Code: res.code}
+	}
+	t.sent.Add(uint64(len(b)))
+	return nil
+}
+
+// Events delivers EXCEPTION_AUDIOEXCHANGE for this talk and the login's
+// events. Closed by Stop.
+func (t *Talk) Events() <-chan Event { return t.events }
+
+// Handle is the SDK's voice talk handle.
+func (t *Talk) Handle() int32 { return t.handle.Load() }
+
+// Sent counts the audio bytes passed to the SDK.
+func (t *Talk) Sent() uint64 { return t.sent.Load() }
+
+// Received counts device audio bytes the SDK called back with (not kept).
+func (t *Talk) Received() uint64 { return t.received.Load() }
+
+func (t *Talk) audio(size uint32) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		reg.late.Add(1)
+		return
+	}
+	t.received.Add(uint64(size))
+}
+
+func (t *Talk) event(ev Event) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		reg.late.Add(1)
+		return
+	}
+	select {
+	case t.events <- ev:
+	default:
+	}
+}
+
+func (t *Talk) close() {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.events)
+	}
+	t.mu.Unlock()
+}
+
+// Stop ends the voice talk (NET_DVR_StopVoiceCom). Calling it again returns
+// the first result.
+func (t *Talk) Stop() error {
+	t.stopOnce.Do(func() {
+		reg.removeTalk(t)
+		t.close() // waits for a Send under way
+		h := t.handle.Load()
+		ss := t.ss
+		if h >= 0 {
+			l := ss.sdk.lib
+			res := ss.sdk.call(func() int32 { return l.stopVoiceCom(h) }, isFalse)
+			if res.r == 0 {
+				t.stopErr = &Error{Op: "NET_DVR_StopVoiceCom", Code: res.code}
+			}
+		}
+		ss.mu.Lock()
+		delete(ss.talks, t)
+		ss.mu.Unlock()
+	})
+	return t.stopErr
+}
+
+// AudioCompress asks the device for its voice talk encoding
+// (NET_DVR_GetCurrentAudioCompress).
+func (ss *Session) AudioCompress(ctx context.Context) (AudioCompress, error) {
+	if err := ss.live(); err != nil {
+		return AudioCompress{}, err
+	}
+	out := new(compressionAudio)
+	l := ss.sdk.lib
+	res, done, _, err := ss.sdk.async(ctx, func() callResult {
+		return ss.sdk.call(func() int32 { return l.getCurrentAudioCompress(ss.id, out) }, isFalse)
+	}, nil)
+	done()
+	if err != nil {
+		return AudioCompress{}, err
+	}
+	if res.r == 0 {
+		return AudioCompress{}, &Error{Op: "NET_DVR_GetCurrentAudioCompress", Code: res.code}
+	}
+	return AudioCompress{
+		Encoding:   TalkEncoding(out.AudioEncType),
+		SampleRate: sampleRates[out.AudioSamplingRate],
+		BitRate:    int(out.AudioBitRate),
+	}, nil
+}
+
+// ---- routing of callbacks from the SDK's threads ----
+
+// registry maps our user-pointer keys and the SDK's handles to live
+// objects. Keys are never reused; SDK handles are, so handle entries are
+// removed before the SDK is asked to stop.
+type registry struct {
+	mu           sync.RWMutex
+	next         uintptr
+	plays        map[uintptr]*Play
+	playByHandle map[int32]*Play
+	talks        map[uintptr]*Talk
+	talkByHandle map[int32]*Talk
+	sessions     map[int32]*Session
+
+	late     atomic.Uint64
+	unrouted atomic.Uint64
+}
+
+var reg = &registry{
+	plays:        map[uintptr]*Play{},
+	playByHandle: map[int32]*Play{},
+	talks:        map[uintptr]*Talk{},
+	talkByHandle: map[int32]*Talk{},
+	sessions:     map[int32]*Session{},
+}
+
+func (r *registry) addPlay(p *Play) uintptr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	r.plays[r.next] = p
+	return r.next
+}
+
+func (r *registry) setPlayHandle(p *Play, h int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.plays[p.key] == p {
+		r.playByHandle[h] = p
+	}
+}
+
+func (r *registry) removePlay(p *Play) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.plays, p.key)
+	if h := p.handle.Load(); h >= 0 && r.playByHandle[h] == p {
+		delete(r.playByHandle, h)
+	}
+}
+
+func (r *registry) addTalk(t *Talk) uintptr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next++
+	r.talks[r.next] = t
+	return r.next
+}
+
+func (r *registry) setTalkHandle(t *Talk, h int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.talks[t.key] == t {
+		r.talkByHandle[h] = t
+	}
+}
+
+func (r *registry) removeTalk(t *Talk) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.talks, t.key)
+	if h := t.handle.Load(); h >= 0 && r.talkByHandle[h] == t {
+		delete(r.talkByHandle, h)
+	}
+}
+
+func (r *registry) addSession(ss *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sessions[ss.id] = ss
+}
+
+func (r *registry) removeSession(ss *Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sessions[ss.id] == ss {
+		delete(r.sessions, ss.id)
+	}
+}
+
+// onData is the real-play callback (REALDATACALLBACK); user is a play key.
+func onData(handle int32, dataType uint32, buf *byte, size uint32, user uintptr) {
+	reg.mu.RLock()
+	p := reg.plays[user]
+	reg.mu.RUnlock()
+	if p == nil {
+		reg.late.Add(1)
+		return
+	}
+	p.deliver(dataType, buf, size)
+}
+
+// onVoice is the voice talk callback; user is a talk key.
+func onVoice(handle int32, buf *byte, size uint32, flag uint8, user uintptr) {
+	reg.mu.RLock()
+	t := reg.talks[user]
+	reg.mu.RUnlock()
+	if t == nil {
+		reg.late.Add(1)
+		return
+	}
+	t.audio(size)
+}
+
+// onException is the exception callback. Real-play and talk exceptions are
+// routed by handle; login exceptions by user id, to the session and to each
+// of its plays and talks.
+func onException(typ uint32, userID, handle int32, user uintptr) {
+	ev := Event{Type: Exception(typ), UserID: userID, Handle: handle}
+	switch ev.Type {
+	case ExceptionPreview, ExceptionReconnect, PreviewReconnectSuccess, ExceptionPreviewReconnEnd:
+		reg.mu.RLock()
+		p := reg.playByHandle[handle]
+		reg.mu.RUnlock()
+		if p == nil || p.ss.id != userID {
+			reg.unrouted.Add(1)
+			return
+		}
+		p.event(ev)
+	case ExceptionAudioExchange:
+		reg.mu.RLock()
+		t := reg.talkByHandle[handle]
+		reg.mu.RUnlock()
+		if t == nil {
+			reg.unrouted.Add(1)
+			return
+		}
+		t.event(ev)
+	default:
+		reg.mu.RLock()
+		ss := reg.sessions[userID]
+		var plays []*Play
+		var talks []*Talk
+		if ss != nil {
+			for _, p := range reg.playByHandle {
+				if p.ss == ss {
+					plays = append(plays, p)
+				}
+			}
+			for _, t := range reg.talkByHandle {
+				if t.ss == ss {
+					talks = append(talks, t)
+				}
+			}
+		}
+		reg.mu.RUnlock()
+		if ss == nil {
+			reg.unrouted.Add(1)
+			return
+		}
+		ss.event(ev)
+		for _, p := range plays {
+			p.event(ev)
+		}
+		for _, t := range talks {
+			t.event(ev)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+// Package isapi is a client for Hikvision's ISAPI (HTTP/HTTPS) interface:
+// digest authentication that respects the device's login lock, and typed calls
+// for device, streaming and voice-talk resources.
+//
+// The package does not log; it returns typed errors (see errors.go) and never
+// puts the password into an error.
+//
+// # What the devices do
+//
+// These are the device behaviours the client is built on, as seen in answers
+// recorded from real cameras, recorders and door stations and in the vendor's
+// manuals.
+//
+// Authentication. Every /ISAPI/ path needs a login. A request without
+// credentials gets 401 with a Digest challenge (realm, qop "auth", a nonce that
+// is plain hex or "hex:unix-time", an empty opaque, MD5; newer or OEM firmware
+// may also or only offer SHA-256, sometimes in a second WWW-Authenticate
+// header). A few old cameras accept Basic only. Devices do not answer a
+// Basic-first request usefully, so the client always starts without
+// credentials, reads the challenge and answers it, then keeps answering the
+// cached challenge with a growing nonce count.
+//
+// Login lock. Only a request whose answer to a challenge is wrong counts as a
+// failed login; a request without credentials never does. After a number of
+// failures (manuals: 7 for admin, 5 for other users) the device locks the
+// client's IP address for a while (30 minutes on many cameras, 60 s on some
+// DVRs, 600 s on some newer models). The 401 body is a userCheck document
+// that may say lockStatus ("lock" on real devices, "locked" in the
+// documentation), unlockTime (seconds left) and retryLoginTime (tries left);
+// not every firmware sends these fields. The client therefore lets one login
+// at a time reach the device and reports AuthError with what the device said.
+//
+// Expired nonces. A device that no longer accepts a nonce answers 401 with
+// stale=true in the new challenge, or a ResponseStatus invalidOperation; the
+// client then answers the new challenge once, and neither counts as a failed
+// login. A device that rebooted has forgotten its nonces; whether it then
+// marks its answer to an old nonce stale=true or sends a plain 401 is not
+// known for every firmware, nor whether it counts such a plain 401 as a
+// failed login. The client tells a forgotten nonce from a refused password
+// by what the device says in the userCheck body: a refused password leaves
+// one try fewer than the most the device has shown (a successful login and a
+// reboot both reset the count), a forgotten nonce that was not counted
+// leaves the full count. Only then is the new challenge answered once; a
+// plain 401 whose body lacks the counts, or shows one fewer, stays one failed
+// login and is not retried, so a wrong password never costs two. A request
+// that gets no answer at all (the device is down) drops the cached challenge,
+// so the first request after a reboot the client noticed starts afresh.
+//
+// Limits: the most tries the client has seen is the device's limit only if
+// the client's first challenge came while no failures from the same address
+// were pending; and on firmware that counts the plain 401 the reboot costs
+// that one counted failure (the next request logs in afresh).
+//
+// XML. Namespaces differ by product and firmware (hikvision.com ver20 and
+// ver10, isapi.org, std-cgi.com on HiWatch, urn:psialliance-org on old
+// recorders and door stations, or none): struct tags carry no namespace, so
+// elements match by local name. Errors come as ResponseStatus (requestURL,
+// statusCode, statusString, subStatusCode, sometimes errorCode/errorMsg) with
+// statusCode 1 OK, 2 busy, 3 device error, 4 invalid operation, 5 invalid XML
+// format, 6 invalid XML content, 7 reboot required. A ResponseStatus whose
+// statusCode is not 1 is an error even under HTTP 200; features a device
+// lacks often answer 403. A body naming notActivated means the device has
+// never been given a password. Bodies are read up to a cap, since devices
+// sometimes send garbage.
+//
+// Voice talk. A talk channel is opened with PUT .../TwoWayAudio/channels/<id>/open
+// (answer: a TwoWayAudioSession with a sessionId, or a bare ResponseStatus on
+// some firmware), fed by one long PUT .../audioData request with no length that
+// carries raw audio for as long as the talk lasts, and ended with PUT
+// .../close, which devices accept even when nothing is open. Some firmware
+// answers the audioData request with 200 at once and then keeps reading, so
+// that answer does not end the talk. The device hangs up by itself after a few
+// seconds (3–10 s reported) without audio, by closing or resetting the
+// connection.
+package isapi
