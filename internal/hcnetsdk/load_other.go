@@ -14,3 +14,7 @@ func buildSupport(path string) error {
 		Why: "this binary was built without device network SDK support (" + runtime.GOOS + "/" + runtime.GOARCH +
 			", static): build it with -tags hcnetsdk (it then links the system C library dynamically)"}
 }
+
+// The callbacks are compiled on every build; only the tagged build hands
+// them to C.
+var _ = [...]any{onData, onVoice, onException}
