@@ -97,6 +97,8 @@ type Track struct {
 // Transports a hikvision:// URL may ask for with transport=.
 const (
 	TransportRTSP = "rtsp"
+	TransportSDK  = "sdk"  // the vendor's device network SDK (sdk.go)
+	TransportAuto = "auto" // RTSP, or the SDK when the RTSP port is closed
 )
 
 // newBackend returns the producer's backend for the URL's transport. Only
@@ -104,6 +106,9 @@ const (
 // vendor SDK) plugs in here, and auto would choose between them from the
 // probe.
 func newBackend(cfg *Config, dev *Device, probe *deviceProbe) Backend {
+	if b := newSDKBackendFor(cfg, dev, probe); b != nil {
+		return b
+	}
 	port := cfg.RTSPPort
 	if port == 0 {
 		port = probe.RTSPPort

@@ -63,6 +63,12 @@ type Config struct {
 	// Default off: a busy line is reported, not taken.
 	TalkTakeover bool
 
+	// Transport (transport=rtsp|sdk|auto) chooses the real-play backend;
+	// "" is the default, rtsp. SDKPort (sdk_port=) is the vendor SDK's
+	// service port, 0 for the default 8000.
+	Transport string
+	SDKPort   int
+
 	// Snapshot are the #snapshot_* options (the source's snapshot cache).
 	Snapshot SnapshotOptions
 }
@@ -166,6 +172,7 @@ func (c *Config) String() string {
 	if c.TalkTakeover {
 		q.Set("talk_takeover", "1")
 	}
+	c.sdkQuery(q)
 	u.RawQuery = q.Encode()
 	s := u.String()
 	if !c.Backchannel {
@@ -348,8 +355,10 @@ func (c *Config) setParam(name, value string) error {
 			return err
 		}
 		c.TalkTakeover = b
+	case "transport", "sdk_port":
+		return c.setSDKParam(name, value)
 	default:
-		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel, talk_takeover)"}
+		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel, talk_takeover, transport, sdk_port)"}
 	}
 	return nil
 }

@@ -32,6 +32,8 @@ type Options struct {
 	Reconnect ReconnectOptions `yaml:"reconnect"`
 	// Guard sets the login guard's rules (one guard per device).
 	Guard GuardOptions `yaml:"guard"`
+	// SDK says where the vendor's device network SDK is (transport=sdk).
+	SDK SDKOptions `yaml:"sdk"`
 }
 
 // GuardOptions are the login guard's rules that a user may change (the
