@@ -43,6 +43,9 @@ type SDKOptions struct {
 // give no SDK path.
 const EnvSDKLib = "HIKVISION_SDK_LIB"
 
+// sdkBuildTag is the build tag that compiles in the SDK loader.
+const sdkBuildTag = "hcnetsdk"
+
 // DefaultSDKPort is the SDK's service port on most devices.
 const DefaultSDKPort = 8000
 
@@ -129,8 +132,8 @@ type SDKUnavailableError struct {
 
 func (e *SDKUnavailableError) Error() string {
 	msg := "hikvision: transport=sdk: " + e.Err.Error()
-	if errors.Is(e.Err, hcnetsdk.ErrUnsupported) && !strings.Contains(msg, "build") {
-		msg += " (build with: go run ./cmd/go2rtc-hikvision build -sdk)"
+	if errors.Is(e.Err, hcnetsdk.ErrUnsupported) && strings.Contains(msg, "-tags "+sdkBuildTag) {
+		msg += " (go2rtc with the hikvision module: go run ./cmd/go2rtc-hikvision build -sdk)"
 	}
 	if errors.Is(e.Err, hcnetsdk.ErrLibraryMissing) {
 		msg += " (go2rtc.yaml hikvision: sdk: lib: PATH, or " + EnvSDKLib + "=PATH)"

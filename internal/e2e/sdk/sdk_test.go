@@ -1,0 +1,325 @@
+// Package sdk runs the patched go2rtc, built with the device network SDK
+// loader (build tag hcnetsdk), against the project's fake SDK library
+// (testdata/hcnetsdk-fake, compiled here with the system C compiler) with
+// transport=sdk sources, and reads them with ffprobe.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/build"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/e2e"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk/hcfake"
+)
+
+// env is what every test here needs: go2rtc built with the SDK loader, the
+// fake library, and the test media as MPEG-PS.
+type env struct {
+	bin, lib, dir string
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
+		t.Skip("the device network SDK exists for linux/amd64 and linux/arm64 only")
+	}
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e2e.BuildTimeout)
+	defer cancel()
+	bin, err := build.Build(ctx, build.Options{Tags: []string{build.SDKTag}})
+	if err != nil {
+		t.Fatalf("build go2rtc -tags %s: %v", build.SDKTag, err)
+	}
+	dir := t.TempDir()
+	lib, err := hcfake.Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{bin: bin, lib: lib, dir: dir}
+}
+
+// psOf writes testdata/media/<name> as MPEG-2 PS with ffmpeg.
+func (e *env) psOf(t *testing.T, name string) string {
+	t.Helper()
+	src := filepath.Join("..", "..", "..", "testdata", "media", name)
+	out := filepath.Join(e.dir, name+".ps")
+	b, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-r", "25", "-i", src,
+		"-c", "copy", "-f", "vob", out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+// port is the fake device's service port: the fake answers logins on it and
+// this listener stands for the port itself (go2rtc's supervisor probes it
+// with a TCP connect while the device is away).
+type port struct {
+	n  int
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (p *port) up(t *testing.T) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		if ln, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p.n)); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.n = ln.Addr().(*net.TCPAddr).Port
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(p.down)
+}
+
+func (p *port) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+}
+
+// device is one go2rtc process with transport=sdk streams on the fake.
+type device struct {
+	g       *e2e.Go2rtc
+	control string // the fake's control file (faults for the other process)
+	port    *port
+}
+
+func (e *env) start(t *testing.T, fake string, streams map[string]string) *device {
+	t.Helper()
+	p := &port{}
+	p.up(t)
+	d := &device{port: p, control: filepath.Join(t.TempDir(), "control")}
+	if err := os.WriteFile(d.control, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "log:\n  level: info\n  hikvision: debug\nhikvision:\n  reconnect:\n    port_probe_interval: 200ms\n  sdk:\n    lib: %s\nstreams:\n", e.lib)
+	for name, query := range streams {
+		fmt.Fprintf(&cfg, "  %s: %s\n", name, query+"&sdk_port="+strconv.Itoa(p.n))
+	}
+	g, err := e2e.Start(context.Background(), e2e.Options{Bin: e.bin, Config: cfg.String(),
+		Env: []string{"HCNETSDK_FAKE=port=" + strconv.Itoa(p.n) + ";control=" + d.control + ";" + fake}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.g = g
+	t.Cleanup(func() {
+		if err := g.Stop(); err != nil {
+			t.Errorf("%v\ngo2rtc output:\n%s", err, g.Output())
+		}
+		if out := g.Output(); strings.Contains(out, "12345") || strings.Contains(out, "badpass1") {
+			t.Errorf("go2rtc printed a password:\n%s", out)
+		}
+	})
+	return d
+}
+
+func (d *device) fault(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.OpenFile(d.control, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(name + "\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sdkURL(pass string) string {
+	return "hikvision://" + url.UserPassword("admin", pass).String() + "@127.0.0.1/?transport=sdk"
+}
+
+// probe runs ffprobe on the go2rtc stream and returns its streams' codec names.
+func (d *device) probe(t *testing.T, stream string) ([]string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
+		"-show_entries", "stream=codec_name,width,height", "-of", "json",
+		"rtsp://"+d.g.RTSPAddr+"/"+stream).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ffprobe %s: %w", stream, err)
+	}
+	var doc struct {
+		Streams []struct {
+			Codec string `json:"codec_name"`
+			Width int    `json:"width"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range doc.Streams {
+		if s.Width > 0 || !strings.HasPrefix(s.Codec, "h") {
+			names = append(names, s.Codec)
+		}
+	}
+	return names, nil
+}
+
+type health struct {
+	Devices []struct {
+		State        string `json:"state"`
+		FailedLogins int    `json:"failed_logins"`
+		LockedUntil  any    `json:"locked_until"`
+		Sources      []string
+	} `json:"devices"`
+	Sources []struct {
+		Stream     string `json:"stream"`
+		State      string `json:"state"`
+		Reconnects int    `json:"reconnects"`
+	} `json:"sources"`
+}
+
+func (d *device) health(t *testing.T) (health, string) {
+	t.Helper()
+	status, body, err := d.g.Get(context.Background(), "/api/hikvision")
+	if err != nil || status != 200 {
+		t.Fatalf("/api/hikvision: %d %v %s", status, err, body)
+	}
+	var h health
+	if err := json.Unmarshal(body, &h); err != nil {
+		t.Fatalf("/api/hikvision: %v\n%s", err, body)
+	}
+	return h, string(body)
+}
+
+// H.264 and H.265 real-play through the SDK, read by ffprobe through go2rtc.
+func TestSDKCodecs(t *testing.T) {
+	e := setup(t)
+	for _, c := range []struct {
+		media, format, want string
+	}{
+		{"h264_main.h264", "0x0100", "h264"},
+		{"h265_main.h265", "5", "hevc"},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			d := e.start(t, "media="+e.psOf(t, c.media)+";video_format="+c.format,
+				map[string]string{"cam": sdkURL("12345")})
+			got, err := d.probe(t, "cam")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, d.g.Output())
+			}
+			if strings.Join(got, ",") != c.want {
+				t.Fatalf("ffprobe streams %v, want %s", got, c.want)
+			}
+		})
+	}
+}
+
+// The device reboots under a reading consumer (5 s away): go2rtc's source
+// comes back by itself, and ffprobe reads the stream again.
+func TestSDKRebootRecovery(t *testing.T) {
+	e := setup(t)
+	d := e.start(t, "media="+e.psOf(t, "h264_main.h264")+";video_format=0x0100",
+		map[string]string{"cam": sdkURL("12345")})
+	// a consumer that keeps the source running through the outage
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reader := exec.CommandContext(ctx, "ffmpeg", "-v", "error", "-rtsp_transport", "tcp",
+		"-i", "rtsp://"+d.g.RTSPAddr+"/cam", "-c", "copy", "-f", "null", "-")
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = reader.Wait() }()
+	waitSource(t, d, "streaming", 0, 30*time.Second)
+
+	d.port.down()
+	d.fault(t, "reboot")
+	waitSource(t, d, "reconnecting", 0, 10*time.Second)
+	time.Sleep(5 * time.Second) // the outage
+	d.port.up(t)
+	d.fault(t, "back")
+	waitSource(t, d, "streaming", 1, 30*time.Second)
+	if got, err := d.probe(t, "cam"); err != nil || strings.Join(got, ",") != "h264" {
+		t.Fatalf("after the reboot: %v %v", got, err)
+	}
+}
+
+func waitSource(t *testing.T, d *device, state string, reconnects int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		h, body := d.health(t)
+		for _, s := range h.Sources {
+			if s.Stream == "cam" && s.State == state && s.Reconnects >= reconnects {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source cam not %s (reconnects >= %d) within %s:\n%s\n%s", state, reconnects, within, body, d.g.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A stream with a wrong password is asked for again and again for 20 s: the
+// fake device (which locks after 5 failed logins) sees at most the guard's
+// budget and never locks, so the right password still plays afterwards.
+func TestSDKWrongPasswordNeverLocks(t *testing.T) {
+	e := setup(t)
+	d := e.start(t, "lock_after=5;media="+e.psOf(t, "h264_main.h264")+";video_format=0x0100",
+		map[string]string{"bad": sdkURL("badpass1"), "good": sdkURL("12345")})
+	deadline := time.Now().Add(20 * time.Second)
+	tries := 0
+	for time.Now().Before(deadline) {
+		if _, err := d.probe(t, "bad"); err == nil {
+			t.Fatal("the wrong password played")
+		}
+		tries++
+		time.Sleep(500 * time.Millisecond)
+	}
+	h, body := d.health(t)
+	for _, dev := range h.Devices {
+		if dev.FailedLogins > 2 || dev.State == "locked" || dev.LockedUntil != nil {
+			t.Errorf("device health after %d tries: %s", tries, body)
+		}
+	}
+	got, err := d.probe(t, "good")
+	if err != nil || strings.Join(got, ",") != "h264" {
+		t.Fatalf("the right password after %d wrong-password requests: %v %v\n%s", tries, got, err, d.g.Output())
+	}
+	if strings.Contains(d.g.Output(), "user locked") {
+		t.Errorf("the device locked the user:\n%s", d.g.Output())
+	}
+}
