@@ -203,7 +203,7 @@ func sdkProbe() *deviceProbe { return &deviceProbe{} }
 func newSDKBackendFor(cfg *Config, dev *Device, probe *deviceProbe) Backend {
 	switch cfg.Transport {
 	case TransportSDK:
-		return &sdkBackend{cfg: cfg, dev: dev, addr: cfg.sdkAddr()}
+		return &sdkBackend{cfg: cfg, dev: dev, addr: cfg.sdkAddr(), probe: probe}
 	case TransportAuto:
 		port := cfg.RTSPPort
 		if port == 0 {
@@ -215,6 +215,7 @@ func newSDKBackendFor(cfg *Config, dev *Device, probe *deviceProbe) Backend {
 		if rtspClosed(hostPort(cfg.Host, strconv.Itoa(port)), cfg.Timeout) {
 			dev.m.log.Info().Str("device", cfg.HTTPAddr()).Int("rtsp_port", port).
 				Msg("[hikvision] transport=auto: the RTSP port is closed; using the device network SDK")
+			// the ISAPI probe is shared (cached): talk keeps what ISAPI said
 			return &sdkBackend{cfg: cfg, dev: dev, addr: cfg.sdkAddr()}
 		}
 	}
@@ -239,9 +240,10 @@ func rtspClosed(addr string, timeout time.Duration) bool {
 // login (through the device's guard), real-play, and the MPEG-PS it
 // delivers demuxed into go2rtc packets. One SDK login per session.
 type sdkBackend struct {
-	cfg  *Config
-	dev  *Device
-	addr string
+	cfg   *Config
+	dev   *Device
+	addr  string
+	probe *deviceProbe // the producer's own (sdkProbe): talk facts filled by the first Open
 }
 
 func (b *sdkBackend) Protocol() string { return "hcnetsdk" }
@@ -250,6 +252,25 @@ func (b *sdkBackend) Addr() string     { return b.addr }
 // Open logs in, starts the real-play and reads the stream until its medias
 // are known.
 func (b *sdkBackend) Open(ctx context.Context) (Session, error) {
+	login, err := b.login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.sdkTalkInfo(ctx, login)
+	s, err := b.play(ctx, login)
+	if err != nil {
+		_ = login.Logout()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// login is one SDK login, as one authenticated attempt of the device's
+// guard.
+func (b *sdkBackend) login(ctx context.Context) (*hcnetsdk.Session, error) {
 	sdk, err := b.dev.m.sdkOpen()
 	if err != nil {
 		return nil, err
@@ -274,15 +295,7 @@ func (b *sdkBackend) Open(ctx context.Context) (Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := b.play(ctx, login)
-	if err != nil {
-		_ = login.Logout()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
-	}
-	return s, nil
+	return login, nil
 }
 
 // sdkChannel maps the URL's channel to the SDK's channel number: a camera's

@@ -22,6 +22,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk/hcfake"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
 
 // The fake SDK library (testdata/hcnetsdk-fake) is process-global like the
@@ -337,4 +338,80 @@ func TestSDKNoLeakCycles(t *testing.T) {
 	t.Logf("%d cycles: %d login attempts, %d exceptions sent", cycles, fakeCount("login_attempts"), fakeCount("exceptions_sent"))
 }
 
-var _ = core.KindVideo
+func shortSDKTalk(m *Module) {
+	m.talkHook = func(c *talk.Config) {
+		c.IdleTimeout = 300 * time.Millisecond
+		c.BusyRetry = 100 * time.Millisecond
+		c.FailDelay = 50 * time.Millisecond
+	}
+}
+
+// Voice talk over the SDK: the device's talk codec (A-law here) is the
+// sendonly media; the tone reaches the fake device byte for byte; the talk
+// closes itself when the audio stops; after Stop nothing opens again.
+func TestSDKTalk(t *testing.T) {
+	record := filepath.Join(t.TempDir(), "talk.raw")
+	m, d := newSDKEnv(t, "talk_encoding=2;talk_record="+record, ReconnectOptions{}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	shortSDKTalk(m)
+	tone, err := os.ReadFile(filepath.Join("..", "testdata", "media", "tone_1khz_8k.alaw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tone = tone[:8000] // 1 s
+	pl := startPlaying(t, sdkURL(d.port, "12345", ""))
+	media := sendonly(pl.p)
+	if media == nil || media.Codecs[0].Name != core.CodecPCMA {
+		t.Fatalf("talk media %v, want PCMA", media)
+	}
+	f := addTrack(t, pl.p)
+	f.talkG711(tone)
+	waitFor(t, "the tone at the device", 10*time.Second, func() bool { return fakeCount("talk_bytes") >= int64(len(tone)) })
+	got, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(tone) {
+		t.Fatalf("device heard %d bytes, not the %d sent", len(got), len(tone))
+	}
+	waitFor(t, "the idle close", 5*time.Second, func() bool { return fakeCount("talks") == 0 })
+	f.talkG711(tone[:1600]) // talks again: one more open
+	waitFor(t, "the second talk", 5*time.Second, func() bool { return fakeCount("talk_bytes") >= int64(len(tone)+1600) })
+	st := pl.p.talk.sess.Stats()
+	if st.Opens != 2 {
+		t.Errorf("opens %d, want 2", st.Opens)
+	}
+	pl.stop(t)
+	sends := fakeCount("talk_sends")
+	f.talkG711(tone[:1600]) // after Stop: dropped
+	observe(500 * time.Millisecond)
+	if n := fakeCount("talks"); n != 0 {
+		t.Errorf("talks open after Stop: %d", n)
+	}
+	if st := pl.p.talk.sess.Stats(); st.Opens != 2 || fakeCount("talk_sends") != sends {
+		t.Errorf("after Stop: opens %d, sends %d -> %d", st.Opens, sends, fakeCount("talk_sends"))
+	}
+}
+
+// Another client holds the talk channel: the engine reports busy and never
+// takes the line (no talk of ours opens, nothing of the other is stopped).
+func TestSDKTalkBusy(t *testing.T) {
+	m, d := newSDKEnv(t, "talk_busy=1", ReconnectOptions{}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	shortSDKTalk(m)
+	pl := startPlaying(t, sdkURL(d.port, "12345", ""))
+	f := addTrack(t, pl.p)
+	f.talkG711(make([]byte, 1600))
+	waitFor(t, "busy", 5*time.Second, func() bool { return pl.p.talk.sess.State() == talk.StateBusy })
+	if !errors.Is(pl.p.talk.sess.Err(), talk.ErrBusy) {
+		t.Errorf("talk error %v", pl.p.talk.sess.Err())
+	}
+	if n := fakeCount("talks"); n != 0 || pl.p.talk.sess.Stats().Opens != 0 {
+		t.Errorf("talks open %d, opens %d", n, pl.p.talk.sess.Stats().Opens)
+	}
+	pl.stop(t)
+}
