@@ -49,6 +49,7 @@ func captureLog(t *testing.T) *syncBuf {
 // A device that accepts only HTTP Basic over plain HTTP gets one warning,
 // however often it is dialled; a device that also offers Digest gets none.
 func TestBasicOverHTTPWarnsOncePerDevice(t *testing.T) {
+	t.Parallel()
 	resetModule(t, Options{}, guard.Config{})
 	buf := captureLog(t)
 	const pass = "hik/12@45"

@@ -101,17 +101,21 @@ const (
 	TransportAuto = "auto" // RTSP, or the SDK when the RTSP port is closed
 )
 
-// newBackend returns the producer's backend for the URL's transport. Only
-// rtsp exists so far; ParseURL refuses the others. A second backend (a
-// vendor SDK) plugs in here, and auto would choose between them from the
-// probe.
+// newBackend returns the producer's backend for the URL's transport
+// (Config.Transport, from transport=). Only rtsp exists so far; ParseURL
+// refuses the others with a ConfigError. A second backend (a vendor SDK:
+// transport=sdk) is accepted in parse.go's "transport" case and chosen here;
+// auto would choose between them from the probe.
 func newBackend(cfg *Config, dev *Device, probe *deviceProbe) Backend {
 	if b := newSDKBackendFor(cfg, dev, probe); b != nil {
-		return b
+		return b // transport=sdk, or auto with the RTSP port closed
 	}
-	port := cfg.RTSPPort
-	if port == 0 {
-		port = probe.RTSPPort
+	switch cfg.Transport {
+	default: // "", TransportRTSP
+		port := cfg.RTSPPort
+		if port == 0 {
+			port = probe.RTSPPort
+		}
+		return newRTSPBackend(cfg, dev, port)
 	}
-	return newRTSPBackend(cfg, dev, port)
 }

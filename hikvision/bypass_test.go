@@ -94,7 +94,7 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 			src := simURL(dev, simPass)
 			// checked last, after every producer of the path stopped
 			t.Cleanup(func() {
-				g := m.guardOf(mustParse(t, src)).State()
+				g := m.guardOf(mustParse(t, src)).Snapshot()
 				cs := dev.Client("127.0.0.1")
 				device := cs.FailedLogins + cs.RTSPFailedLogins
 				t.Logf("device: %d failed logins (ISAPI %d, RTSP %d); guard: %d failed logins, %d allowed",

@@ -8,6 +8,7 @@ import (
 )
 
 func TestParseURL(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want Config
@@ -28,6 +29,8 @@ func TestParseURL(t *testing.T) {
 			Config{Host: "cam", Username: "admin", Password: "x", HTTPS: true, CertSHA256: "aabb" + strings.Repeat("00", 30), Channel: 1, Stream: StreamMain, Backchannel: false, Timeout: 7 * time.Second}},
 		{"hikvision://admin:x@[fe80::1]:81/?stream=2#timeout=3&backchannel=1",
 			Config{Host: "fe80::1", HTTPPort: 81, Username: "admin", Password: "x", Channel: 1, Stream: StreamSub, Backchannel: true, Timeout: 3 * time.Second}},
+		{"hikvision://admin:x@cam/?transport=RTSP",
+			Config{Host: "cam", Username: "admin", Password: "x", Channel: 1, Stream: StreamMain, Backchannel: true, Transport: TransportRTSP}},
 		// snapshot options: parsed with the rest (one parser for every option)
 		{"hikvision://admin:x@cam/#snapshot_max_stale=60#snapshot_last_good=0#snapshot_min_interval=0.5",
 			Config{Host: "cam", Username: "admin", Password: "x", Channel: 1, Stream: StreamMain, Backchannel: true,
@@ -46,6 +49,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestParseURLErrors(t *testing.T) {
+	t.Parallel()
 	const pass = "Sup3rS3cret"
 	tests := []struct {
 		in    string
@@ -76,7 +80,11 @@ func TestParseURLErrors(t *testing.T) {
 		{"hikvision://admin:" + pass + "@cam/#timeout=0", "timeout", "0"},
 		{"hikvision://admin:" + pass + "@cam/#backchannel=2", "backchannel", "2"},
 		{"hikvision://admin:" + pass + "@cam/#media=video", "#media", "video"},
+		{"hikvision://admin:" + pass + "@cam/?transport=dvrip", "transport", "dvrip"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=soon", "#snapshot_max_stale", "soon"},
+		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=1.5", "#snapshot_max_stale", "1.5"},
+		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=0", "#snapshot_max_stale", "0"},
+		{"hikvision://admin:" + pass + "@cam/#snapshot_min_interval=100000", "#snapshot_min_interval", "100000"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_last_good=maybe", "#snapshot_last_good", "maybe"},
 		// unencoded '/', '?' or '#' in the password
 		{"hikvision://admin:Sup3r/S3cret@cam/", "password", ""},
@@ -103,6 +111,7 @@ func TestParseURLErrors(t *testing.T) {
 }
 
 func TestConfigURLs(t *testing.T) {
+	t.Parallel()
 	c, err := ParseURL("hikvision://ad%3Amin:p%40ss%2Fw@cam:8080/?channel=2&stream=sub&https=1&insecure=1#backchannel=0")
 	if err != nil {
 		t.Fatal(err)

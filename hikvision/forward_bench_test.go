@@ -272,6 +272,7 @@ func BenchmarkGo2rtcReceiverOnlyParallel(b *testing.B) {
 // first session and after a reconnect, into a receiver with a started
 // consumer, allocates nothing per packet.
 func TestForwardAllocFree(t *testing.T) {
+	// not parallel: AllocsPerRun counts every goroutine's allocations
 	for _, rebased := range []bool{false, true} {
 		media, codec := benchMedia()
 		p, tr := benchTrack(media, codec)

@@ -20,17 +20,17 @@ type DeviceHealth struct {
 	Model     string `json:"model,omitempty"`
 	Reachable *bool  `json:"reachable"` // null: not known yet
 	// Guard: the device's login guard (shared by producers, snapshots, talk).
-	State          guard.Status `json:"state"`  // idle, ok, failing, holding, locked
-	Reason         string       `json:"reason"` // the hold's reason or the last failure's kind
-	FailedLogins   int          `json:"failed_logins"`
-	LoginBudget    int          `json:"login_budget"`
-	BudgetWindowS  int64        `json:"budget_window_s"`
-	RetryLoginTime int          `json:"retry_login_time"` // tries left the device reported; -1 unknown
-	LockedUntil    *time.Time   `json:"locked_until"`
-	HoldUntil      *time.Time   `json:"hold_until"`
-	LastError      string       `json:"last_error,omitempty"` // redacted
-	LastErrorAt    *time.Time   `json:"last_error_at,omitempty"`
-	Sources        []string     `json:"sources"` // redacted URLs
+	State          guard.State `json:"state"`  // idle, ok, failing, holding, locked
+	Reason         string      `json:"reason"` // the hold's reason or the last failure's kind
+	FailedLogins   int         `json:"failed_logins"`
+	LoginBudget    int         `json:"login_budget"`
+	BudgetWindowS  int64       `json:"budget_window_s"`
+	RetryLoginTime int         `json:"retry_login_time"` // tries left the device reported; -1 unknown
+	LockedUntil    *time.Time  `json:"locked_until"`
+	HoldUntil      *time.Time  `json:"hold_until"`
+	LastError      string      `json:"last_error,omitempty"` // redacted
+	LastErrorAt    *time.Time  `json:"last_error_at,omitempty"`
+	Sources        []string    `json:"sources"` // redacted URLs
 }
 
 // SourceHealth is one source (of one stream) in Health.
@@ -114,11 +114,11 @@ func (r *registry) health() Health {
 		bySource[s.dev] = append(bySource[s.dev], s.url)
 	}
 	for _, d := range devs {
-		g := d.guard.State()
+		g := d.guard.Snapshot()
 		d.mu.Lock()
 		dh := DeviceHealth{
 			Device: d.host, User: d.user, Model: d.model,
-			State: g.Status, Reason: g.Reason.String(), FailedLogins: g.FailedLogins, LoginBudget: g.Budget,
+			State: g.State, Reason: g.Reason.String(), FailedLogins: g.FailedLogins, LoginBudget: g.Budget,
 			BudgetWindowS: int64(g.Window / time.Second), RetryLoginTime: g.RetryLoginTime,
 			LockedUntil: timePtr(g.LockedUntil), HoldUntil: timePtr(g.HoldUntil),
 			LastError: d.redact(g.LastError), LastErrorAt: timePtr(g.LastErrorAt),

@@ -15,6 +15,7 @@ import (
 // simulator and real firmware do), on a camera and on an NVR, is "no such
 // channel or stream" (permanent), not an RTSP DESCRIBE failure.
 func TestUnknownChannelBadParameters(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, personality, query, id string
 	}{
@@ -52,6 +53,7 @@ func TestUnknownChannelBadParameters(t *testing.T) {
 // *ChannelOfflineError (not permanent), from the status read in the probe's
 // concurrent round, before any RTSP; an online channel of the same NVR plays.
 func TestNVRChannelOffline(t *testing.T) {
+	t.Parallel()
 	resetModule(t, Options{}, guard.Config{})
 	const pass = "hik/12@45"
 	dev := apiStartSim(t, sim.Config{Personality: sim.PersonalityNVR, Users: map[string]string{"admin": pass},
@@ -84,7 +86,7 @@ func TestNVRChannelOffline(t *testing.T) {
 	if n := cs.Requests["/ISAPI/ContentMgmt/InputProxy/channels/status"]; n != 1 {
 		t.Errorf("status asked %d times, want 1", n)
 	}
-	if g := mod(t).guardOf(mustParse(t, src("2"))).State(); g.FailedLogins != 0 {
+	if g := mod(t).guardOf(mustParse(t, src("2"))).Snapshot(); g.FailedLogins != 0 {
 		t.Errorf("guard counted %d failed logins for an offline channel", g.FailedLogins)
 	}
 

@@ -34,6 +34,7 @@ import (
 // (default 30), HIKVISION_PROFILE_ORDER=stock-first (run the stock phase
 // first; the order is a source of bias on a shared machine). Writes <dir>/hikvision.pprof and <dir>/stock.pprof.
 func TestProfileStreams(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv("HIKVISION_PROFILE")
 	if dir == "" {
 		t.Skip("set HIKVISION_PROFILE=<output dir> to take the CPU profiles")

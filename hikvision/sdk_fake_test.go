@@ -274,7 +274,7 @@ func TestSDKWrongPasswordNeverLocks(t *testing.T) {
 		t.Errorf("last dial: %v, want a permanent hold", last)
 	}
 	// the first refusal carried the device's tries left to the guard
-	if st := m.guardOf(mustParse(t, src)).State(); st.FailedLogins != 2 || st.RetryLoginTime != 3 {
+	if st := m.guardOf(mustParse(t, src)).Snapshot(); st.FailedLogins != 2 || st.RetryLoginTime != 3 {
 		t.Errorf("guard state %+v", st)
 	}
 }

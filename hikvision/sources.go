@@ -18,9 +18,10 @@ import (
 // A source entry holds a reference on its device for as long as it is
 // known. Entries of deleted streams are dropped (their snapshot cache
 // closed, their device reference released) by prune, which runs when a
-// source's lifetime ends or begins (a producer stops, go2rtc dials, a
-// snapshot is asked for), never from the health or metrics views, which only
-// read.
+// producer's lifetime ends (Stop) or begins (go2rtc dials), never from an
+// HTTP handler: the health and metrics views only leave such entries out.
+// The snapshot cache of a deleted stream that nothing ever played is closed
+// at the next such event.
 type registry struct {
 	m       *Module
 	mu      sync.Mutex

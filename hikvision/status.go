@@ -116,9 +116,9 @@ type GuardStatus struct {
 	RetryLoginTime int `json:"retry_login_time"`
 }
 
-func guardStatus(s guard.State) GuardStatus {
+func guardStatus(s guard.Snapshot) GuardStatus {
 	return GuardStatus{
-		State: string(s.Status), Reason: s.Reason.String(), FailedLogins: s.FailedLogins, Budget: s.Budget,
+		State: string(s.State), Reason: s.Reason.String(), FailedLogins: s.FailedLogins, Budget: s.Budget,
 		Window: s.Window.String(), HoldUntil: s.HoldUntil, LockedUntil: s.LockedUntil, RetryLoginTime: s.RetryLoginTime,
 	}
 }
@@ -230,7 +230,7 @@ func (p *Producer) Status() Status {
 	s.LastPacket = monoTime(p.status.lastPacket.Load())
 	s.PacketsLost = p.status.packetsLost.Load()
 	if p.dev != nil {
-		s.Guard = guardStatus(p.dev.guard.State())
+		s.Guard = guardStatus(p.dev.guard.Snapshot())
 	}
 	return s
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -173,8 +174,11 @@ func StartGo2rtc(t testing.TB, bin, config string) *Go2rtc {
 // URL is the API URL for path (e.g. "/api/streams").
 func (g *Go2rtc) URL(path string) string { return "http://" + g.APIAddr + path }
 
-// WaitReady polls GET /api until it answers 200, go2rtc exits, ctx ends or
-// timeout passes.
+// WaitReady polls until go2rtc's API answers and its modules are set up, go2rtc
+// exits, ctx ends or timeout passes. go2rtc starts its API before the other
+// modules: ready means GET /api/schemes lists hikvision and isapi (isapi comes
+// after hikvision in go2rtc's module order), so a request right after
+// WaitReady never meets a scheme that is not registered yet.
 func (g *Go2rtc) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -182,11 +186,13 @@ func (g *Go2rtc) WaitReady(ctx context.Context, timeout time.Duration) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.URL("/api"), nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.URL("/api/schemes"), nil)
 		if res, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, res.Body)
+			body, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
+			var schemes []string
+			if res.StatusCode == http.StatusOK && json.Unmarshal(body, &schemes) == nil &&
+				slices.Contains(schemes, "hikvision") && slices.Contains(schemes, "isapi") {
 				return nil
 			}
 		}

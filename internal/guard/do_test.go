@@ -69,6 +69,7 @@ func runProcesses(t *testing.T, processes int, peek bool) *lockingDevice {
 // and never spend its last try; without reading the device's count they do
 // (each process alone stays within its own budget of 2).
 func TestDoPeersNeverLock(t *testing.T) {
+	t.Parallel()
 	dev := runProcesses(t, 3, true)
 	if dev.locked || dev.left() < guard.DefaultReserveTries {
 		t.Fatalf("with peeks: device locked %v, %d tries left after %d logins", dev.locked, dev.left(), dev.logins)
@@ -84,6 +85,7 @@ func TestDoPeersNeverLock(t *testing.T) {
 // Up to PeerReserve+1 processes deciding on the same reading at the same
 // moment still leave ReserveTries unused.
 func TestDoPeersSameMoment(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	dev := &lockingDevice{max: 5}
 	var gs []*guard.Guard
@@ -110,18 +112,19 @@ func TestDoPeersSameMoment(t *testing.T) {
 
 // Do's outcomes: one classifier for every request.
 func TestDoOutcomes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
 		err    error
-		status guard.Status
+		status guard.State
 		logins int
 	}{
-		{"ok", nil, guard.StatusOK, 0},
-		{"accepted: device answered past the login", fmt.Errorf("probe: %w", &isapi.StatusError{HTTPStatus: 403}), guard.StatusOK, 0},
-		{"failed login", wrongPass, guard.StatusFailing, 1},
-		{"unreachable", fmt.Errorf("dial: %w", errors.New("connection refused")), guard.StatusFailing, 0},
-		{"abandoned", fmt.Errorf("stopped: %w", context.Canceled), guard.StatusIdle, 0},
+		{"ok", nil, guard.StateOK, 0},
+		{"accepted: device answered past the login", fmt.Errorf("probe: %w", &isapi.StatusError{HTTPStatus: 403}), guard.StateOK, 0},
+		{"failed login", wrongPass, guard.StateFailing, 1},
+		{"unreachable", fmt.Errorf("dial: %w", errors.New("connection refused")), guard.StateFailing, 0},
+		{"abandoned", fmt.Errorf("stopped: %w", context.Canceled), guard.StateIdle, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g, _ := newGuard(t, guard.Config{})
@@ -130,8 +133,8 @@ func TestDoOutcomes(t *testing.T) {
 			if !ran || !errors.Is(err, tc.err) && err != tc.err {
 				t.Fatalf("Do = %v (ran %v), want the request's own error %v", err, ran, tc.err)
 			}
-			st := g.State()
-			if st.Status != tc.status || st.LoginFailures != tc.logins || st.Allowed != 1 {
+			st := g.Snapshot()
+			if st.State != tc.status || st.LoginFailures != tc.logins || st.Allowed != 1 {
 				t.Fatalf("state %+v, want %s with %d failed logins", st, tc.status, tc.logins)
 			}
 			// nothing is left in flight: two more logins are allowed at once
@@ -145,6 +148,7 @@ func TestDoOutcomes(t *testing.T) {
 
 // A hold answers without running the request.
 func TestDoHoldRunsNothing(t *testing.T) {
+	t.Parallel()
 	g, _ := newGuard(t, guard.Config{})
 	for i := 0; i < 2; i++ {
 		_ = g.Do(context.Background(), nil, func(context.Context) error { return wrongPass })

@@ -613,22 +613,22 @@ func (g *Guard) success() {
 	g.consecutive = 0
 }
 
-// Status is the guard's state for status pages.
-type Status string
+// State is the guard's state word for status pages.
+type State string
 
 const (
-	StatusIdle    Status = "idle"    // nothing known yet
-	StatusOK      Status = "ok"      // last authenticated request succeeded
-	StatusFailing Status = "failing" // failures, but logins allowed
-	StatusHolding Status = "holding" // Allow holds (budget, tries left, in flight)
-	StatusLocked  Status = "locked"  // device lock; Allow holds until LockedUntil
+	StateIdle    State = "idle"    // nothing known yet
+	StateOK      State = "ok"      // last authenticated request succeeded
+	StateFailing State = "failing" // failures, but logins allowed
+	StateHolding State = "holding" // Allow holds (budget, tries left, in flight)
+	StateLocked  State = "locked"  // device lock; Allow holds until LockedUntil
 )
 
-// State is a snapshot of a guard.
-type State struct {
-	Host   string `json:"host"`
-	User   string `json:"user"`
-	Status Status `json:"state"`
+// Snapshot is a snapshot of a guard.
+type Snapshot struct {
+	Host  string `json:"host"`
+	User  string `json:"user"`
+	State State  `json:"state"`
 	// Reason is the hold's reason or the last failure's kind.
 	Reason Kind `json:"reason"`
 	// HoldUntil is when the hold ends; zero if not holding.
@@ -659,15 +659,15 @@ type State struct {
 	Peeks         int `json:"peeks"`
 }
 
-// State returns a snapshot of the guard.
-func (g *Guard) State() State {
+// Snapshot returns a snapshot of the guard.
+func (g *Guard) Snapshot() Snapshot {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
 	now := g.cfg.Now()
 	g.prune(now)
 
-	s := State{
+	s := Snapshot{
 		Host:                g.host,
 		User:                g.user,
 		Reason:              g.lastKind,
@@ -693,15 +693,15 @@ func (g *Guard) State() State {
 
 	switch hold := g.holdLocked(now); {
 	case hold != nil && hold.Reason == KindLocked:
-		s.Status, s.Reason, s.HoldUntil = StatusLocked, hold.Reason, hold.Until
+		s.State, s.Reason, s.HoldUntil = StateLocked, hold.Reason, hold.Until
 	case hold != nil:
-		s.Status, s.Reason, s.HoldUntil = StatusHolding, hold.Reason, hold.Until
+		s.State, s.Reason, s.HoldUntil = StateHolding, hold.Reason, hold.Until
 	case g.lastErr != nil:
-		s.Status = StatusFailing
+		s.State = StateFailing
 	case g.verified:
-		s.Status = StatusOK
+		s.State = StateOK
 	default:
-		s.Status = StatusIdle
+		s.State = StateIdle
 	}
 	return s
 }

@@ -51,6 +51,7 @@ var wrongPass = &isapi.AuthError{Method: "GET", Path: "/ISAPI/System/deviceInfo"
 // A client asks for the stream every second for 10 minutes with a wrong
 // password: only the budget's 2 logins may reach the device.
 func TestWrongPasswordEverySecond(t *testing.T) {
+	t.Parallel()
 	g, c := newGuard(t, guard.Config{})
 
 	allowed := 0
@@ -88,8 +89,8 @@ func TestWrongPasswordEverySecond(t *testing.T) {
 		t.Fatalf("Classify(hold) = %v", k)
 	}
 
-	st := g.State()
-	if st.Status != guard.StatusHolding || st.FailedLogins != 2 || st.Budget != 2 ||
+	st := g.Snapshot()
+	if st.State != guard.StateHolding || st.FailedLogins != 2 || st.Budget != 2 ||
 		st.Allowed != 2 || st.Held != 598 || st.Failures != 2 || !st.HoldUntil.Equal(hold.Until) ||
 		!strings.Contains(st.LastError, "wrong credentials") {
 		t.Fatalf("state = %+v", st)
@@ -99,6 +100,7 @@ func TestWrongPasswordEverySecond(t *testing.T) {
 // Over two hours of trying every second, no 30-minute window sees more than
 // 2 logins, and logins resume as old failures leave the window.
 func TestBudgetSlidingWindow(t *testing.T) {
+	t.Parallel()
 	g, c := newGuard(t, guard.Config{})
 	var at []time.Time
 	for i := 0; i < 2*3600; i++ {
@@ -123,6 +125,7 @@ func TestBudgetSlidingWindow(t *testing.T) {
 }
 
 func TestLockHoldsUntilUnlockTime(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		unlock time.Duration
@@ -151,7 +154,7 @@ func TestLockHoldsUntilUnlockTime(t *testing.T) {
 				if !strings.Contains(err.Error(), "device locked this client") || !errors.Is(err, isapi.ErrLocked) {
 					t.Fatalf("message %q", err)
 				}
-				if st := g.State(); st.Status != guard.StatusLocked || !st.LockedUntil.Equal(start.Add(tc.want)) {
+				if st := g.Snapshot(); st.State != guard.StateLocked || !st.LockedUntil.Equal(start.Add(tc.want)) {
 					t.Fatalf("state %+v", st)
 				}
 				c.Add(7 * time.Second)
@@ -165,6 +168,7 @@ func TestLockHoldsUntilUnlockTime(t *testing.T) {
 }
 
 func TestChangedPasswordResets(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	r := guard.NewRegistry(guard.Config{Now: c.Now})
 	g := r.Get("10.0.0.5", "admin", guard.Secret("old"))
@@ -190,7 +194,7 @@ func TestChangedPasswordResets(t *testing.T) {
 	if err := g.Allow(); err != nil {
 		t.Fatalf("changed password still held: %v", err)
 	}
-	if st := g.State(); st.FailedLogins != 0 || st.LastError != "" {
+	if st := g.Snapshot(); st.FailedLogins != 0 || st.LastError != "" {
 		t.Fatalf("state after reset: %+v", st)
 	}
 	a1, a2 := guard.Secret("a"), guard.Secret("a")
@@ -200,6 +204,7 @@ func TestChangedPasswordResets(t *testing.T) {
 }
 
 func TestRetryLoginTime(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		left    int
 		reserve int
@@ -231,7 +236,7 @@ func TestRetryLoginTime(t *testing.T) {
 					!strings.Contains(err.Error(), fmt.Sprintf("device allows %d more login tries", tc.left)) {
 					t.Fatalf("hold = %v", err)
 				}
-				if st := g.State(); st.RetryLoginTime != tc.left {
+				if st := g.Snapshot(); st.RetryLoginTime != tc.left {
 					t.Fatalf("state RetryLoginTime = %d", st.RetryLoginTime)
 				}
 			}
@@ -241,6 +246,7 @@ func TestRetryLoginTime(t *testing.T) {
 
 // Transient failures never spend the login budget.
 func TestTransientNotCounted(t *testing.T) {
+	t.Parallel()
 	g, c := newGuard(t, guard.Config{})
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	for i := 0; i < 100; i++ {
@@ -252,23 +258,24 @@ func TestTransientNotCounted(t *testing.T) {
 		}
 		c.Add(time.Second)
 	}
-	st := g.State()
-	if st.Status != guard.StatusFailing || st.FailedLogins != 0 || st.ConsecutiveFailures != 100 || st.Reason != guard.KindUnreachable {
+	st := g.Snapshot()
+	if st.State != guard.StateFailing || st.FailedLogins != 0 || st.ConsecutiveFailures != 100 || st.Reason != guard.KindUnreachable {
 		t.Fatalf("state %+v", st)
 	}
 	g.Success()
-	if st := g.State(); st.Status != guard.StatusOK || st.ConsecutiveFailures != 0 || st.LastError != "" || st.Successes != 1 {
+	if st := g.Snapshot(); st.State != guard.StateOK || st.ConsecutiveFailures != 0 || st.LastError != "" || st.Successes != 1 {
 		t.Fatalf("state after success %+v", st)
 	}
 }
 
 func TestSuccessClearsFailures(t *testing.T) {
+	t.Parallel()
 	g, _ := newGuard(t, guard.Config{})
 	_ = g.Allow()
 	g.Report(wrongPass)
 	_ = g.Allow()
 	g.Success()
-	if st := g.State(); st.FailedLogins != 0 || st.Status != guard.StatusOK {
+	if st := g.Snapshot(); st.FailedLogins != 0 || st.State != guard.StateOK {
 		t.Fatalf("state %+v", st)
 	}
 	// a nil report is a success
@@ -280,6 +287,7 @@ func TestSuccessClearsFailures(t *testing.T) {
 // Until a login has succeeded, logins in flight count against the budget, so
 // concurrent sessions cannot overrun it together; afterwards they do not.
 func TestLoginsInFlight(t *testing.T) {
+	t.Parallel()
 	g, c := newGuard(t, guard.Config{})
 	first, second := g.Allow(), g.Allow()
 	if first != nil || second != nil {
@@ -313,6 +321,7 @@ func TestLoginsInFlight(t *testing.T) {
 // Many sessions of one device hammering a wrong password concurrently:
 // still at most the budget reaches the device.
 func TestConcurrentWrongPassword(t *testing.T) {
+	t.Parallel()
 	c := newClock()
 	r := guard.NewRegistry(guard.Config{Now: c.Now})
 	var mu sync.Mutex
@@ -330,19 +339,20 @@ func TestConcurrentWrongPassword(t *testing.T) {
 					mu.Unlock()
 					g.Report(errors.New("rtsp: wrong user/pass"))
 				}
-				_ = g.State()
+				_ = g.Snapshot()
 				c.Add(100 * time.Millisecond)
 			}
 		}()
 	}
 	wg.Wait()
-	st := r.Get("cam.local", "admin", guard.Secret("pw")).State()
+	st := r.Get("cam.local", "admin", guard.Secret("pw")).Snapshot()
 	if allowed > 2 || allowed < 1 || st.FailedLogins != allowed {
 		t.Fatalf("allowed %d concurrent logins (state %+v)", allowed, st)
 	}
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	for _, tc := range []struct {
 		err  error
@@ -380,6 +390,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestPermanent(t *testing.T) {
+	t.Parallel()
 	perm := map[guard.Kind]bool{
 		guard.KindWrongCredentials: true, guard.KindNoCredentials: true, guard.KindLocked: true,
 		guard.KindNotActivated: true, guard.KindLowPrivilege: true, guard.KindNotSupported: true,
@@ -395,6 +406,7 @@ func TestPermanent(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	// no jitter at rnd = 0.5: 1s, 1.6s, 2.56s, ... capped at 30s
 	want := time.Second
 	for a := 0; a < 20; a++ {
@@ -435,6 +447,7 @@ func TestBackoff(t *testing.T) {
 // Wait holds the later callers until the first login's outcome instead of
 // failing them (Frigate opens every channel of an NVR at start-up).
 func TestWaitForLoginInFlight(t *testing.T) {
+	t.Parallel()
 	r := guard.NewRegistry(guard.Config{PendingRetry: time.Minute})
 	g := r.Get("10.0.0.7:80", "admin", guard.Secret("pw"))
 	if err := g.Wait(context.Background()); err != nil { // first login: allowed
