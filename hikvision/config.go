@@ -173,7 +173,8 @@ func (c *Config) String() string {
 	}
 	c.sdkQuery(q)
 	u.RawQuery = q.Encode()
-	s := u.String()
+	// url.URL escapes the mask's '*' ("%2A"): print the mask as go2rtc does.
+	s := strings.Replace(u.String(), url.UserPassword("", redact.Mask).String()+"@", ":"+redact.Mask+"@", 1)
 	if !c.Backchannel {
 		s += "#backchannel=0"
 	}

@@ -90,7 +90,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"hikvision://admin:Sup3r/S3cret@cam/", "password", ""},
 		{"hikvision://admin:Sup3r?S3cret@cam/", "password", ""},
 		{"hikvision://admin:Sup3r#S3cret@cam/", "password", ""},
-		{"hikvision://admin:Sup3r%ZZS3cret@cam/", "url", "hikvision://admin:xxxxx@cam/"},
+		{"hikvision://admin:Sup3r%ZZS3cret@cam/", "url", "hikvision://admin:***@cam/"},
 	}
 	for _, tt := range tests {
 		_, err := ParseURL(tt.in)

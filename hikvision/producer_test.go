@@ -134,7 +134,7 @@ func TestDialPlayStop(t *testing.T) {
 	js := string(b)
 	noPassword(t, "MarshalJSON", js)
 	for _, want := range []string{`"format_name":"hikvision"`, `"model":"DS-2CD2143G2-I"`, `"firmware":"V5.7.18"`,
-		`"type":"IPCamera"`, `"channel":1`, `"stream":"main"`, `"stream_id":101`, `"video_codec":"H.264"`, `"source":"hikvision://admin:xxxxx@`} {
+		`"type":"IPCamera"`, `"channel":1`, `"stream":"main"`, `"stream_id":101`, `"video_codec":"H.264"`, `"source":"hikvision://admin:***@`} {
 		if !strings.Contains(js, want) {
 			t.Errorf("MarshalJSON lacks %s: %s", want, js)
 		}

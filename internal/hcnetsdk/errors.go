@@ -16,19 +16,19 @@ var (
 	ErrInUse          = errors.New("hcnetsdk: the SDK is already open in this process")
 	ErrClosed         = errors.New("hcnetsdk: closed")
 
-	ErrWrongPassword   = errors.New("hcnetsdk: user name or password wrong")
-	ErrUserLocked      = errors.New("hcnetsdk: user locked by the device")
-	ErrNoPrivilege     = errors.New("hcnetsdk: user has no privilege for this")
-	ErrNotInitialised  = errors.New("hcnetsdk: SDK not initialised")
-	ErrChannel         = errors.New("hcnetsdk: no such channel")
-	ErrMaxLinks        = errors.New("hcnetsdk: device connection limit reached")
-	ErrNetwork         = errors.New("hcnetsdk: network error")
-	ErrParameter       = errors.New("hcnetsdk: parameter rejected")
-	ErrNotSupported    = errors.New("hcnetsdk: not supported by the device")
-	ErrBusy            = errors.New("hcnetsdk: device busy")
-	ErrTalkBusy        = errors.New("hcnetsdk: voice talk channel already in use")
-	ErrLoginGone       = errors.New("hcnetsdk: login no longer valid")
-	ErrComponentMissed = errors.New("hcnetsdk: SDK component missing")
+	ErrWrongPassword    = errors.New("hcnetsdk: user name or password wrong")
+	ErrUserLocked       = errors.New("hcnetsdk: user locked by the device")
+	ErrNoPrivilege      = errors.New("hcnetsdk: user has no privilege for this")
+	ErrNotInitialised   = errors.New("hcnetsdk: SDK not initialised")
+	ErrChannel          = errors.New("hcnetsdk: no such channel")
+	ErrMaxLinks         = errors.New("hcnetsdk: device connection limit reached")
+	ErrNetwork          = errors.New("hcnetsdk: network error")
+	ErrParameter        = errors.New("hcnetsdk: parameter rejected")
+	ErrNotSupported     = errors.New("hcnetsdk: not supported by the device")
+	ErrBusy             = errors.New("hcnetsdk: device busy")
+	ErrTalkBusy         = errors.New("hcnetsdk: voice talk channel already in use")
+	ErrLoginGone        = errors.New("hcnetsdk: login no longer valid")
+	ErrComponentMissing = errors.New("hcnetsdk: SDK component missing")
 )
 
 // code describes one SDK error code (NET_DVR_GetLastError).
@@ -71,15 +71,15 @@ var codes = map[uint32]code{
 	83:  {"IP channel offline", ErrChannel},
 	91:  {"channel does not support this", ErrNotSupported},
 	102: {"user not logged in", ErrLoginGone},
-	107: {"preview component failed to load", ErrComponentMissed},
-	108: {"voice talk component failed to load", ErrComponentMissed},
-	114: {"device core config component failed to load", ErrComponentMissed},
-	148: {"SSL library failed to load", ErrComponentMissed},
+	107: {"preview component failed to load", ErrComponentMissing},
+	108: {"voice talk component failed to load", ErrComponentMissing},
+	114: {"device core config component failed to load", ErrComponentMissing},
+	148: {"SSL library failed to load", ErrComponentMissing},
 	152: {"user name does not exist", ErrWrongPassword},
 	153: {"user locked", ErrUserLocked},
 	154: {"invalid user id", ErrLoginGone},
-	156: {"libcrypto failed to load", ErrComponentMissed},
-	157: {"libssl failed to load", ErrComponentMissed},
+	156: {"libcrypto failed to load", ErrComponentMissing},
+	157: {"libssl failed to load", ErrComponentMissing},
 }
 
 // CodeText returns the description of an SDK error code ("" if unknown).

@@ -49,7 +49,8 @@ type SDK struct {
 	mu       sync.Mutex
 	closed   bool
 	sessions map[*Session]struct{}
-	inflight sync.WaitGroup // SDK calls under way, including abandoned ones
+	inflight tracker // SDK calls under way, including abandoned ones, and Close's logouts
+	closeErr error   // what Close's logouts returned
 }
 
 var (
@@ -184,38 +185,49 @@ func (s *SDK) Version() uint32 { return s.version }
 func (s *SDK) Path() string { return s.lib.path }
 
 // Close logs every session out (stopping its real-plays and talks), waits
-// for SDK calls still under way until ctx ends, then calls NET_DVR_Cleanup.
-// If ctx ends first it returns an error and leaves the SDK initialised
-// (Close may be called again); it never waits beyond ctx.
+// for that and for SDK calls still under way until ctx ends, then calls
+// NET_DVR_Cleanup. If ctx ends first it returns an error and leaves the SDK
+// initialised: the logouts go on, and Close may be called again. It never
+// waits beyond ctx.
 func (s *SDK) Close(ctx context.Context) error {
 	s.mu.Lock()
+	first := !s.closed
 	s.closed = true
 	sessions := make([]*Session, 0, len(s.sessions))
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
 	}
-	s.mu.Unlock()
-	var errs []error
-	for _, ss := range sessions {
-		if err := ss.Logout(); err != nil {
-			errs = append(errs, err)
-		}
+	if first {
+		s.inflight.add()
 	}
-	done := make(chan struct{})
-	go func() {
-		s.inflight.Wait()
-		close(done)
-	}()
+	s.mu.Unlock()
+	if first {
+		go func() {
+			defer s.inflight.done()
+			var errs []error
+			for _, ss := range sessions {
+				if err := ss.Logout(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			s.mu.Lock()
+			s.closeErr = errors.Join(errs...)
+			s.mu.Unlock()
+		}()
+	}
 	select {
-	case <-done:
+	case <-s.inflight.idle():
 	case <-ctx.Done():
 		return fmt.Errorf("hcnetsdk: close: SDK calls still under way: %w", ctx.Err())
 	}
 	openMu.Lock()
 	defer openMu.Unlock()
 	if openSDK != s {
-		return errors.Join(errs...)
+		return nil // closed already
 	}
+	s.mu.Lock()
+	errs := []error{s.closeErr}
+	s.mu.Unlock()
 	runtime.LockOSThread()
 	if s.lib.cleanup() == 0 {
 		errs = append(errs, &Error{Op: "NET_DVR_Cleanup", Code: s.lib.getLastError()})
@@ -223,6 +235,43 @@ func (s *SDK) Close(ctx context.Context) error {
 	runtime.UnlockOSThread()
 	openSDK = nil
 	return errors.Join(errs...)
+}
+
+// tracker counts operations under way; idle's channel is closed while
+// there are none.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.zero = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		close(t.zero)
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) idle() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		return closedChan
+	}
+	return t.zero
 }
 
 // callResult is one SDK call's return value and, when it failed, the
@@ -255,7 +304,7 @@ func (s *SDK) begin() error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.inflight.Add(1)
+	s.inflight.add()
 	return nil
 }
 
@@ -284,11 +333,11 @@ func (s *SDK) async(ctx context.Context, fn func() callResult, undo func(callRes
 			if undo != nil {
 				undo(res)
 			}
-			s.inflight.Done()
+			s.inflight.done()
 		}
 	}()
 	var once sync.Once
-	done = func() { once.Do(s.inflight.Done) }
+	done = func() { once.Do(s.inflight.done) }
 	select {
 	case res := <-ch:
 		return res, done, false, nil
@@ -385,17 +434,17 @@ func deviceInfo(d *deviceInfoV40) DeviceInfo {
 		serial = serial[:i]
 	}
 	return DeviceInfo{
-		Serial:              strings.TrimSpace(string(serial)),
-		DeviceType:          v.DevType,
-		AnalogChannels:      int(v.ChanNum),
-		FirstAnalogChannel:  int(v.StartChan),
-		IPChannels:          int(v.IPChanNum) + 256*int(v.HighDChanNum),
-		FirstIPChannel:      int(v.StartDChan),
-		TalkChannels:        int(v.AudioChanNum),
-		FirstDigitalTalkChn: int(v.StartDTalkChan),
-		PasswordLevel:       int(d.PasswordLevel),
-		LockSupported:       d.SupportLock != 0,
-		TriesLeft:           int(d.RetryLoginTime),
+		Serial:                  strings.TrimSpace(string(serial)),
+		DeviceType:              v.DevType,
+		AnalogChannels:          int(v.ChanNum),
+		FirstAnalogChannel:      int(v.StartChan),
+		IPChannels:              int(v.IPChanNum) + 256*int(v.HighDChanNum),
+		FirstIPChannel:          int(v.StartDChan),
+		TalkChannels:            int(v.AudioChanNum),
+		FirstDigitalTalkChannel: int(v.StartDTalkChan),
+		PasswordLevel:           int(d.PasswordLevel),
+		LockSupported:           d.SupportLock != 0,
+		TriesLeft:               int(d.RetryLoginTime),
 	}
 }
 
@@ -408,7 +457,7 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-// Stats returns the process-wide callback counters.
+// ReadStats returns the process-wide callback counters.
 func ReadStats() Stats {
 	return Stats{
 		LateCallbacks:      reg.late.Load(),

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk/hcfake"
 )
 
 // Sizes and offsets of the Go mirrors against the C structures of the fake
@@ -291,6 +295,7 @@ func TestPlayDeliversPSIntact(t *testing.T) {
 				t.Fatalf("packet type %v, want stream", pkt.Type)
 			}
 			got.Write(pkt.Data)
+			p.Recycle(pkt.Data) // reused buffers must not corrupt what is queued
 		case <-timeout:
 			t.Fatalf("got %d of %d bytes", got.Len(), len(want))
 		}
@@ -500,6 +505,7 @@ func TestCallbackStorm(t *testing.T) {
 			t.Fatal(err)
 		}
 		ps = append(ps, p)
+		waitFor(t, "the header", 10*time.Second, func() bool { return p.Delivered() == 1 })
 	}
 	const threads, per, size = 8, 500, 1400
 	done := make(chan int64, 1)
@@ -522,7 +528,8 @@ func TestCallbackStorm(t *testing.T) {
 			t.Errorf("play %d: delivered %d into a queue of %d nobody reads", i, p.Delivered(), queue)
 		}
 	}
-	t.Logf("storm: %d plays x %d threads x %d callbacks (+ as many exceptions), slowest callback %d µs", plays, threads, per, maxUS)
+	t.Logf("storm: %d plays x %d threads x %d data callbacks, each followed by an exception callback: mean %.1f µs per pair, slowest %d µs",
+		plays, threads, per, float64(fakeCount("storm_total_us"))/float64(fakeCount("storm_calls")), maxUS)
 	// With readers, nothing queued is lost and every packet is whole.
 	var wg sync.WaitGroup
 	var bad sync.Map
@@ -531,9 +538,19 @@ func TestCallbackStorm(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for pkt := range p.Data() {
-				if pkt.Type == DataStream && len(pkt.Data) != size {
-					bad.Store(i, len(pkt.Data))
+				if pkt.Type == DataStream {
+					// the fake fills byte k with k*7 + the play's handle
+					if len(pkt.Data) != size {
+						bad.Store(i, fmt.Sprintf("packet of %d bytes, want %d", len(pkt.Data), size))
+					}
+					for k, c := range pkt.Data {
+						if c != byte(k*7+int(p.Handle())) {
+							bad.Store(i, fmt.Sprintf("byte %d is %d", k, c))
+							break
+						}
+					}
 				}
+				p.Recycle(pkt.Data)
 			}
 		}()
 	}
@@ -547,7 +564,7 @@ func TestCallbackStorm(t *testing.T) {
 	}
 	wg.Wait()
 	bad.Range(func(k, v any) bool {
-		t.Errorf("play %v: packet of %v bytes, want %d", k, v, size)
+		t.Errorf("play %v: %v", k, v)
 		return true
 	})
 }
@@ -658,6 +675,7 @@ func TestSlowCallsAbandoned(t *testing.T) {
 // 1000 login/play/stop/logout cycles leave no handle and no goroutine.
 func TestThousandCycles(t *testing.T) {
 	base := runtime.NumGoroutine()
+	fds := openFDs(t)
 	s := setup(t, "")
 	ctx := context.Background()
 	for i := range 1000 {
@@ -701,6 +719,18 @@ func TestThousandCycles(t *testing.T) {
 		t.Errorf("registry holds %d entries after 1000 cycles", left)
 	}
 	goroutinesBackTo(t, base)
+	if n := openFDs(t); n > fds {
+		t.Errorf("open files: %d after 1000 cycles, %d before", n, fds)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func runCC(src, out string) ([]byte, error) {
@@ -710,4 +740,216 @@ func runCC(src, out string) ([]byte, error) {
 	}
 	args := append(strings.Fields(cc), "-shared", "-fPIC", "-o", out, src)
 	return exec.Command(args[0], args[1:]...).CombinedOutput()
+}
+
+// Stopping plays while SDK threads are still calling back: deliveries and
+// the close never race (-race), nothing blocks, and every callback is
+// either delivered, dropped as full, or dropped as late.
+func TestStopDuringStorm(t *testing.T) {
+	s := setup(t, "")
+	ss := login(t, s)
+	var ps []*Play
+	for range 4 {
+		p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		go func() {
+			for range p.Data() {
+			}
+		}()
+	}
+	lateBefore := ReadStats().LateCallbacks
+	done := make(chan int64, 1)
+	go func() { done <- fakeStorm(6, 2000, 200) }()
+	waitFor(t, "the storm to reach the plays", 30*time.Second, func() bool { return ps[3].Delivered()+ps[3].Dropped() > 100 })
+	for _, p := range ps {
+		if err := p.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("storm did not finish after Stop: a callback blocks")
+	}
+	var counted uint64
+	for _, p := range ps {
+		counted += p.Delivered() + p.Dropped()
+	}
+	late := ReadStats().LateCallbacks - lateBefore
+	if want := uint64(4 * (6*2000 + 1)); counted+late < want {
+		t.Errorf("delivered+dropped %d + late %d < %d callbacks made", counted, late, want)
+	}
+	if late == 0 {
+		t.Error("no callback arrived after Stop: the test did not test that")
+	}
+}
+
+// The fake as another process drives it: configuration from HCNETSDK_FAKE
+// at NET_DVR_Init, faults from lines appended to a control file.
+func TestFakeEnvAndControlFile(t *testing.T) {
+	control := filepath.Join(t.TempDir(), "control")
+	if err := os.WriteFile(control, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HCNETSDK_FAKE", "port=9000;user=op;password=pw;control="+control)
+	s := setup(t, "")
+	ctx := context.Background()
+	ss, err := s.Login(ctx, LoginParams{Address: "127.0.0.1", Port: 9000, User: "op", Password: "pw"})
+	if err != nil {
+		t.Fatalf("login with the environment's settings: %v", err)
+	}
+	p, err := ss.RealPlay(ctx, PlayParams{Channel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLine := func(line string) {
+		f, err := os.OpenFile(control, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendLine("reboot")
+	waitFor(t, "the reboot from the control file", 10*time.Second, func() bool { return fakeCount("device_down") == 1 })
+	for seen := false; !seen; {
+		select {
+		case ev := <-p.Events():
+			seen = ev.Type == ExceptionPreview
+		case <-time.After(10 * time.Second):
+			t.Fatal("no EXCEPTION_PREVIEW after the reboot")
+		}
+	}
+	appendLine("back")
+	appendLine("talk_busy=1")
+	waitFor(t, "back from the control file", 10*time.Second, func() bool { return fakeCount("device_down") == 0 })
+	if err := ss.Logout(); err != nil {
+		t.Fatal(err)
+	}
+	ss, err = s.Login(ctx, LoginParams{Address: "127.0.0.1", Port: 9000, User: "op", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "talk_busy from the control file", 10*time.Second, func() bool {
+		tk, err := ss.StartTalk(ctx, 1)
+		if err == nil {
+			_ = tk.Stop()
+		}
+		return errors.Is(err, ErrTalkBusy)
+	})
+}
+
+// The cost of one data callback (copy and queue, reader draining) plus one
+// exception callback, from one SDK thread.
+func BenchmarkCallbackPair(b *testing.B) {
+	fakeFault("reset")
+	s, err := Open(Config{Path: fakePath})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ss, err := s.Login(context.Background(), LoginParams{Address: "127.0.0.1", Port: 8000, User: "admin", Password: "12345"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if pkt := <-p.Data(); pkt.Type != DataSysHead {
+		b.Fatalf("first packet %v", pkt.Type)
+	}
+	go func() {
+		for pkt := range p.Data() {
+			p.Recycle(pkt.Data)
+		}
+	}()
+	b.SetBytes(1400)
+	b.ResetTimer()
+	fakeStorm(1, int32(b.N), 1400)
+	b.StopTimer()
+	if p.Delivered()+p.Dropped() != uint64(b.N)+1 {
+		b.Fatalf("delivered %d + dropped %d, want %d", p.Delivered(), p.Dropped(), b.N+1)
+	}
+}
+
+// H.265 with G.711 A-law as a device sends it: the header names both
+// codecs, then whole packs follow.
+func TestPlayHeaderNamesCodecs(t *testing.T) {
+	ps := filepath.Join(t.TempDir(), "h265-alaw.ps")
+	if err := hcfake.WritePS(ps, hcfake.PSOptions{
+		Video: filepath.Join("..", "..", "testdata", "media", "h265_main.h265"), H265: true,
+		Audio: filepath.Join("..", "..", "testdata", "media", "tone_1khz_8k.alaw"), AudioCodec: hcfake.G711A,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := setup(t, "media="+ps+";video_format=0x0005;audio_format=0x7111;audio_rate=8000;speed=4")
+	ss := login(t, s)
+	p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := <-p.Data()
+	if h.Type != DataSysHead || len(h.Data) != 40 {
+		t.Fatalf("first packet %v of %d bytes", h.Type, len(h.Data))
+	}
+	if v, a, r := binary.LittleEndian.Uint16(h.Data[10:]), binary.LittleEndian.Uint16(h.Data[12:]), binary.LittleEndian.Uint32(h.Data[16:]); v != 5 || a != 0x7111 || r != 8000 {
+		t.Errorf("header: video 0x%x audio 0x%x rate %d, want 0x5 0x7111 8000", v, a, r)
+	}
+	for i := range 20 {
+		select {
+		case pkt := <-p.Data():
+			if pkt.Type != DataStream || !bytes.HasPrefix(pkt.Data, []byte{0, 0, 1, 0xBA}) {
+				t.Fatalf("packet %d: %v %x", i, pkt.Type, pkt.Data[:min(4, len(pkt.Data))])
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("packet %d did not come", i)
+		}
+	}
+}
+
+// Were the SDK's own reconnect on (the vendor's default, which Open turns
+// off), its reconnect events would reach the play they name.
+func TestSDKReconnectEventsRouted(t *testing.T) {
+	ps := psFile(t)
+	s := setup(t, "media="+ps+";speed=4")
+	runtime.LockOSThread()
+	ok := s.lib.setReconnect(1000, 1)
+	runtime.UnlockOSThread()
+	if ok == 0 || fakeCount("reconnect_enabled") != 1 {
+		t.Fatal("could not turn the SDK's reconnect on")
+	}
+	ss := login(t, s)
+	p, err := ss.RealPlay(context.Background(), PlayParams{Channel: 1, Queue: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "data", 20*time.Second, func() bool { return p.Delivered() > 3 })
+	expect := func(want Exception) {
+		t.Helper()
+		for {
+			select {
+			case ev := <-p.Events():
+				if ev.Handle != p.Handle() && ev.Type != ExceptionExchange && ev.Type != ResumeExchange {
+					t.Errorf("%v for handle %d on play %d", ev.Type, ev.Handle, p.Handle())
+				}
+				if ev.Type == want {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %v", want)
+			}
+		}
+	}
+	fakeFault("reboot")
+	expect(ExceptionReconnect)
+	fakeFault("back")
+	expect(PreviewReconnectSuccess)
+	n := p.Delivered()
+	waitFor(t, "data after the SDK's reconnect", 20*time.Second, func() bool { return p.Delivered() > n })
 }

@@ -138,6 +138,7 @@ type Play struct {
 	mu        sync.RWMutex // held shared by deliveries, exclusively to close
 	closed    bool
 	data      chan Packet
+	free      chan []byte // buffers handed back by Recycle
 	events    chan Event
 	dropped   atomic.Uint64
 	delivered atomic.Uint64
@@ -166,6 +167,7 @@ func (ss *Session) RealPlay(ctx context.Context, pp PlayParams) (*Play, error) {
 		ss:     ss,
 		params: pp,
 		data:   make(chan Packet, pp.Queue),
+		free:   make(chan []byte, pp.Queue),
 		events: make(chan Event, eventQueue),
 	}
 	p.handle.Store(-1)
@@ -217,6 +219,19 @@ func (p *Play) Data() <-chan Packet { return p.data }
 // (EXCEPTION_EXCHANGE ...). Closed by Stop.
 func (p *Play) Events() <-chan Event { return p.events }
 
+// Recycle hands a packet's Data back for reuse once the reader is done
+// with it (optional: without it every packet is a new allocation). The
+// slice must not be used afterwards.
+func (p *Play) Recycle(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	select {
+	case p.free <- b[:0]:
+	default:
+	}
+}
+
 // Handle is the SDK's real-play handle.
 func (p *Play) Handle() int32 { return p.handle.Load() }
 
@@ -243,7 +258,14 @@ func (p *Play) deliver(typ uint32, buf *byte, size uint32) {
 	}
 	var b []byte
 	if size > 0 && buf != nil {
-		b = make([]byte, size)
+		select {
+		case b = <-p.free:
+		default:
+		}
+		if cap(b) < int(size) {
+			b = make([]byte, size, max(int(size), 2048))
+		}
+		b = b[:size]
 		copy(b, unsafe.Slice(buf, size))
 	}
 	select {

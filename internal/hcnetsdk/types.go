@@ -39,17 +39,17 @@ type LoginParams struct {
 
 // DeviceInfo are the facts NET_DVR_Login_V40 reports.
 type DeviceInfo struct {
-	Serial              string
-	DeviceType          uint16
-	AnalogChannels      int // byChanNum
-	FirstAnalogChannel  int // byStartChan
-	IPChannels          int // byIPChanNum + 256*byHighDChanNum
-	FirstIPChannel      int // byStartDChan
-	TalkChannels        int // byAudioChanNum
-	FirstDigitalTalkChn int // byStartDTalkChan
-	PasswordLevel       int // 1 default, 2 valid, 3 risky, ...
-	LockSupported       bool
-	TriesLeft           int // byRetryLoginTime, as reported at login
+	Serial                  string
+	DeviceType              uint16
+	AnalogChannels          int // byChanNum
+	FirstAnalogChannel      int // byStartChan
+	IPChannels              int // byIPChanNum + 256*byHighDChanNum
+	FirstIPChannel          int // byStartDChan
+	TalkChannels            int // byAudioChanNum
+	FirstDigitalTalkChannel int // byStartDTalkChan
+	PasswordLevel           int // 1 default, 2 valid, 3 risky, ...
+	LockSupported           bool
+	TriesLeft               int // byRetryLoginTime, as reported at login
 }
 
 // StreamType selects the encoder stream of a channel.

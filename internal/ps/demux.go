@@ -150,7 +150,7 @@ func (d *Demuxer) Reset() {
 	for _, es := range d.streams {
 		if es != nil {
 			es.reset(d, false)
-			es.typ, es.fromPSM = 0, false
+			es.typ, es.fromPSM, es.havePTS = 0, false, false
 		}
 	}
 	d.table = d.table[:0]

@@ -50,6 +50,7 @@ func (c *collected) digest() string {
 		fmt.Fprintf(h, "%x %v %d %v %v %d;", u.StreamID, u.Type, u.PTS, u.HasPTS, u.Keyframe, len(u.Data))
 		h.Write(u.Data)
 	}
+	fmt.Fprintf(h, "headers %+v tables %v errors %v", c.headers, c.tables, c.errs)
 	return fmt.Sprintf("%x/%d", h.Sum(nil), len(c.units))
 }
 
@@ -205,6 +206,9 @@ func TestChunkBoundaries(t *testing.T) {
 	want := demux(stream)
 	if len(want.of(0xE0)) < 20 || len(want.of(0xC0)) < 40 {
 		t.Fatalf("too few units in the test stream: %d video, %d audio", len(want.of(0xE0)), len(want.of(0xC0)))
+	}
+	if len(want.headers) != 1 || len(want.tables) != 1 {
+		t.Fatalf("%d headers, %d tables in the test stream", len(want.headers), len(want.tables))
 	}
 	wantDigest := want.digest()
 	maxSize := 300
@@ -469,4 +473,30 @@ func TestParseMediaHeader(t *testing.T) {
 		t.Fatal("wrong magic accepted")
 	}
 	_ = binary.LittleEndian
+}
+
+// Reset forgets the streams: a restarted stream is read as new, the counters
+// keep counting.
+func TestReset(t *testing.T) {
+	a := hikStream{video: media(t, "h264_sub.h264"), audio: media(t, "tone_1khz_8k.alaw"), audioType: 0x90}.build(t)
+	c := &collected{}
+	d := c.demuxer()
+	// stop in the middle of a PES, as a stopped real-play does
+	_, _ = d.Write(a.ps[:a.frameAt[50]+100])
+	d.Reset()
+	_, _ = d.Write(a.ps)
+	d.Flush()
+	if len(c.errs) != 0 {
+		t.Fatalf("errors after Reset: %v", c.errs)
+	}
+	if len(c.tables) != 2 || len(c.headers) != 2 {
+		t.Fatalf("%d tables, %d headers; want the second stream announced again", len(c.tables), len(c.headers))
+	}
+	got := c.of(0xE0)
+	if len(got) != 50+100 || !bytes.Equal(got[50].Data, a.aus[0]) || got[50].PTS != 0 {
+		t.Fatalf("%d units; the restarted stream does not start at its first unit", len(got))
+	}
+	if st := d.Stats(); st.Bytes != int64(a.frameAt[50]+100+len(a.ps)) {
+		t.Fatalf("stats %+v", st)
+	}
 }

@@ -161,3 +161,39 @@ func TestHikvisionDecodes(t *testing.T) {
 		t.Fatalf("ffprobe on the A-law: %v %s", err, out)
 	}
 }
+
+// The test writer's Hikvision-layout streams are valid program streams:
+// ffprobe (a demuxer written by others) reads all 100 video frames and every
+// AAC frame from them, with the media header in front too. ffmpeg 5.1 does
+// not know stream types 0x90/0x91, so G.711 is checked by this package only.
+func TestWriterReadByFFprobe(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    hikStream
+		want string
+	}{
+		{"h264+aac", hikStream{video: media(t, "h264_main.h264"), audio: media(t, "tone_1khz_16k.aac"), audioType: 0x0F, noHeader: true}, "h264,100\naac,16000,64"},
+		{"h264+aac+header", hikStream{video: media(t, "h264_main.h264"), audio: media(t, "tone_1khz_16k.aac"), audioType: 0x0F}, "h264,100\naac,16000,64"},
+		{"h265", hikStream{video: media(t, "h265_main.h265"), h265: true, maxPES: 1000, noHeader: true}, "hevc,100"},
+		{"h264 mpeg1", hikStream{video: media(t, "h264_sub.h264"), mpeg1: true, noHeader: true}, "h264,100"},
+	} {
+		out := tc.h.build(t)
+		path := filepath.Join(t.TempDir(), "hik.ps")
+		if err := os.WriteFile(path, out.ps, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		probe, err := exec.Command("ffprobe", "-v", "quiet", "-count_frames", "-show_entries",
+			"stream=codec_name,sample_rate,nb_read_frames", "-of", "csv=p=0", path).Output()
+		if err != nil {
+			t.Fatalf("%s: ffprobe: %v", tc.name, err)
+		}
+		if got := strings.TrimSpace(string(probe)); got != tc.want {
+			t.Fatalf("%s: ffprobe reads\n%s\nwant\n%s", tc.name, got, tc.want)
+		}
+		// and the demuxer agrees on the frame counts
+		c := demux(out.ps)
+		if len(c.of(0xE0)) != 100 || len(c.of(0xC0)) != len(out.audio) {
+			t.Fatalf("%s: demuxer %d video, %d audio units", tc.name, len(c.of(0xE0)), len(c.of(0xC0)))
+		}
+	}
+}

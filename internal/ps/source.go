@@ -31,7 +31,8 @@ type SourceConfig struct {
 	// MaxBacklog caps the packets held between the probe and Start; 0 means
 	// 256.
 	MaxBacklog int
-	// OnError receives the demuxer's reports (optional).
+	// OnError receives the demuxer's reports (optional), with the lock
+	// held, like OnPacket.
 	OnError func(error)
 }
 
@@ -140,6 +141,15 @@ func (s *Source) Ready() bool {
 	return n > 0
 }
 
+// Streams returns the stream table (program stream map, or video streams
+// recognised from their data), including types this package does not read,
+// so that a caller can name an unsupported codec.
+func (s *Source) Streams() []Stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Stream(nil), s.table...)
+}
+
 // Tracks returns the described tracks (video first).
 func (s *Source) Tracks() []Track {
 	s.mu.Lock()
@@ -174,6 +184,15 @@ func (s *Source) Medias() []*core.Media {
 		medias[i] = t.Media
 	}
 	return medias
+}
+
+// Flush hands out the video units still being assembled (a video unit
+// otherwise goes out when the next one begins). Call it at the end of a
+// stream.
+func (s *Source) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d.Flush()
 }
 
 // Start delivers the packets held since the probe's keyframe, then every
@@ -292,7 +311,10 @@ func (s *Source) describe(u *Unit) *track {
 			if u.Type == StreamH264 {
 				switch h264.NALUType(b) {
 				case h264.NALUTypeSPS:
-					sps = len(b) >= 8
+					if n < 8 { // profile-level-id needs 3 bytes after the header
+						return nil
+					}
+					sps = true
 				case h264.NALUTypePPS:
 					pps = true
 				}
@@ -466,6 +488,9 @@ func (s *Source) out(t *track, pkt *rtp.Packet) {
 }
 
 func (s *Source) deliver(t *track, pkt *rtp.Packet) {
+	if s.cfg.MTU > 0 {
+		pkt.PayloadType = t.Codec.PayloadType
+	}
 	if s.cfg.OnPacket != nil {
 		s.cfg.OnPacket(t.index, pkt)
 	}

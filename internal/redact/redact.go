@@ -9,8 +9,9 @@ import (
 	"strings"
 )
 
-// Mask replaces every password found.
-const Mask = "xxxxx"
+// Mask replaces every password found: go2rtc's own mask for the secrets it
+// knows (${VAR} values, its storage), so logs and API answers show one style.
+const Mask = "***"
 
 // secretParams are query parameter names whose values are masked.
 var secretParams = []string{"password", "passwd", "pass", "pwd"}

@@ -10,8 +10,8 @@ import (
 )
 
 // A password made only of Mask's letter can be found inside the mask itself,
-// and one that starts with it can be completed by the mask ("ax" in "a" +
-// "xxxxx"): such passwords are skipped (the masked text does not hold the
+// and one that starts with it can be completed by the mask ("a*" in "a" +
+// "***"): such passwords are skipped (the masked text does not hold the
 // password the input held, it only looks alike).
 func maskLike(pass string) bool { return strings.ContainsAny(pass, redact.Mask[:1]) }
 

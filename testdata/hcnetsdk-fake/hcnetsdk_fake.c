@@ -125,6 +125,7 @@ static char sdk_path[256];
 static EXCEPTIONCALLBACK exc_cb;
 static void *exc_user;
 static long exceptions_sent, data_callbacks;
+static long storm_total_us, storm_calls; /* time inside storm callbacks */
 
 /* the last stopped play and talk, for late-callback tests */
 static REALDATACALLBACK late_play_cb;
@@ -315,11 +316,13 @@ static int apply_fault_locked(const char *name) {
 		return 0;
 	}
 	if (!strcmp(name, "reset")) {
-		/* configuration and counters back to the start; open handles stay */
+		/* configuration and counters back to the start; open handles stay
+		 * (a control-file watcher already running keeps its file until
+		 * NET_DVR_Cleanup) */
 		char control[1024];
 		strcpy(control, cfg.control);
 		defaults();
-		strcpy(cfg.control, control);
+		if (control_running) strcpy(cfg.control, control);
 		failures = 0;
 		locked_until = 0;
 		device_down = 0;
@@ -995,6 +998,8 @@ long fake_count(const char *name) {
 	else if (!strcmp(name, "exception_callback_set")) v = exc_cb != NULL;
 	else if (!strcmp(name, "sdk_path_len")) v = (long)strlen(sdk_path);
 	else if (!strcmp(name, "device_down")) v = device_down;
+	else if (!strcmp(name, "storm_total_us")) v = __atomic_load_n(&storm_total_us, __ATOMIC_RELAXED);
+	else if (!strcmp(name, "storm_calls")) v = __atomic_load_n(&storm_calls, __ATOMIC_RELAXED);
 	else if (!strcmp(name, "in_slow")) v = __atomic_load_n(&in_slow, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&mu);
 	return v;
@@ -1064,6 +1069,7 @@ struct storm_arg {
 	EXCEPTIONCALLBACK ecb;
 	void *euser;
 	long max_us;
+	long total_us;
 };
 
 static void *storm_thread(void *p) {
@@ -1076,6 +1082,7 @@ static void *storm_thread(void *p) {
 		if (a->ecb) a->ecb(FAKE_NETWORK_FLOWTEST_EXCEPTION, a->userID, a->handle, a->euser);
 		long us = (long)((now_s() - t0) * 1e6);
 		if (us > a->max_us) a->max_us = us;
+		a->total_us += us;
 	}
 	free(buf);
 	return NULL;
@@ -1106,6 +1113,8 @@ long fake_storm(int threads, int perThread, int bytes) {
 	for (int i = 0; i < n; i++) {
 		pthread_join(ts[i], NULL);
 		if (args[i].max_us > max) max = args[i].max_us;
+		__atomic_add_fetch(&storm_total_us, args[i].total_us, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&storm_calls, args[i].n, __ATOMIC_RELAXED);
 	}
 	free(args);
 	free(ts);

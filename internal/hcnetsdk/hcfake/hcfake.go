@@ -3,7 +3,8 @@
 // system C compiler, for tests only. The fake is configured through the
 // HCNETSDK_FAKE environment variable of the process that loads it
 // ("key=value;..."; see hcnetsdk_fake.c) and, across processes, through a
-// control file it polls (key "control").
+// control file it polls (key "control"). WritePS makes the MPEG-PS files
+// the fake serves from the test media (H.264 or H.265 with G.711 or AAC).
 package hcfake
 
 import (
