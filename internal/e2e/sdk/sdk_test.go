@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,21 +169,23 @@ func sdkURL(pass string) string {
 	return "hikvision://" + url.UserPassword("admin", pass).String() + "@127.0.0.1/?transport=sdk"
 }
 
-// probe runs ffprobe on the go2rtc stream and returns its streams' codec names.
+// probe runs ffprobe on the go2rtc stream, decoding 3 s of it, and returns
+// its streams' codec names; a stream of which no frame decoded fails.
 func (d *device) probe(t *testing.T, stream string) ([]string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", "tcp",
-		"-show_entries", "stream=codec_name,width,height", "-of", "json",
+		"-count_frames", "-read_intervals", "%+3",
+		"-show_entries", "stream=codec_name,nb_read_frames", "-of", "json",
 		"rtsp://"+d.g.RTSPAddr+"/"+stream).Output()
 	if err != nil {
 		return nil, fmt.Errorf("ffprobe %s: %w", stream, err)
 	}
 	var doc struct {
 		Streams []struct {
-			Codec string `json:"codec_name"`
-			Width int    `json:"width"`
+			Codec  string `json:"codec_name"`
+			Frames string `json:"nb_read_frames"`
 		} `json:"streams"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
@@ -190,10 +193,12 @@ func (d *device) probe(t *testing.T, stream string) ([]string, error) {
 	}
 	var names []string
 	for _, s := range doc.Streams {
-		if s.Width > 0 || !strings.HasPrefix(s.Codec, "h") {
-			names = append(names, s.Codec)
+		if n, _ := strconv.Atoi(s.Frames); n == 0 {
+			return nil, fmt.Errorf("ffprobe %s: no %s frame decoded in 3 s", stream, s.Codec)
 		}
+		names = append(names, s.Codec)
 	}
+	sort.Strings(names) // go2rtc's RTSP server may list audio first
 	return names, nil
 }
 
@@ -224,24 +229,47 @@ func (d *device) health(t *testing.T) (health, string) {
 	return h, string(body)
 }
 
-// H.264 and H.265 real-play through the SDK, read by ffprobe through go2rtc.
+// writePS writes the fake's PS file with the project's PS writer (hcfake:
+// H.264/H.265 with G.711/AAC and a program stream map).
+func (e *env) writePS(t *testing.T, video string, h265 bool, audio string, codec hcfake.AudioCodec) string {
+	t.Helper()
+	media := filepath.Join("..", "..", "..", "testdata", "media")
+	o := hcfake.PSOptions{Video: filepath.Join(media, video), H265: h265, AudioCodec: codec}
+	if audio != "" {
+		o.Audio = filepath.Join(media, audio)
+	}
+	out := filepath.Join(e.dir, video+"+"+audio+".ps")
+	if err := hcfake.WritePS(out, o); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Real-play through the SDK of every codec the module passes on, read by
+// ffprobe through go2rtc's RTSP server: H.264 as ffmpeg writes PS (an
+// independent writer, no program stream map), and H.264/H.265 with G.711
+// µ-law, A-law and AAC as the device lays it out (hcfake.WritePS).
 func TestSDKCodecs(t *testing.T) {
 	e := setup(t)
 	for _, c := range []struct {
-		media, format, want string
+		name, ps, header, want string
 	}{
-		{"h264_main.h264", "0x0100", "h264"},
-		{"h265_main.h265", "5", "hevc"},
+		{"ffmpeg-h264", e.psOf(t, "h264_main.h264"), "video_format=0x0100", "h264"},
+		{"h264-pcmu", e.writePS(t, "h264_main.h264", false, "tone_1khz_8k.ulaw", hcfake.G711U),
+			"video_format=0x0100;audio_format=0x7110;audio_rate=8000", "h264,pcm_mulaw"},
+		{"h265-pcma", e.writePS(t, "h265_main.h265", true, "tone_1khz_8k.alaw", hcfake.G711A),
+			"video_format=5;audio_format=0x7111;audio_rate=8000", "hevc,pcm_alaw"},
+		{"h264-aac", e.writePS(t, "h264_main.h264", false, "tone_1khz_16k.aac", hcfake.AAC),
+			"video_format=0x0100;audio_format=0x2001;audio_rate=16000", "aac,h264"},
 	} {
-		t.Run(c.want, func(t *testing.T) {
-			d := e.start(t, "media="+e.psOf(t, c.media)+";video_format="+c.format,
-				map[string]string{"cam": sdkURL("12345")})
+		t.Run(c.name, func(t *testing.T) {
+			d := e.start(t, "media="+c.ps+";"+c.header, map[string]string{"cam": sdkURL("12345")})
 			got, err := d.probe(t, "cam")
 			if err != nil {
 				t.Fatalf("%v\n%s", err, d.g.Output())
 			}
 			if strings.Join(got, ",") != c.want {
-				t.Fatalf("ffprobe streams %v, want %s", got, c.want)
+				t.Fatalf("ffprobe streams %v, want %s\n%s", got, c.want, d.g.Output())
 			}
 		})
 	}
