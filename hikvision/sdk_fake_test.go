@@ -22,6 +22,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk/hcfake"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
 
@@ -257,7 +258,7 @@ func TestSDKWrongPasswordNeverLocks(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		p, err := m.Dial(src)
 		if err == nil {
-			_ = p.Stop()
+			_ = p.(*Producer).Stop()
 			t.Fatal("dial with a wrong password worked")
 		}
 		last = err
@@ -414,4 +415,39 @@ func TestSDKTalkBusy(t *testing.T) {
 		t.Errorf("talks open %d, opens %d", n, pl.p.talk.sess.Stats().Opens)
 	}
 	pl.stop(t)
+}
+
+// transport=auto: the ISAPI probe says where RTSP is; a closed RTSP port
+// makes the stream play through the SDK, an open one through RTSP.
+func TestSDKAuto(t *testing.T) {
+	_, d := newSDKEnv(t, "", ReconnectOptions{}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	dev, err := sim.Start(sim.Config{Users: map[string]string{"admin": "12345"}, Audio: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dev.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+
+	base := "hikvision://admin:12345@" + dev.HTTPAddr() + "/?transport=auto&sdk_port=" + strconv.Itoa(d.port)
+	for _, c := range []struct {
+		query, protocol string
+	}{
+		{"&rtsp_port=" + strconv.Itoa(closed), "hcnetsdk"},
+		{"", "rtsp+tcp"},
+	} {
+		pl := startPlaying(t, base+c.query)
+		pl.waitPacket(t, 5, 10*time.Second)
+		if pl.p.Protocol != c.protocol {
+			t.Errorf("%s: protocol %q, want %q", c.query, pl.p.Protocol, c.protocol)
+		}
+		pl.stop(t)
+	}
 }
