@@ -8,7 +8,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -357,4 +360,76 @@ func TestSDKWrongPasswordNeverLocks(t *testing.T) {
 	if n := strings.Count(out, "sdk login on"); n != 3 {
 		t.Errorf("%d SDK login failures in the log, want 3 (2 bad, 1 other):\n%s", n, out)
 	}
+}
+
+// Talk through go2rtc: a 3 s 440 Hz tone played into the stream
+// (POST /api/streams?dst=...) reaches the fake device in its talk codec
+// (µ-law) and decodes back to the tone; after DELETE no more audio comes.
+func TestSDKTalkTone(t *testing.T) {
+	e := setup(t)
+	record := filepath.Join(t.TempDir(), "talk.ulaw")
+	d := e.start(t, "talk_encoding=1;talk_record="+record+";media="+e.psOf(t, "h264_main.h264")+";video_format=0x0100",
+		map[string]string{"cam": sdkURL("12345")})
+	tone := filepath.Join(t.TempDir(), "tone.wav")
+	if b, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+		"sine=frequency=440:duration=3", "-ar", "8000", "-ac", "1", tone).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg tone: %v\n%s", err, b)
+	}
+	api(t, d, http.MethodPost, "/api/streams?dst=cam&src="+url.QueryEscape("ffmpeg:"+tone+"#audio=pcmu#input=file"))
+	const want = 3 * 8000
+	recorded := func() []byte { b, _ := os.ReadFile(record); return b }
+	deadline := time.Now().Add(30 * time.Second)
+	for len(recorded()) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the device heard %d bytes of %d\n%s", len(recorded()), want, d.g.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	audio := recorded()
+	if hz := mulawHz(audio[:want]); math.Abs(hz-440) > 440*0.03 {
+		t.Errorf("the device's audio is %.0f Hz, want 440", hz)
+	}
+	api(t, d, http.MethodDelete, "/api/streams?src=cam")
+	at := len(recorded())
+	<-time.After(2 * time.Second) // a window in which no more audio may come
+	if extra := len(recorded()) - at; extra > 2048 {
+		t.Errorf("%d bytes of talk after DELETE", extra)
+	}
+}
+
+func api(t *testing.T, d *device, method, path string) {
+	t.Helper()
+	req, err := http.NewRequest(method, d.g.URL(path), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %s %s", method, path, res.Status, body)
+	}
+}
+
+// mulawHz is the frequency of µ-law audio by zero crossings.
+func mulawHz(b []byte) float64 {
+	crossings, prev := 0, 0.0
+	for _, u := range b {
+		u = ^u
+		mag := (int(u&0x0F)<<3 + 0x84) << ((u >> 4) & 7)
+		v := float64(mag - 0x84)
+		if u&0x80 != 0 {
+			v = -v
+		}
+		if (prev < 0) != (v < 0) && v != 0 {
+			crossings++
+		}
+		if v != 0 {
+			prev = v
+		}
+	}
+	return float64(crossings) / 2 / (float64(len(b)) / 8000)
 }
