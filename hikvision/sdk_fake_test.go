@@ -174,10 +174,12 @@ func TestSDKRealPlay(t *testing.T) {
 	pl := startPlaying(t, sdkURL(d.port, "12345", ""))
 	var names []string
 	for _, m := range pl.p.GetMedias() {
-		names = append(names, m.Kind+":"+m.Codecs[0].Name)
+		names = append(names, m.Direction+":"+m.Kind+":"+m.Codecs[0].Name)
 	}
-	if strings.Join(names, ",") != "video:H264" {
-		t.Fatalf("medias %v, want video:H264 only", names)
+	// the stream's H.264, and the talk media in the device's talk codec
+	// (the fake's default: G.711 µ-law)
+	if strings.Join(names, ",") != "recvonly:video:H264,sendonly:audio:PCMU" {
+		t.Fatalf("medias %v", names)
 	}
 	pl.waitPacket(t, 50, 10*time.Second)
 	if got := pl.p.Protocol; got != "hcnetsdk" {
@@ -450,4 +452,40 @@ func TestSDKAuto(t *testing.T) {
 		}
 		pl.stop(t)
 	}
+}
+
+// The library path from HIKVISION_SDK_LIB when the options give none.
+func TestSDKLibFromEnv(t *testing.T) {
+	_, d := newSDKEnv(t, "", ReconnectOptions{}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	t.Setenv(EnvSDKLib, fakeLib)
+	m := resetModule(t, Options{}, guard.Config{}) // no sdk: options
+	t.Cleanup(func() { m.reg.close(); _ = m.Close() })
+	pl := startPlaying(t, sdkURL(d.port, "12345", ""))
+	pl.waitPacket(t, 5, 10*time.Second)
+	pl.stop(t)
+}
+
+// The device stops sending but keeps the session (the fake's stall): the
+// shared stall timer ends the session and the supervisor starts a new one;
+// video flows again once the device does.
+func TestSDKStallRecovers(t *testing.T) {
+	_, d := newSDKEnv(t, "", ReconnectOptions{StallTimeout: 500 * time.Millisecond,
+		BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	pl := startPlaying(t, sdkURL(d.port, "12345", ""))
+	pl.waitPacket(t, 5, 10*time.Second)
+	fakeFault("stall")
+	waitFor(t, "a stall noticed", 10*time.Second, func() bool { return pl.p.Status().Stalls > 0 })
+	n := pl.packets.Load()
+	fakeFault("resume")
+	pl.waitPacket(t, n+5, 15*time.Second)
+	if v := fakeCount("plays"); v != 1 {
+		t.Errorf("fake plays = %d after the stall, want 1 (the stalled one stopped)", v)
+	}
+	pl.stop(t)
 }
