@@ -6,6 +6,7 @@ package lockout_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"testing"
@@ -122,5 +123,45 @@ func TestThreeProcessesNeverLock(t *testing.T) {
 		if _, ok := st["cam"]; !ok {
 			t.Errorf("process %d: no stream cam", i)
 		}
+	}
+}
+
+// The glue reads go2rtc.yaml's hikvision: section into the module's options:
+// a budget of 1 failed login shows in /api/hikvision and holds after one.
+func TestOptionsFromConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds go2rtc")
+	}
+	t.Parallel()
+	bin := e2e.Go2rtcBinary(t)
+	dev, err := sim.Start(sim.Config{Users: map[string]string{"admin": rightPassword}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dev.Close() })
+	src := "hikvision://" + url.UserPassword("admin", wrongPassword).String() + "@" + dev.HTTPAddr() + "/?channel=1"
+	config := fmt.Sprintf("log:\n  level: info\nhikvision:\n  guard:\n    max_failed_logins: 1\nstreams:\n  cam: %q\n", src)
+	g := e2e.StartGo2rtc(t, bin, config)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if status, _, err := g.Get(ctx, "/api/frame.mp4?src=cam"); err != nil || status == 200 {
+			t.Fatalf("frame %d: %d %v", i, status, err)
+		}
+	}
+	if cs := dev.Client("127.0.0.1"); cs.FailedLogins+cs.RTSPFailedLogins != 1 {
+		t.Errorf("%d failed logins with a budget of 1, want 1 (%+v)", cs.FailedLogins+cs.RTSPFailedLogins, cs)
+	}
+	status, body, err := g.Get(ctx, "/api/hikvision")
+	if err != nil || status != 200 {
+		t.Fatalf("GET /api/hikvision: %d %v", status, err)
+	}
+	var h struct {
+		Devices []struct {
+			LoginBudget int `json:"login_budget"`
+		} `json:"devices"`
+	}
+	if err := json.Unmarshal(body, &h); err != nil || len(h.Devices) != 1 || h.Devices[0].LoginBudget != 1 {
+		t.Fatalf("health %s (%v): want one device with login_budget 1", body, err)
 	}
 }
