@@ -93,7 +93,10 @@
 //     that goes away sends a lost-link exception (EXCEPTION_EXCHANGE,
 //     EXCEPTION_PREVIEW) once and never resumes the real-play; the login
 //     handle is then useless (error 47): the session must stop, log out and
-//     log in again, which is the supervisor's reconnect.
+//     log in again, which is the supervisor's reconnect. A login carries
+//     any number of real-plays and talks, so the streams of one device
+//     share one login; a call on a login the SDK no longer knows answers
+//     error 47, which is when it is made again.
 //   - Voice talk (NET_DVR_StartVoiceCom_MR_V30) takes audio already encoded
 //     in the device's talk encoding (NET_DVR_GetCurrentAudioCompress: G.711
 //     µ-law or A-law at 8 kHz on most devices). A channel someone else holds

@@ -237,8 +237,9 @@ func rtspClosed(addr string, timeout time.Duration) bool {
 }
 
 // sdkBackend plays a channel through the vendor's device network SDK:
-// login (through the device's guard), real-play, and the MPEG-PS it
-// delivers demuxed into go2rtc packets. One SDK login per session.
+// the device's shared login (sdklogin.go, through the device's guard), a
+// real-play per session, and the MPEG-PS it delivers demuxed into go2rtc
+// packets.
 type sdkBackend struct {
 	cfg   *Config
 	dev   *Device
@@ -249,53 +250,27 @@ type sdkBackend struct {
 func (b *sdkBackend) Protocol() string { return "hcnetsdk" }
 func (b *sdkBackend) Addr() string     { return b.addr }
 
-// Open logs in, starts the real-play and reads the stream until its medias
-// are known.
+// Open starts the real-play on the device's shared SDK login (logging in
+// first if there is none) and reads the stream until its medias are known.
 func (b *sdkBackend) Open(ctx context.Context) (Session, error) {
-	login, err := b.login(ctx)
+	shared, err := b.sdkLoginOf()
 	if err != nil {
 		return nil, err
 	}
-	b.sdkTalkInfo(ctx, login)
-	s, err := b.play(ctx, login)
+	var s *sdkSession
+	err = shared.withLogin(ctx, func(login *hcnetsdk.Session) error {
+		b.sdkTalkInfo(ctx, login)
+		var err error
+		s, err = b.play(ctx, login)
+		return err
+	})
 	if err != nil {
-		_ = login.Logout()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
 	}
 	return s, nil
-}
-
-// login is one SDK login, as one authenticated attempt of the device's
-// guard.
-func (b *sdkBackend) login(ctx context.Context) (*hcnetsdk.Session, error) {
-	sdk, err := b.dev.m.sdkOpen()
-	if err != nil {
-		return nil, err
-	}
-	port := b.cfg.SDKPort
-	if port == 0 {
-		port = DefaultSDKPort
-	}
-	var login *hcnetsdk.Session
-	err = b.dev.Do(ctx, func(ctx context.Context) error {
-		ss, err := sdk.Login(ctx, hcnetsdk.LoginParams{Address: b.cfg.Host, Port: port,
-			User: b.cfg.Username, Password: b.cfg.Password})
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return newDialError("sdk login", b.addr, sdkCause(err), b.cfg)
-		}
-		login = ss
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return login, nil
 }
 
 // sdkChannel maps the URL's channel to the SDK's channel number: a camera's
@@ -338,7 +313,7 @@ func (b *sdkBackend) play(ctx context.Context, login *hcnetsdk.Session) (*sdkSes
 		return nil, newDialError("sdk real-play", b.addr, cause, b.cfg)
 	}
 	s := &sdkSession{
-		b: b, login: login, play: pl,
+		b: b, play: pl,
 		start: make(chan struct{}), ready: make(chan struct{}),
 		closing: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -370,12 +345,10 @@ func (b *sdkBackend) play(ctx context.Context, login *hcnetsdk.Session) (*sdkSes
 	return s, nil
 }
 
-// sdkSession is one login and real-play of sdkBackend. Its pump goroutine
-// is the only reader of the SDK's data and the only caller of the tracks'
-// Out.
+// sdkSession is one real-play of sdkBackend. Its pump goroutine is the only
+// reader of the SDK's data and the only caller of the tracks' Out.
 type sdkSession struct {
 	b      *sdkBackend
-	login  *hcnetsdk.Session
 	play   *hcnetsdk.Play
 	src    *ps.Source
 	medias []*core.Media
@@ -500,14 +473,14 @@ func (s *sdkSession) pump() {
 	}
 }
 
-// Close stops the real-play (no data callback is delivered after it),
-// waits for the pump, and logs out. Safe at any time and more than once.
+// Close stops the real-play (no data callback is delivered after it) and
+// waits for the pump; the login stays for the device's other sessions.
+// Safe at any time and more than once.
 func (s *sdkSession) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		err := s.play.Stop()
+		s.closeErr = s.play.Stop()
 		<-s.done
-		s.closeErr = errors.Join(err, s.login.Logout())
 	})
 	return s.closeErr
 }

@@ -489,3 +489,29 @@ func TestSDKStallRecovers(t *testing.T) {
 	}
 	pl.stop(t)
 }
+
+// Streams of one device share its SDK login: main and sub stream play on
+// one login; it is logged out when the last of them stops.
+func TestSDKSharedLogin(t *testing.T) {
+	_, d := newSDKEnv(t, "", ReconnectOptions{}, guard.Config{})
+	if fakePS == "" {
+		t.Skip("ffmpeg not installed")
+	}
+	main := startPlaying(t, sdkURL(d.port, "12345", "&stream=main"))
+	sub := startPlaying(t, sdkURL(d.port, "12345", "&stream=sub"))
+	main.waitPacket(t, 5, 10*time.Second)
+	sub.waitPacket(t, 5, 10*time.Second)
+	if l, p, a := fakeCount("logins"), fakeCount("plays"), fakeCount("login_attempts"); l != 1 || p != 2 || a != 1 {
+		t.Errorf("logins %d, plays %d, login attempts %d; want 1, 2, 1", l, p, a)
+	}
+	main.stop(t)
+	if l, p := fakeCount("logins"), fakeCount("plays"); l != 1 || p != 1 {
+		t.Errorf("after one Stop: logins %d, plays %d; want 1, 1", l, p)
+	}
+	n := sub.packets.Load()
+	sub.waitPacket(t, n+5, 10*time.Second)
+	sub.stop(t)
+	if l, p := fakeCount("logins"), fakeCount("plays"); l != 0 || p != 0 {
+		t.Errorf("after both Stops: logins %d, plays %d; want 0, 0", l, p)
+	}
+}

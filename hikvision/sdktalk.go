@@ -1,10 +1,9 @@
 package hikvision
 
 // Voice talk over the device network SDK (transport=sdk): the same talk
-// engine (internal/talk) as ISAPI talk, with a talk.Device whose Open logs
-// in through the device's guard and starts the SDK's voice talk, whose
-// audio writer passes encoded blocks to it, and whose Close stops the talk
-// and logs out.
+// engine (internal/talk) as ISAPI talk, with a talk.Device whose Open starts
+// the SDK's voice talk on the device's shared login, whose audio writer
+// passes encoded blocks to it, and whose Close stops the talk.
 
 import (
 	"context"
@@ -65,38 +64,40 @@ func (p *Producer) sdkTalkDevice(channel string) talk.Device {
 	return &sdkTalk{b: b, channel: n}
 }
 
-// sdkTalk is one talk channel over the SDK: a login and a voice talk per
-// talk session of the engine.
+// sdkTalk is one talk channel over the SDK: a voice talk per talk session
+// of the engine, on the device's shared SDK login.
 type sdkTalk struct {
 	b       *sdkBackend
 	channel int
 
-	mu    sync.Mutex
-	login *hcnetsdk.Session
-	tk    *hcnetsdk.Talk
+	mu sync.Mutex
+	tk *hcnetsdk.Talk
 }
 
-// Open logs in (through the device's guard) and starts the voice talk. A
-// talk channel another client holds answers busy (talk.ErrBusy's rule:
-// isapi.ErrDeviceBusy); nothing of the other client's talk is touched.
+// Open starts the voice talk (logging in first, through the device's
+// guard, if the device has no SDK login). A talk channel another client
+// holds answers busy (talk.ErrBusy's rule: isapi.ErrDeviceBusy); nothing of
+// the other client's talk is touched.
 func (s *sdkTalk) Open(ctx context.Context) (string, error) {
-	login, err := s.b.login(ctx)
+	shared, err := s.b.sdkLoginOf()
 	if err != nil {
 		return "", err
 	}
-	tk, err := login.StartTalk(ctx, s.channel)
+	var tk *hcnetsdk.Talk
+	err = shared.withLogin(ctx, func(login *hcnetsdk.Session) error {
+		var err error
+		tk, err = login.StartTalk(ctx, s.channel)
+		return err
+	})
 	if err != nil {
-		_ = login.Logout()
-		if errors.Is(err, hcnetsdk.ErrTalkBusy) {
-			var se *hcnetsdk.Error
-			if errors.As(err, &se) {
-				return "", &sdkError{sdk: se, also: isapi.ErrDeviceBusy}
-			}
+		var se *hcnetsdk.Error
+		if errors.Is(err, hcnetsdk.ErrTalkBusy) && errors.As(err, &se) {
+			return "", &sdkError{sdk: se, also: isapi.ErrDeviceBusy}
 		}
 		return "", sdkCause(err)
 	}
 	s.mu.Lock()
-	s.login, s.tk = login, tk
+	s.tk = tk
 	s.mu.Unlock()
 	return "", nil
 }
@@ -112,16 +113,16 @@ func (s *sdkTalk) AudioData(ctx context.Context, _ string) (io.WriteCloser, erro
 	return sdkTalkWriter{tk}, nil
 }
 
-// Close stops the talk and logs out; without an open talk it sends nothing.
+// Close stops the talk; without an open talk it sends nothing.
 func (s *sdkTalk) Close(ctx context.Context) error {
 	s.mu.Lock()
-	login, tk := s.login, s.tk
-	s.login, s.tk = nil, nil
+	tk := s.tk
+	s.tk = nil
 	s.mu.Unlock()
-	if login == nil {
+	if tk == nil {
 		return nil
 	}
-	return errors.Join(tk.Stop(), login.Logout())
+	return tk.Stop()
 }
 
 type sdkTalkWriter struct{ tk *hcnetsdk.Talk }
