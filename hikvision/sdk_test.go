@@ -10,6 +10,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/hcnetsdk"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 )
 
 func TestSDKURLParams(t *testing.T) {
@@ -17,7 +18,7 @@ func TestSDKURLParams(t *testing.T) {
 	if c.Transport != TransportSDK || c.SDKPort != 8001 || c.sdkAddr() != "cam:8001" {
 		t.Fatalf("%+v", c)
 	}
-	again := mustParse(t, strings.Replace(c.String(), "xxxxx", "pw", 1))
+	again := mustParse(t, strings.Replace(c.String(), redact.Mask, "pw", 1))
 	if again.Transport != TransportSDK || again.SDKPort != 8001 {
 		t.Fatalf("String() does not round-trip: %s", c.String())
 	}
