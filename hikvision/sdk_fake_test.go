@@ -211,6 +211,10 @@ func TestSDKRebootRecovers(t *testing.T) {
 		d.down()
 		fakeFault("reboot")
 		waitState(t, pl.p, StateReconnecting, 5*time.Second)
+		// the SDK's exception callback ended the session with its type
+		if e := pl.p.Status().LastError; !strings.Contains(e, "sdk play") || !strings.Contains(e, "the SDK reported EXCEPTION_") {
+			t.Errorf("round %d: last error %q", round, e)
+		}
 		n := pl.packets.Load()
 		d.listen(t)
 		fakeFault("back")
