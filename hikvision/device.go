@@ -132,6 +132,24 @@ func (m *Module) device(cfg *Config) *Device {
 	return d
 }
 
+// Device returns the device of a hikvision:// URL with one more reference
+// (the caller calls Release when done): the way for work that lives beside
+// the sources (an event subscription, a vendor-SDK session shared by a
+// device's channels) to reach a device and its attachments. Errors are
+// *ConfigError.
+func (m *Module) Device(source string) (*Device, error) {
+	cfg, err := ParseURL(source)
+	if err != nil {
+		return nil, err
+	}
+	return m.device(cfg), nil
+}
+
+// ISAPI returns the device's ISAPI client (made on first use; ErrDeviceClosed
+// after the device closed). Send authenticated requests with it only inside
+// Do.
+func (d *Device) ISAPI() (*isapi.Client, error) { return d.isapiClient() }
+
 // Release drops one reference; the last one closes the device.
 func (d *Device) Release() {
 	d.m.devMu.Lock()

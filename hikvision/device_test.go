@@ -52,7 +52,10 @@ func TestDeviceLifetime(t *testing.T) {
 	if _, err := d1.isapiClient(); !errors.Is(err, ErrDeviceClosed) {
 		t.Fatalf("isapiClient after close: %v, want ErrDeviceClosed", err)
 	}
-	d3 := m.device(cfg)
+	d3, err := m.Device("hikvision://admin:pw@cam.local:8080/?channel=3")
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer d3.Release()
 	if d3 == d1 || d3.guard != g {
 		t.Fatal("after close: want a new Device with the same login guard")

@@ -22,6 +22,12 @@ import (
 // HTTP handler: the health and metrics views only leave such entries out.
 // The snapshot cache of a deleted stream that nothing ever played is closed
 // at the next such event.
+//
+// Lock order: go2rtc calls Dial and Stop holding its own producer lock, and
+// prune then calls the lister (go2rtc's GetAllSources, which takes go2rtc's
+// streams lock briefly). That is safe because go2rtc never waits for a
+// producer lock (or for this module) while holding its streams lock. prune
+// holds no registry lock while it calls the lister.
 type registry struct {
 	m       *Module
 	mu      sync.Mutex
