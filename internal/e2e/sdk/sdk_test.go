@@ -433,3 +433,40 @@ func mulawHz(b []byte) float64 {
 	}
 	return float64(crossings) / 2 / (float64(len(b)) / 8000)
 }
+
+// The default (static) build asked for transport=sdk: the stream fails at
+// once with one line saying how to build with the SDK and what to install;
+// go2rtc does not keep redialling it.
+func TestSDKNotBuiltIn(t *testing.T) {
+	setup(t)
+	bin := e2e.Go2rtcBinary(t) // built without the hcnetsdk tag
+	dev := &port{}
+	dev.up(t)
+	g := e2e.StartGo2rtc(t, bin, "log:\n  level: info\nstreams:\n  cam: "+sdkURL("12345")+"&sdk_port="+strconv.Itoa(dev.n)+"\n")
+	d := &device{g: g, port: dev}
+	for i := 0; i < 3; i++ {
+		if _, err := d.probe(t, "cam"); err == nil {
+			t.Fatal("a transport=sdk stream played in a build without the SDK loader")
+		}
+	}
+	var lines []string
+	for _, l := range strings.Split(g.Output(), "\n") {
+		if strings.Contains(l, "transport=sdk") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("no transport=sdk error in go2rtc's log:\n%s", g.Output())
+	}
+	for _, l := range lines {
+		for _, want := range []string{"built without device network SDK support", "go run ./cmd/go2rtc-hikvision build -sdk",
+			"from Hikvision under its licence", "libhcnetsdk.so"} {
+			if !strings.Contains(l, want) {
+				t.Errorf("log line lacks %q:\n%s", want, l)
+			}
+		}
+	}
+	if len(lines) > 3 {
+		t.Errorf("%d error lines for 3 requests (redialled?):\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+}
