@@ -199,53 +199,26 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 		row("time to first video packet, cold", res["sdk"].cold, res["rtsp"].cold),
 		row("time to first video packet, warm", res["sdk"].warm, res["rtsp"].warm))
 
-	// recovery: both devices away for the same time
-	outage := r.opts.Outages[0]
-	r.logf("sdk: recovery after a %s outage", fmtDur(outage))
+	// recovery: both devices away for the same time, each outage length
 	readers := map[string]*Reader{}
 	defer func() {
 		for _, rd := range readers {
 			rd.Close()
 		}
 	}()
-	for _, kind := range []string{"sdk", "rtsp"} {
+	connect := func(kind string) error {
+		if old := readers[kind]; old != nil {
+			old.Close()
+		}
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
 		rd, err := DialReader(cctx, consumerURL(g, streamName(kind, "rec", 0)))
-		if err == nil {
-			readers[kind] = rd
-			_, err = rd.WaitFirstVideo(cctx)
-		}
-		cancel()
 		if err != nil {
-			return fail(fmt.Errorf("recovery: %s: %w", kind, err))
+			return err
 		}
-	}
-	down := outage + r.opts.OutagePhase
-	dev.down()
-	if err := dev.fault("reboot"); err != nil {
-		return fail(err)
-	}
-	if err := rec.Reboot(down); err != nil {
-		return fail(err)
-	}
-	select {
-	case <-time.After(down):
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	}
-	if err := dev.up(); err != nil {
-		return fail(err)
-	}
-	if err := dev.fault("back"); err != nil {
-		return fail(err)
-	}
-	sdkUp := time.Now()
-	var rtspUp time.Time
-	select {
-	case <-rec.Up():
-		rtspUp = time.Now()
-	case <-ctx.Done():
-		return fail(ctx.Err())
+		readers[kind] = rd
+		_, err = rd.WaitFirstVideo(cctx)
+		return err
 	}
 	back := func(rd *Reader, up time.Time) (*float64, string) {
 		timer := time.NewTimer(recoveryWait)
@@ -259,17 +232,57 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 			return nil, fmt.Sprintf("> %.0f", recoveryWait.Seconds())
 		}
 	}
-	var sdkRec, rtspRec *float64
-	var sdkText, rtspText string
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); sdkRec, sdkText = back(readers["sdk"], sdkUp) }()
-	go func() { defer wg.Done(); rtspRec, rtspText = back(readers["rtsp"], rtspUp) }()
-	wg.Wait()
-	rr := NewRow(fmt.Sprintf("video back after a %s outage", fmtDur(outage)), "s", sdkRec, rtspRec)
-	rr.HikvisionText, rr.StockText = sdkText, rtspText
-	rr.Note = fmt.Sprintf("device down %s", fmtDur(down))
-	s.Rows = append(s.Rows, rr)
+	for _, outage := range r.opts.Outages {
+		r.logf("sdk: recovery after a %s outage", fmtDur(outage))
+		for _, kind := range []string{"sdk", "rtsp"} {
+			if rd := readers[kind]; rd == nil || !rd.Alive() {
+				if err := connect(kind); err != nil {
+					return fail(fmt.Errorf("recovery: %s: %w", kind, err))
+				}
+			}
+			if err := waitPacket(ctx, readers[kind], time.Now(), 30*time.Second); err != nil {
+				return fail(fmt.Errorf("before the %s outage: %s: %w", fmtDur(outage), kind, err))
+			}
+		}
+		down := outage + r.opts.OutagePhase
+		dev.down()
+		if err := dev.fault("reboot"); err != nil {
+			return fail(err)
+		}
+		if err := rec.Reboot(down); err != nil {
+			return fail(err)
+		}
+		select {
+		case <-time.After(down):
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+		if err := dev.up(); err != nil {
+			return fail(err)
+		}
+		if err := dev.fault("back"); err != nil {
+			return fail(err)
+		}
+		sdkUp := time.Now()
+		var rtspUp time.Time
+		select {
+		case <-rec.Up():
+			rtspUp = time.Now()
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+		var sdkRec, rtspRec *float64
+		var sdkText, rtspText string
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); sdkRec, sdkText = back(readers["sdk"], sdkUp) }()
+		go func() { defer wg.Done(); rtspRec, rtspText = back(readers["rtsp"], rtspUp) }()
+		wg.Wait()
+		rr := NewRow(fmt.Sprintf("video back after a %s outage", fmtDur(outage)), "s", sdkRec, rtspRec)
+		rr.HikvisionText, rr.StockText = sdkText, rtspText
+		rr.Note = fmt.Sprintf("device down %s", fmtDur(down))
+		s.Rows = append(s.Rows, rr)
+	}
 
 	// failed logins: a client asks for the wrong-password stream every second
 	win := r.opts.LoginWindow
