@@ -97,6 +97,8 @@ type Track struct {
 // Transports a hikvision:// URL may ask for with transport=.
 const (
 	TransportRTSP = "rtsp"
+	TransportSDK  = "sdk"  // the vendor's device network SDK (sdk.go)
+	TransportAuto = "auto" // RTSP, or the SDK when the RTSP port is closed
 )
 
 // newBackend returns the producer's backend for the URL's transport
@@ -105,6 +107,9 @@ const (
 // transport=sdk) is accepted in parse.go's "transport" case and chosen here;
 // auto would choose between them from the probe.
 func newBackend(cfg *Config, dev *Device, probe *deviceProbe) Backend {
+	if b := newSDKBackendFor(cfg, dev, probe); b != nil {
+		return b // transport=sdk, or auto with the RTSP port closed
+	}
 	switch cfg.Transport {
 	default: // "", TransportRTSP
 		port := cfg.RTSPPort

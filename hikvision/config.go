@@ -41,7 +41,7 @@ func (s Stream) String() string {
 // Config is a parsed hikvision:// URL:
 //
 //	hikvision://USER:PASS@HOST[:HTTP_PORT]/?channel=1&stream=main[&https=1][&rtsp_port=N]
-//	    [&insecure=1|&cert_sha256=HEX][&talk_channel=ID][&talk_takeover=1][&transport=rtsp]
+//	    [&insecure=1|&cert_sha256=HEX][&talk_channel=ID][&talk_takeover=1][&transport=rtsp|sdk|auto][&sdk_port=N]
 //	    [#backchannel=0][#timeout=SECONDS][#snapshot_max_stale=S][#snapshot_last_good=0][#snapshot_min_interval=S]
 type Config struct {
 	Host     string // host name or IP, without port
@@ -66,9 +66,11 @@ type Config struct {
 	// Default off: a busy line is reported, not taken.
 	TalkTakeover bool
 
-	// Transport (transport=rtsp) chooses the real-play backend; "" is the
-	// default, rtsp.
+	// Transport (transport=rtsp|sdk|auto) chooses the real-play backend;
+	// "" is the default, rtsp. SDKPort (sdk_port=) is the vendor SDK's
+	// service port, 0 for the default 8000.
 	Transport string
+	SDKPort   int
 
 	// Snapshot are the #snapshot_* options (the source's snapshot cache).
 	Snapshot SnapshotOptions
@@ -173,6 +175,7 @@ func (c *Config) String() string {
 	if c.TalkTakeover {
 		q.Set("talk_takeover", "1")
 	}
+	c.sdkQuery(q)
 	u.RawQuery = q.Encode()
 	// url.URL escapes the mask's '*' ("%2A"): print the mask as go2rtc does.
 	s := strings.Replace(u.String(), url.UserPassword("", redact.Mask).String()+"@", ":"+redact.Mask+"@", 1)

@@ -85,7 +85,7 @@ func TestParseURLErrors(t *testing.T) {
 		{"hikvision://admin:" + pass + "@cam/#timeout=0", "timeout", "0"},
 		{"hikvision://admin:" + pass + "@cam/#backchannel=2", "backchannel", "2"},
 		{"hikvision://admin:" + pass + "@cam/#media=video", "#media", "video"},
-		{"hikvision://admin:" + pass + "@cam/?transport=sdk", "transport", "sdk"},
+		{"hikvision://admin:" + pass + "@cam/?transport=dvrip", "transport", "dvrip"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=soon", "#snapshot_max_stale", "soon"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=1.5", "#snapshot_max_stale", "1.5"},
 		{"hikvision://admin:" + pass + "@cam/#snapshot_max_stale=0", "#snapshot_max_stale", "0"},

@@ -81,4 +81,40 @@
 // notSupport ResponseStatus), which is how a door station is told apart.
 // Many door stations show a ring only there, so it is read about once a
 // second. Call control and door release are ISAPI PUTs (internal/intercom).
+//
+// # The device network SDK (transport=sdk)
+//
+// Facts the SDK backend (sdk.go, sdktalk.go) relies on; the binding's own
+// (entry points, layouts, threads) are in internal/hcnetsdk.
+//
+//   - The SDK is one library per process: initialised once, cleaned up once,
+//     and every login, real-play and talk is a handle of that one instance.
+//     So the module shares one load between its streams (and between modules
+//     of one process) and cleans it up when the last module closes.
+//   - A login (NET_DVR_Login_V40) is the device's login: a refused one counts
+//     toward the device's lock like a refused ISAPI or RTSP request. Its answer
+//     carries the lock facts when the device supports locking: tries left
+//     after a wrong password, time left when the user is locked (error 153).
+//     Error 1 is a wrong password, 7 a device that cannot be reached, 10 a
+//     device that did not answer in time.
+//   - Real-play (NET_DVR_RealPlay_V40) names an SDK channel number, not the
+//     ISAPI channel: a camera's channels start at the login's first analog
+//     channel (1); a recorder's IP channels start at its first digital
+//     channel (33 on most NVRs), after its analog ones. It delivers the
+//     40-byte media header, then MPEG-PS, on the SDK's own threads.
+//   - With the SDK's own reconnect off (the binding turns it off), a device
+//     that goes away sends a lost-link exception (EXCEPTION_EXCHANGE,
+//     EXCEPTION_PREVIEW) once and never resumes the real-play; the login
+//     handle is then useless (error 47): the session must stop, log out and
+//     log in again, which is the supervisor's reconnect. A login carries
+//     any number of real-plays and talks, so the streams of one device
+//     share one login; a call on a login the SDK no longer knows answers
+//     error 47, which is when it is made again.
+//   - Voice talk (NET_DVR_StartVoiceCom_MR_V30) takes audio already encoded
+//     in the device's talk encoding (NET_DVR_GetCurrentAudioCompress: G.711
+//     µ-law or A-law at 8 kHz on most devices). A channel someone else holds
+//     answers error 31 (occupied); nothing the SDK offers frees it without
+//     cutting that client off, so it is reported busy.
+//   - The SDK's service port (8000 by default) is a plain TCP port: a connect
+//     without a request tells whether the device is back, as for RTSP.
 package hikvision

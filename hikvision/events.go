@@ -143,9 +143,9 @@ func (m *Module) StartEvents() error {
 }
 
 // Close stops the module's event machinery (subscriptions, MQTT publisher,
-// SSE clients) and releases every device the module holds: afterwards no
-// goroutine of the module runs. go2rtc never closes the module (it exits);
-// tests do.
+// SSE clients), releases every device the module holds, then the device
+// network SDK if this was its last user: afterwards no goroutine of the
+// module runs. go2rtc never closes the module (it exits); tests do.
 func (m *Module) Close() error {
 	m.evMu.Lock()
 	ev := m.ev
@@ -163,7 +163,7 @@ func (m *Module) Close() error {
 			err = ev.pub.Close()
 		}
 	}
-	return err
+	return errors.Join(err, m.closeSDK())
 }
 
 // events returns the running event machinery, nil when off.

@@ -3,7 +3,6 @@ package hikvision
 import (
 	"sort"
 	"time"
-
 )
 
 // Health is the JSON of GET /api/hikvision.

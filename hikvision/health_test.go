@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
@@ -98,7 +99,7 @@ func TestHealthWrongPasswordAndLocked(t *testing.T) {
 		if s.Stream == "idle" && (s.State != "idle" || s.Snapshot != nil || s.Dials != 0) {
 			t.Errorf("never used source: %+v", s)
 		}
-		if !strings.Contains(s.URL, "***") {
+		if !strings.Contains(s.URL, redact.Mask) {
 			t.Errorf("source URL %q is not masked", s.URL)
 		}
 	}

@@ -37,6 +37,8 @@ type Options struct {
 	Events EventOptions `yaml:"events"`
 	// MQTT sends events and device availability to a broker (internal/mqtt).
 	MQTT *mqtt.Config `yaml:"mqtt"`
+	// SDK says where the vendor's device network SDK is (transport=sdk).
+	SDK SDKOptions `yaml:"sdk"`
 }
 
 // GuardOptions are the login guard's rules that a user may change (the

@@ -189,14 +189,11 @@ func (c *Config) setParam(name, value string) error {
 			return err
 		}
 		c.TalkTakeover = b
-	case "transport":
-		// the real-play backend (backend.go); only RTSP exists so far
-		if !strings.EqualFold(value, TransportRTSP) {
-			return &ConfigError{Param: name, Value: value, Reason: "want rtsp (the only transport so far)"}
-		}
-		c.Transport = TransportRTSP
+	case "transport", "sdk_port":
+		// the real-play backend (backend.go; the SDK's in sdk.go)
+		return c.setSDKParam(name, value)
 	default:
-		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel, talk_takeover, transport)"}
+		return &ConfigError{Param: name, Value: value, Reason: "unknown parameter (known: channel, stream, https, rtsp_port, insecure, cert_sha256, talk_channel, talk_takeover, transport, sdk_port)"}
 	}
 	return nil
 }

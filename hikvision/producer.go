@@ -100,6 +100,9 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 	}()
 
 	pr := m.probes.get(cfg)
+	if cfg.Transport == TransportSDK {
+		pr = sdkProbe() // the SDK asks the device itself; no ISAPI
+	}
 	if pr == nil {
 		client, err := p.dev.isapiClient()
 		if err != nil {

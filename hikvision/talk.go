@@ -150,8 +150,12 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 		if err != nil {
 			return err
 		}
+		var dev talk.Device = &guardedTalk{dev: talk.ISAPIDevice{Client: client, Channel: bc.channel}, device: p.dev}
+		if sd := p.sdkTalkDevice(bc.channel); sd != nil {
+			dev = sd // transport=sdk: its Open logs in through the guard itself
+		}
 		tc := talk.Config{
-			Device:   &guardedTalk{dev: talk.ISAPIDevice{Client: client, Channel: bc.channel}, device: p.dev},
+			Device:   dev,
 			Framer:   framer,
 			TakeOver: p.cfg.TalkTakeover,
 			OnState:  p.onTalkState,

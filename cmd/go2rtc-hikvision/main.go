@@ -2,13 +2,17 @@
 // and runs it, or builds a binary to copy elsewhere.
 //
 //	go run ./cmd/go2rtc-hikvision [run] [-config FILE]...
-//	go run ./cmd/go2rtc-hikvision build -o PATH [-os GOOS] [-arch GOARCH]
+//	go run ./cmd/go2rtc-hikvision build -o PATH [-os GOOS] [-arch GOARCH] [-sdk]
 //
 // run: the config is -config FILE, else ./go2rtc.yaml if it exists, else the
 // repository's go2rtc.yaml.example. When the config's sources point at the
 // built-in simulator's addresses (the example does), the simulated camera
 // and NVR are started in this process first. SIGINT/SIGTERM are forwarded to
 // go2rtc; the exit status is go2rtc's.
+//
+// -sdk builds with the loader of Hikvision's device network SDK
+// (transport=sdk; the binary then needs glibc). run uses it by itself when
+// the config asks for transport=sdk or auto on a glibc Linux host.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -31,9 +36,13 @@ import (
 )
 
 const usage = `usage:
-  go2rtc-hikvision [run] [-config FILE]...     build go2rtc with the hikvision module (cached) and run it
-  go2rtc-hikvision build -o PATH [-os GOOS] [-arch GOARCH]
+  go2rtc-hikvision [run] [-config FILE]... [-sdk]
+                                               build go2rtc with the hikvision module (cached) and run it
+  go2rtc-hikvision build -o PATH [-os GOOS] [-arch GOARCH] [-sdk]
                                                build the binary and copy it to PATH (e.g. for Frigate)
+
+-sdk adds the device network SDK loader (transport=sdk; needs glibc, not Alpine).
+run adds it by itself when the config asks for transport=sdk/auto on glibc Linux.
 
 run uses -config FILE, else ./go2rtc.yaml if it exists, else go2rtc.yaml.example
 from the repository. Build cache: $GO2RTC_HIKVISION_CACHE or the user cache dir.
@@ -80,6 +89,7 @@ func buildCmd(args []string, log zerolog.Logger) int {
 	out := fs.String("o", "", "copy the binary to `PATH` (required)")
 	goos := fs.String("os", "", "target `GOOS` (default: the go command's)")
 	goarch := fs.String("arch", "", "target `GOARCH`, e.g. arm64 (default: the go command's)")
+	sdk := fs.Bool("sdk", false, "compile in the device network SDK loader (transport=sdk; the binary needs glibc)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -91,7 +101,7 @@ func buildCmd(args []string, log zerolog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	bin, err := buildBinary(ctx, log, build.Options{GOOS: *goos, GOARCH: *goarch})
+	bin, err := buildBinary(ctx, log, build.Options{GOOS: *goos, GOARCH: *goarch, Tags: sdkTags(*sdk)})
 	if err != nil {
 		log.Error().Err(err).Msg("[go2rtc-hikvision] build failed")
 		return 1
@@ -126,6 +136,7 @@ func runCmd(args []string, log zerolog.Logger) int {
 	var configs configFlag
 	fs.Var(&configs, "config", "go2rtc config `FILE` (repeatable; inline YAML as go2rtc accepts it)")
 	fs.Var(&configs, "c", "same as -config")
+	sdk := fs.Bool("sdk", false, "compile in the device network SDK loader (default: when the config asks for transport=sdk/auto on glibc Linux)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -155,7 +166,11 @@ func runCmd(args []string, log zerolog.Logger) int {
 		return 1
 	}
 
-	bin, err := buildBinary(ctx, log, build.Options{})
+	useSDK := *sdk || wantsSDK(texts)
+	if useSDK && !*sdk {
+		log.Info().Msg("[go2rtc-hikvision] the config asks for transport=sdk/auto: building with the device network SDK loader")
+	}
+	bin, err := buildBinary(ctx, log, build.Options{Tags: sdkTags(useSDK)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return 130
@@ -340,4 +355,31 @@ func copyExecutable(from, to string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), to)
+}
+
+func sdkTags(on bool) []string {
+	if on {
+		return []string{build.SDKTag}
+	}
+	return nil
+}
+
+// wantsSDK: a source of the config asks for transport=sdk or auto, and this
+// is a glibc Linux host on which the SDK loader can run.
+func wantsSDK(texts []string) bool {
+	all := strings.Join(texts, "\n")
+	if !strings.Contains(all, "transport=sdk") && !strings.Contains(all, "transport=auto") {
+		return false
+	}
+	return glibcHost()
+}
+
+// glibcHost: linux/amd64 or linux/arm64 with glibc's dynamic loader.
+func glibcHost() bool {
+	loader := map[string]string{"amd64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}[runtime.GOARCH]
+	if runtime.GOOS != "linux" || loader == "" {
+		return false
+	}
+	_, err := os.Stat(loader)
+	return err == nil
 }

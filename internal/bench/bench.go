@@ -39,7 +39,7 @@ const (
 )
 
 // AllSections lists every section in run order.
-var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionBlip, SectionLatency, SectionLoad, SectionGoBench}
+var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionBlip, SectionLatency, SectionLoad, SectionGoBench, SectionSDK}
 
 // Simulator credentials (the sim's default user) and the wrong password of
 // the failed-login test.
@@ -296,6 +296,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		case SectionGoBench:
 			waitLogins()
 			s = r.gobench(ctx)
+		case SectionSDK:
+			waitLogins()
+			s = r.sdk(ctx) // its own go2rtc (built with the SDK loader) and devices
 		}
 		r.report.Sections = append(r.report.Sections, s)
 		if s.Error != "" {

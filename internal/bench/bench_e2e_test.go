@@ -67,6 +67,7 @@ func TestQuickBench(t *testing.T) {
 	numbers(SectionTTFF, 4)
 	numbers(SectionLoad, 6)
 	numbers(SectionLogins, 3)
+	numbers(SectionSDK, 4) // ttff cold and warm, recovery, failed logins
 	for _, row := range byName[SectionTTFF].Rows {
 		if row.Hikvision != nil && (*row.Hikvision <= 0 || *row.Stock <= 0) {
 			t.Errorf("ttff %q: zero time %v / %v", row.Metric, *row.Hikvision, *row.Stock)

@@ -48,6 +48,13 @@ const (
 	recipe = "go2rtc-hikvision-build/1 CGO_ENABLED=0 -mod=mod -trimpath -ldflags=-s -w -buildvcs=false"
 )
 
+// SDKTag compiles in the loader of Hikvision's device network SDK
+// (transport=sdk). Still CGO_ENABLED=0, but the binary is then dynamically
+// linked against the C library's loader (glibc on Linux x86_64/aarch64): it
+// does not start on musl (Alpine). Without it the binary stays static and
+// transport=sdk answers how to build with it.
+const SDKTag = "hcnetsdk"
+
 // Options control Build. The zero value builds for the host with the
 // repository found from the working directory and the default cache.
 type Options struct {
@@ -61,7 +68,8 @@ type Options struct {
 	// default (the host unless GOOS/GOARCH are set in the environment).
 	GOOS, GOARCH string
 	// Tags are extra build tags (go build -tags), e.g. "hikvision_pprof" for
-	// the bench's profiling build. They are part of the cache key.
+	// the bench's profiling build, SDKTag for the device network SDK. They
+	// are part of the cache key.
 	Tags []string
 	// WithoutPatches names patches (file names, e.g. "0010-....patch") to
 	// leave out, for measuring what a patch changes; the key differs.
