@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -607,7 +608,7 @@ streams:
 `, door)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := startProc(t, bin, dir, "http://"+apiAddr, "-config", cfg)
+	g := startProc(t, bin, dir, "http://"+apiAddr, apiUser, apiPass, "-config", cfg)
 	c := &haClient{t: t, base: g.api, user: apiUser, pass: apiPass}
 	forms := allSecretForms("admin", clientsHikPass)
 	t.Cleanup(func() {
@@ -776,6 +777,8 @@ streams:
 // proc is a go2rtc started with the given command line.
 type proc struct {
 	api    string
+	user   string // go2rtc's api username/password, "" for none
+	pass   string
 	cmd    *exec.Cmd
 	out    bytes.Buffer
 	outMu  sync.Mutex
@@ -796,9 +799,9 @@ func (f *proc) output() string {
 	return f.out.String()
 }
 
-func startProc(t *testing.T, bin, dir, api string, args ...string) *proc {
+func startProc(t *testing.T, bin, dir, api, user, pass string, args ...string) *proc {
 	t.Helper()
-	f := &proc{api: api, done: make(chan struct{})}
+	f := &proc{api: api, user: user, pass: pass, done: make(chan struct{})}
 	f.cmd = exec.Command(bin, args...)
 	f.cmd.Dir = dir
 	f.cmd.Stdout, f.cmd.Stderr = f, f
@@ -839,9 +842,20 @@ func (f *proc) waitReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(e2e.ReadyTimeout)
 	for {
-		if res, err := http.Get(f.api + "/api"); err == nil { // any answer: with api auth it is 401
+		// Ready once the late modules registered their schemes: go2rtc
+		// answers its API before the rest of its modules start, and a
+		// SIGTERM before the last one is up kills it instead of a clean exit.
+		req, _ := http.NewRequest(http.MethodGet, f.api+"/api/schemes", nil)
+		if f.user != "" {
+			req.SetBasicAuth(f.user, f.pass)
+		}
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			body, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			return
+			var schemes []string
+			if res.StatusCode == http.StatusOK && json.Unmarshal(body, &schemes) == nil && slices.Contains(schemes, "isapi") {
+				return
+			}
 		}
 		select {
 		case <-f.done:
@@ -849,7 +863,7 @@ func (f *proc) waitReady(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("go2rtc API did not answer within %v:\n%s", e2e.ReadyTimeout, f.output())
+			t.Fatalf("go2rtc did not list its schemes within %v:\n%s", e2e.ReadyTimeout, f.output())
 		}
 		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
@@ -916,7 +930,7 @@ ffmpeg:
 				t.Fatal(err)
 			}
 			args := []string{"-config=" + homekitPath, "-config=" + generatedPath}
-			f := startProc(t, bin, dir, "http://"+apiAddr, args...)
+			f := startProc(t, bin, dir, "http://"+apiAddr, "", "", args...)
 			c := &haClient{t: t, base: f.api}
 
 			// CORS for Frigate's UI and its Home Assistant card.
@@ -974,7 +988,7 @@ ffmpeg:
 
 			// go2rtc restarted with the same files still has it.
 			f.terminate(t)
-			f2 := startProc(t, bin, dir, "http://"+apiAddr, args...)
+			f2 := startProc(t, bin, dir, "http://"+apiAddr, "", "", args...)
 			if streams, err = c.listStreams(); err != nil {
 				t.Fatal(err)
 			}
