@@ -398,6 +398,8 @@ func TestWatchdogFakeClock(t *testing.T) {
 	}
 	clk.Advance(7 * time.Second)
 	c2 := <-opened
+	// the open signals before the subscriber counts the connect: poll
+	waitFor(t, "second connect counted", 5*time.Second, func() bool { return s.Stats().Connects == 2 })
 	if st := s.Stats(); st.WatchdogFires != 1 || st.Connects != 2 {
 		t.Errorf("stats %+v", st)
 	}
