@@ -12,6 +12,7 @@ import (
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 )
 
 // ringModule gives t a module with the talk_answers_ring option (nil: the
@@ -197,5 +198,21 @@ func TestTalkCameraNoIntercomRequest(t *testing.T) {
 	waitFor(t, "the tone at the camera", 5*time.Second, func() bool { return dev.TalkClient(ourIP).Bytes >= 800 })
 	if n := signalPaths(dev, "/ISAPI/VideoIntercom/"); n != 0 {
 		t.Fatalf("%d intercom requests to a camera", n)
+	}
+}
+
+// The hikvision: section's talk_answers_ring: absent is on, false is off.
+func TestTalkAnswersRingOption(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{{"probe_ttl: 1m", true}, {"talk_answers_ring: true", true}, {"talk_answers_ring: false", false}} {
+		var o Options
+		if err := yaml.Unmarshal([]byte(tc.yaml), &o); err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		if got := o.talkAnswersRing(); got != tc.want {
+			t.Errorf("%s: talkAnswersRing %v, want %v", tc.yaml, got, tc.want)
+		}
 	}
 }
