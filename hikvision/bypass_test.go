@@ -4,6 +4,7 @@ package hikvision
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 		run func(t *testing.T, m *Module, dev *sim.Device, src string)
 		// before runs with the right password first (a session to reconnect).
 		before func(t *testing.T, m *Module, src string) any
+		door   bool // the device is a door station
 	}{
 		{name: "probe (cold Dial)", run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
 			if _, err := m.Dial(src); err == nil {
@@ -76,6 +78,19 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 				return p
 			},
 			run: func(t *testing.T, m *Module, dev *sim.Device, src string) {}},
+		{name: "talk open (ringing door station: call status, answer)", door: true,
+			before: func(t *testing.T, m *Module, src string) any {
+				p, err := m.Dial(src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p
+			},
+			run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
+				if err := dev.Ring(); err != nil {
+					t.Fatal(err)
+				}
+			}},
 		{name: "snapshot", run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
 			m.reg.cacheOptions = snapshot.Options{MinInterval: time.Millisecond}
 			m.SetStreamResolver(func(string) []string { return []string{src} })
@@ -90,7 +105,11 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 		t.Run(path.name, func(t *testing.T) {
 			t.Parallel()
 			m := resetModule(t, Options{Reconnect: ReconnectOptions{BackoffBase: 50 * time.Millisecond}}, guard.Config{})
-			dev := apiStartSim(t, sim.Config{Users: map[string]string{"admin": simPass}, MaxFailures: 50})
+			cfg := sim.Config{Users: map[string]string{"admin": simPass}, MaxFailures: 50}
+			if path.door {
+				cfg.Personality = sim.PersonalityDoorStation
+			}
+			dev := apiStartSim(t, cfg)
 			src := simURL(dev, simPass)
 			// checked last, after every producer of the path stopped
 			t.Cleanup(func() {
@@ -117,7 +136,7 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 			path.run(t, m, dev, src)
 			switch p := state.(type) {
 			case *Producer:
-				if path.name == "talk open" {
+				if strings.HasPrefix(path.name, "talk open") {
 					f := addTrack(t, p)
 					f.write(g711Tone(160), 160)
 					waitFor(t, "talk to fail", 10*time.Second, func() bool {

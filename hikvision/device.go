@@ -44,6 +44,7 @@ type Device struct {
 	attachments map[string]Attachment
 	order       []string // attachment names, in the order they were made
 	model       string
+	doorStation bool      // known to answer call status (events) or to say so in deviceInfo
 	lastUp      time.Time // the device last answered (any answer, even an error)
 	lastDown    time.Time // the device last did not answer (refused, timeout)
 	lastError   string    // redacted, of the last failure seen
@@ -51,6 +52,21 @@ type Device struct {
 	// picProxy: per streaming channel id, the snapshot path that worked
 	// (true: StreamingProxy, false: the plain Streaming path).
 	picProxy map[int]bool
+}
+
+// setDoorStation records that the device is a door station (it answered
+// the call status).
+func (d *Device) setDoorStation() {
+	d.mu.Lock()
+	d.doorStation = true
+	d.mu.Unlock()
+}
+
+// isDoorStation: the device is known to be a door station.
+func (d *Device) isDoorStation() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.doorStation
 }
 
 // pictureProxy is the snapshot path that last worked for the streaming

@@ -81,6 +81,12 @@
 // notSupport ResponseStatus), which is how a door station is told apart.
 // Many door stations show a ring only there, so it is read about once a
 // second. Call control and door release are ISAPI PUTs (internal/intercom).
+// Door stations also name themselves in deviceInfo (deviceType DoorStation).
+// A talk session opened while a door station rings does not answer the call
+// (it rings on, the visitor hears nothing), so talk answers a ringing call
+// before it opens and hangs up the call it answered when it closes
+// (talk.go, ringTalk); a call answered elsewhere holds the talk channel and
+// the open is refused as busy.
 //
 // # The device network SDK (transport=sdk)
 //

@@ -466,6 +466,7 @@ func (de *deviceEvents) setCall(prev, cur intercom.CallState) {
 	de.door, de.call, de.doorErr = true, cur, ""
 	de.mu.Unlock()
 	if first {
+		de.dev.setDoorStation()
 		de.declare()
 	}
 	for _, a := range intercom.CallAlerts(prev, cur) {

@@ -39,7 +39,15 @@ type Options struct {
 	MQTT *mqtt.Config `yaml:"mqtt"`
 	// SDK says where the vendor's device network SDK is (transport=sdk).
 	SDK SDKOptions `yaml:"sdk"`
+	// TalkAnswersRing: talk that starts while a door station rings answers
+	// the call first, and hangs up the call it answered when the talk ends.
+	// Default true (nil); false leaves the call alone (the station keeps
+	// ringing and the visitor does not hear the talk until it is answered).
+	TalkAnswersRing *bool `yaml:"talk_answers_ring"`
 }
+
+// talkAnswersRing: the TalkAnswersRing option with its default.
+func (o Options) talkAnswersRing() bool { return o.TalkAnswersRing == nil || *o.TalkAnswersRing }
 
 // GuardOptions are the login guard's rules that a user may change (the
 // rest are fixed). Zero fields take the defaults of internal/guard.

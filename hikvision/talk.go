@@ -18,6 +18,7 @@ import (
 	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/pion/rtp"
 
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/intercom"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
@@ -154,6 +155,9 @@ func (p *Producer) AddTrack(media *core.Media, codec *core.Codec, track *core.Re
 		if sd := p.sdkTalkDevice(bc.channel); sd != nil {
 			dev = sd // transport=sdk: its Open logs in through the guard itself
 		}
+		if p.m.opts.talkAnswersRing() {
+			dev = &ringTalk{Device: dev, p: p, gate: intercom.TalkGate{Do: deviceDoer(p.dev, client)}}
+		}
 		tc := talk.Config{
 			Device:   dev,
 			Framer:   framer,
@@ -284,6 +288,81 @@ func (w *guardedWriter) SetWriteDeadline(t time.Time) error {
 		return d.SetWriteDeadline(t)
 	}
 	return nil
+}
+
+// ringTalk answers a door station's ringing call before talk opens, and
+// hangs up the call it answered when the talk session closes: opening talk
+// alone does not answer, so the station would ring on and the visitor hear
+// nothing. Only on devices known to be door stations (they answered the call
+// status, or deviceInfo says so); for others it adds no request. A call
+// already answered elsewhere is left alone (the open is then refused as busy
+// and the talk engine waits, as for any other talker), and only a call this
+// session answered is ever hung up. Every request goes through the device's
+// login guard (deviceDoer).
+type ringTalk struct {
+	talk.Device
+	p *Producer
+
+	mu       sync.Mutex // the talk engine calls Open and Close one at a time; held across them anyway
+	gate     intercom.TalkGate
+	answered bool // the gate answered a call that is not hung up yet
+}
+
+// ringHangUpTimeout bounds the hang-up after a talk (Stop waits for it).
+const ringHangUpTimeout = 3 * time.Second
+
+func (r *ringTalk) doorStation() bool {
+	if r.p.dev.isDoorStation() {
+		return true
+	}
+	return strings.Contains(strings.ToLower(r.p.probe.Info.DeviceType), "doorstation")
+}
+
+func (r *ringTalk) Open(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.doorStation() {
+		answered, err := r.gate.TalkStarting(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// talk is tried anyway: the station may not be ringing
+			r.p.log.Warn().Str("device", r.p.cfg.HTTPAddr()).Str("err", redactErr(err, r.p.cfg)).
+				Msg("[hikvision] door station: could not read or answer the call before talk")
+		case answered:
+			r.answered = true
+			r.p.log.Info().Str("device", r.p.cfg.HTTPAddr()).Msg("[hikvision] door station ringing: answered the call to talk")
+		}
+	}
+	sid, err := r.Device.Open(ctx)
+	if err != nil {
+		r.hangUp() // a call answered for a talk that did not open
+	}
+	return sid, err
+}
+
+func (r *ringTalk) Close(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.Device.Close(ctx)
+	r.hangUp()
+	return err
+}
+
+// hangUp ends the call this session answered (none: no request). Its own
+// bound: the talk close may have used up its context. Caller holds r.mu.
+func (r *ringTalk) hangUp() {
+	if !r.answered {
+		return
+	}
+	r.answered = false
+	ctx, cancel := context.WithTimeout(context.Background(), ringHangUpTimeout)
+	defer cancel()
+	if err := r.gate.TalkEnded(ctx); err != nil {
+		r.p.log.Warn().Str("device", r.p.cfg.HTTPAddr()).Str("err", redactErr(err, r.p.cfg)).
+			Msg("[hikvision] door station: could not hang up the call answered for talk")
+		return
+	}
+	r.p.log.Info().Str("device", r.p.cfg.HTTPAddr()).Msg("[hikvision] door station: talk ended, hung up the call it answered")
 }
 
 // onTalkState logs one line per talk state change.

@@ -304,3 +304,41 @@ func TestPersonalityDoorStationTalk(t *testing.T) {
 		t.Errorf("the door station's audio is %.0f Hz, want 440", hz)
 	}
 }
+
+// TestPersonalityDoorStationTalkWhileRinging: a tone played into a door
+// station's stream while it rings goes through the real go2rtc and the
+// module: the call is answered before talk opens (the station stops ringing
+// and gets the tone), and when the talk session closes the call the module
+// answered is hung up.
+func TestPersonalityDoorStationTalkWhileRinging(t *testing.T) {
+	requireFFmpeg(t)
+	bin := binary(t)
+	dev := startSim(t, sim.Config{Personality: sim.PersonalityDoorStation, Users: map[string]string{"admin": e2ePassword}})
+	g := e2e.StartGo2rtc(t, bin, go2rtcConfig(map[string]string{
+		"door": hikURL("admin", e2ePassword, dev, "?channel=1&stream=sub"),
+	}, "hikvision=debug"))
+	if err := dev.Ring(); err != nil {
+		t.Fatal(err)
+	}
+	tone := talkToneFile(t, 440, 3)
+	talkAPI(t, g, http.MethodPost, playURL(tone))
+	talkWait(t, g, "1 s of the tone at the station", 20*time.Second, func() bool {
+		return dev.TalkClient(talkClientIP).Bytes >= 8000
+	})
+	if ds := dev.DoorStats(); ds.Signals["answer"] != 1 || ds.TalkOpensWhileRinging != 0 || ds.State != sim.CallOnCall {
+		t.Errorf("while talking: %+v, want the call answered once before the talk opened", ds)
+	}
+	talkWait(t, g, "the talk session closed and the call hung up", 20*time.Second, func() bool {
+		_, open := dev.TalkSession()
+		return !open && dev.DoorStats().Signals["hangUp"] == 1
+	})
+	if ds := dev.DoorStats(); ds.State != sim.CallIdle || ds.Signals["answer"] != 1 || ds.RefusedSignals != 0 {
+		t.Errorf("after the talk: %+v, want idle, one answer, one hangUp", ds)
+	}
+	if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+		t.Errorf("the station's audio is %.0f Hz, want 440", hz)
+	}
+	if !strings.Contains(g.Output(), "door station ringing: answered the call to talk") {
+		t.Errorf("no log line of the answer in go2rtc's output")
+	}
+}
