@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/bench"
 )
@@ -40,6 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	window := fs.Duration("window", 0, "CPU window of each load phase (default 20s; quick 6s)")
 	cpuprofile := fs.String("cpuprofile", "", "profile go2rtc's CPU over every load phase's window into `DIR` (builds go2rtc with -tags hikvision_pprof)")
 	bin := fs.String("go2rtc", "", "go2rtc `binary` to use instead of building it (must contain the hikvision module)")
+	binNoFlush := fs.String("go2rtc-without-0008", "", "go2rtc `binary` built without patch "+bench.PlayFlushPatch+" for the latency section (default: built, cached)")
+	latRuns := fs.Int("latency-runs", 0, "starts per source, round trip and cold/warm in the latency section (default 5; quick 1)")
+	rtsp554 := fs.Bool("rtsp-554", false, "latency section: each device on a loopback address of its own with RTSP on port 554, as real cameras (needs root or CAP_NET_BIND_SERVICE)")
+	blips := fs.Int("blips", 0, "device silences (4.3–11.7 s) of the blip section (default 7; quick 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hikvision-bench [--quick] [--json FILE] [--only a,b]\n\n")
 		fs.PrintDefaults()
@@ -65,15 +70,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hikvision-bench: --streams:", err)
 		return 2
 	}
-	if *rounds < 0 || *window < 0 {
-		fmt.Fprintln(stderr, "hikvision-bench: --rounds and --window must not be negative")
+	if *rounds < 0 || *window < 0 || *latRuns < 0 || *blips < 0 {
+		fmt.Fprintln(stderr, "hikvision-bench: --rounds, --window, --latency-runs and --blips must not be negative")
 		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	report, err := bench.Run(ctx, bench.Options{Quick: *quick, Only: sections, Bin: *bin, Log: stderr,
-		StreamCounts: counts, LoadRounds: *rounds, LoadWindow: *window, CPUProfile: *cpuprofile})
+		StreamCounts: counts, LoadRounds: *rounds, LoadWindow: *window, CPUProfile: *cpuprofile,
+		BinWithoutPlayFlush: *binNoFlush, LatencyRuns: *latRuns, Blips: blipsOpt(*blips), RTSP554: *rtsp554})
 	if report == nil {
 		fmt.Fprintf(stderr, "hikvision-bench: %v\n", err)
 		return 1
@@ -100,6 +106,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// blipsOpt is the silences of n blips; 0 is nil (the mode's default).
+func blipsOpt(n int) []time.Duration {
+	if n == 0 {
+		return nil
+	}
+	return bench.BlipLengths(n)
 }
 
 // parseCounts reads "1,8,32"; "" is nil (the mode's default).

@@ -18,7 +18,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--help"}, 0, "usage: hikvision-bench"},
 		{[]string{"--streams", "1,x"}, 2, `--streams: "x" is not a stream count`},
 		{[]string{"--streams", "0"}, 2, `--streams: "0" is not a stream count`},
-		{[]string{"--rounds", "-1"}, 2, "--rounds and --window must not be negative"},
+		{[]string{"--rounds", "-1"}, 2, "--rounds, --window, --latency-runs and --blips must not be negative"},
+		{[]string{"--blips", "-2"}, 2, "--rounds, --window, --latency-runs and --blips must not be negative"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tt.args, &out, &errb); code != tt.code || !strings.Contains(errb.String(), tt.want) {

@@ -32,12 +32,14 @@ const (
 	SectionRecovery = "recovery"
 	SectionLogins   = "logins"
 	SectionTalk     = "talk"
+	SectionBlip     = "blip"
+	SectionLatency  = "latency"
 	SectionLoad     = "load"
 	SectionGoBench  = "gobench"
 )
 
 // AllSections lists every section in run order.
-var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionLoad, SectionGoBench}
+var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionBlip, SectionLatency, SectionLoad, SectionGoBench}
 
 // Simulator credentials (the sim's default user) and the wrong password of
 // the failed-login test.
@@ -70,6 +72,16 @@ type Options struct {
 	LoginWindow time.Duration // wrong-password window
 	TalkWindow  time.Duration // silent held backchannel after a talk burst
 	BenchTime   string        // go test -benchtime
+
+	RTTs        []time.Duration // link round trips of the latency section
+	LatencyRuns int             // starts per source, round trip and cold/warm
+	// BinWithoutPlayFlush is go2rtc built without PlayFlushPatch (latency
+	// section, full mode); "" = build.Build with WithoutPatches (cached).
+	BinWithoutPlayFlush string
+	Blips               []time.Duration // device silences of the blip section
+	// RTSP554: latency devices on loopback addresses of their own with RTSP
+	// on port 554 (binding it needs root or CAP_NET_BIND_SERVICE).
+	RTSP554 bool
 }
 
 // Defaults fills the zero fields for the mode (quick or full).
@@ -101,6 +113,16 @@ func (o Options) Defaults() Options {
 	}
 	if o.TalkWindow == 0 {
 		o.TalkWindow = pick(o.Quick, 10*time.Second, 60*time.Second)
+	}
+	if len(o.RTTs) == 0 {
+		o.RTTs = pick(o.Quick, []time.Duration{0, 80 * time.Millisecond},
+			[]time.Duration{0, 20 * time.Millisecond, 80 * time.Millisecond})
+	}
+	if o.LatencyRuns == 0 {
+		o.LatencyRuns = pick(o.Quick, 1, 5)
+	}
+	if len(o.Blips) == 0 {
+		o.Blips = BlipLengths(pick(o.Quick, 1, 7))
 	}
 	if o.BenchTime == "" {
 		o.BenchTime = pick(o.Quick, "200ms", "1s")
@@ -266,6 +288,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		case SectionTalk:
 			startLogins()
 			s = r.talk(ctx)
+		case SectionBlip:
+			startLogins()
+			s = r.blip(ctx)
+		case SectionLatency:
+			waitLogins() // no background requests while starts are timed
+			s = r.latency(ctx)
 		case SectionLoad:
 			waitLogins() // no background requests while CPU is measured
 			s = r.load(ctx)

@@ -109,6 +109,26 @@ func TestQuickBench(t *testing.T) {
 			t.Errorf("talk %q: not measured", row.Metric)
 		}
 	}
+	// latency (quick: 0 and 80 ms, one start each): a first frame and a
+	// first-frame row per phase, and a counted round trip row, for both
+	numbers(SectionLatency, 8)
+	for _, row := range byName[SectionLatency].Rows {
+		if row.Hikvision == nil || row.Stock == nil {
+			continue
+		}
+		if strings.Contains(row.Metric, "round trips") && (*row.Hikvision < 1 || *row.Stock < 1) {
+			t.Errorf("latency %q: no round trip counted (%v / %v)", row.Metric, *row.Hikvision, *row.Stock)
+		}
+		// 80 ms RTT: a start needs at least a connect and a request
+		if strings.Contains(row.Metric, "first video frame, 80 ms") && (*row.Hikvision < 160 || *row.Stock < 160) {
+			t.Errorf("latency %q: %v / %v ms, less than two 80 ms round trips: the proxy does not delay", row.Metric, *row.Hikvision, *row.Stock)
+		}
+	}
+	if rows := byName[SectionBlip].Rows; len(rows) != 6 {
+		t.Errorf("blip: %d rows, want 6 (lone and in a row: median, worst, lost)", len(rows))
+	} else if rows[0].Hikvision == nil || rows[0].Stock == nil || rows[3].Hikvision == nil || rows[3].Stock == nil {
+		t.Errorf("blip: video not back after the silence (%+v / %+v)", rows[0], rows[3])
+	}
 	if len(rep.GoBench) == 0 {
 		t.Error("no Go benchmark results")
 	}

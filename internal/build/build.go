@@ -62,6 +62,9 @@ type Options struct {
 	// Tags are extra build tags (go build -tags), e.g. "hikvision_pprof" for
 	// the bench's profiling build. They are part of the cache key.
 	Tags []string
+	// WithoutPatches names patches (file names, e.g. "0008-....patch") to
+	// leave out, for measuring what a patch changes; the key differs.
+	WithoutPatches []string
 	// Logger receives progress lines; the zero value discards them.
 	Logger zerolog.Logger
 }
@@ -131,7 +134,7 @@ func Build(ctx context.Context, opts Options) (binPath string, err error) {
 	if err != nil {
 		return "", err
 	}
-	key, err := computeKey(opts.RepoRoot, env, opts.Tags)
+	key, err := computeKey(opts.RepoRoot, env, opts.Tags, opts.WithoutPatches)
 	if err != nil {
 		return "", err
 	}
@@ -240,6 +243,31 @@ func Patches(repoRoot string) ([]string, error) {
 	return files, nil // Glob sorts
 }
 
+// selectPatches is Patches without the ones named in without (file names);
+// a name that is not a patch of the repository is an error.
+func selectPatches(repoRoot string, without []string) ([]string, error) {
+	all, err := Patches(repoRoot)
+	if err != nil || len(without) == 0 {
+		return all, err
+	}
+	var out []string
+	left := map[string]bool{}
+	for _, w := range without {
+		left[w] = true
+	}
+	for _, p := range all {
+		if left[filepath.Base(p)] {
+			delete(left, filepath.Base(p))
+			continue
+		}
+		out = append(out, p)
+	}
+	for w := range left {
+		return nil, fmt.Errorf("build: WithoutPatches: %q is not in %s", w, filepath.Join(repoRoot, "patches"))
+	}
+	return out, nil
+}
+
 type goEnvironment struct {
 	GOVERSION, GOOS, GOARCH string
 }
@@ -331,7 +359,7 @@ func prepareSource(ctx context.Context, opts Options, src string) error {
 	}
 
 	// 3. Patches, in order.
-	patches, err := Patches(opts.RepoRoot)
+	patches, err := selectPatches(opts.RepoRoot, opts.WithoutPatches)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,8 @@ import (
 //   - the build recipe and the go2rtc version,
 //   - the Go version and target GOOS/GOARCH (from `go env`),
 //   - the build tags (Options.Tags), if any,
-//   - every patches/*.patch (name and content, in order),
+//   - every patches/*.patch (name and content, in order) but the ones
+//     left out (Options.WithoutPatches),
 //   - every .go, go.mod and go.sum file of the repository (path and
 //     content), except _test.go files, testdata/ directories, directories
 //     Go ignores (names starting with "." or "_") and nested modules.
@@ -28,13 +29,13 @@ func Key(ctx context.Context, opts Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return computeKey(opts.RepoRoot, env, opts.Tags)
+	return computeKey(opts.RepoRoot, env, opts.Tags, opts.WithoutPatches)
 }
 
 // keyLen is the length of a key: 24 hex digits (96 bits).
 const keyLen = 24
 
-func computeKey(root string, env goEnvironment, tags []string) (string, error) {
+func computeKey(root string, env goEnvironment, tags, withoutPatches []string) (string, error) {
 	h := sha256.New()
 	field := func(name, value string) {
 		fmt.Fprintf(h, "%s %d\n%s\n", name, len(value), value)
@@ -47,7 +48,7 @@ func computeKey(root string, env goEnvironment, tags []string) (string, error) {
 		field("tags", strings.Join(tags, ","))
 	}
 
-	patches, err := Patches(root)
+	patches, err := selectPatches(root, withoutPatches)
 	if err != nil {
 		return "", err
 	}

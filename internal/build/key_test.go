@@ -148,6 +148,38 @@ func TestKeyNeedsPatches(t *testing.T) {
 	}
 }
 
+// Leaving a patch out gives the key of a repository without it; a name that
+// is not one of the patches is an error naming it.
+func TestKeyWithoutPatches(t *testing.T) {
+	ctx := context.Background()
+	two := fakeRepo(t, map[string]string{"patches/0002-b.patch": "patch two\n"})
+	one := fakeRepo(t, nil)
+	full, err := Key(ctx, Options{RepoRoot: two})
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := Key(ctx, Options{RepoRoot: two, WithoutPatches: []string{"0002-b.patch"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the trees differ only in the patch, which is left out: same inputs,
+	// except the repository path, which is not part of the key
+	ref, err := Key(ctx, Options{RepoRoot: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if without == full || without != ref {
+		t.Errorf("key without 0002 = %s; with it %s, repository without it %s", without, full, ref)
+	}
+	got, err := selectPatches(two, []string{"0002-b.patch"})
+	if err != nil || len(got) != 1 || filepath.Base(got[0]) != "0001-a.patch" {
+		t.Errorf("selectPatches = %q, %v; want only 0001-a.patch", got, err)
+	}
+	if _, err := Key(ctx, Options{RepoRoot: two, WithoutPatches: []string{"0009-none.patch"}}); err == nil || !strings.Contains(err.Error(), "0009-none.patch") {
+		t.Errorf("unknown patch left out: err = %v, want one naming it", err)
+	}
+}
+
 func TestFindRepoRoot(t *testing.T) {
 	root := fakeRepo(t, nil)
 	for _, dir := range []string{root, filepath.Join(root, "hikvision"), filepath.Join(root, "hikvision/testdata")} {

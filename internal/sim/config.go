@@ -46,10 +46,13 @@ type Config struct {
 	DeviceName  string // default "IP CAMERA" / "Network Video Recorder"
 	Serial      string // serialNumber; default derived from Model
 
-	HTTPAddr    string            // ISAPI listener, default "127.0.0.1:0"
-	RTSPAddr    string            // RTSP listener, default "127.0.0.1:0"
-	ControlAddr string            // fault-injection JSON API listener; "" = none (Go methods still work)
-	Users       map[string]string // default {"admin": "hik12345"}
+	HTTPAddr    string // ISAPI listener, default "127.0.0.1:0"
+	RTSPAddr    string // RTSP listener, default "127.0.0.1:0"
+	ControlAddr string // fault-injection JSON API listener; "" = none (Go methods still work)
+	// AdvertisedRTSPPort is the RTSP port the device reports (adminAccesses); 0 = the one it listens on.
+	// A device behind a port forward or a proxy reports its own setting, not the port clients reach.
+	AdvertisedRTSPPort int
+	Users              map[string]string // default {"admin": "hik12345"}
 
 	// Camera channel 1 codecs (ignored when Channels is set or for the NVR).
 	Video string // "H.264" (default), "H.265", "MJPEG"
@@ -133,6 +136,9 @@ func isapiAudio(codec string) string {
 
 // normalize fills defaults and validates; it returns a copy.
 func (cfg Config) normalize() (Config, error) {
+	if cfg.AdvertisedRTSPPort < 0 || cfg.AdvertisedRTSPPort > 65535 {
+		return cfg, fmt.Errorf("sim: AdvertisedRTSPPort %d: want 1-65535, or 0 for the port listened on", cfg.AdvertisedRTSPPort)
+	}
 	if cfg.Personality == "" {
 		cfg.Personality = PersonalityCamera
 	}

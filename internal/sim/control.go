@@ -13,6 +13,7 @@ import (
 //
 //	POST /reboot?seconds=N             down for N seconds (fractions allowed), same ports afterwards
 //	POST /stall?on=1|0                 ISAPI and RTSP accept but never answer
+//	POST /freeze?seconds=N             silent for N seconds: connections stay open, nothing read or sent
 //	POST /refuse-rtsp?on=1|0           RTSP refuses new connections
 //	POST /drop-rtsp                    close every RTSP connection
 //	POST /lock?ip=A[&seconds=N]        lock a client IP (default Config.LockDuration)
@@ -47,6 +48,13 @@ func (d *Device) controlHandler() http.Handler {
 			return nil, err
 		}
 		return nil, d.Reboot(time.Duration(sec * float64(time.Second)))
+	})
+	post("/freeze", func(r *http.Request) (any, error) {
+		sec, err := floatParam(r, "seconds", true)
+		if err != nil {
+			return nil, err
+		}
+		return nil, d.Freeze(time.Duration(sec * float64(time.Second)))
 	})
 	post("/stall", func(r *http.Request) (any, error) {
 		on, err := boolParam(r, "on")

@@ -111,7 +111,7 @@ func startSimRTSP(opts RTSPOptions) (RTSPServer, error) {
 	s := &simRTSP{srv: srv, ln: ln, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		_ = srv.Serve(&countingListener{ln, opts.ConnAccepted})
+		_ = srv.Serve(&countingListener{ln, opts.ConnAccepted, opts.WrapConn})
 	}()
 	return s, nil
 }
@@ -128,16 +128,21 @@ func (s *simRTSP) Close() error {
 }
 
 // countingListener reports each accepted connection's client IP and hands the connection over
-// unchanged (simrtsp resets *net.TCPConn with SO_LINGER 0, so it must stay one).
+// over, wrapped by wrap if set (simrtsp resets connections with SO_LINGER 0: a wrapper must forward
+// SetLinger).
 type countingListener struct {
 	net.Listener
 	onAccept func(ip string)
+	wrap     func(net.Conn) net.Conn
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil && l.onAccept != nil {
 		l.onAccept(clientIP(c.RemoteAddr().String()))
+	}
+	if err == nil && l.wrap != nil {
+		c = l.wrap(c)
 	}
 	return c, err
 }

@@ -1,5 +1,5 @@
 // Package sim is a simulated Hikvision camera or NVR: ISAPI over HTTP with the device's digest login and
-// illegal-login lock, an RTSP server (package simrtsp), and fault injection (reboot, stall, refused RTSP,
+// illegal-login lock, an RTSP server (package simrtsp), and fault injection (reboot, freeze, stall, refused RTSP,
 // locked IPs, malformed XML, password change) through Go methods and an optional JSON control API.
 //
 // It never imports the client's packages: it is written from device captures (docs/PROTOCOL.md), so a
@@ -32,6 +32,7 @@ type Device struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	httpOpen  atomic.Int64 // open ISAPI connections (ConnState)
+	frz       freezeGate   // Freeze (freeze.go)
 
 	ctlSrv  *http.Server
 	ctlAddr string
@@ -146,6 +147,7 @@ func (d *Device) startRTSP(addr string) (RTSPServer, error) {
 			defer d.mu.Unlock()
 			d.clientLocked(ip).RTSPSessions++
 		},
+		WrapConn: d.freezeConn,
 	})
 }
 
@@ -157,7 +159,7 @@ func (d *Device) serveHTTPLocked(ln net.Listener) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		_ = srv.Serve(ln)
+		_ = srv.Serve(&freezeListener{ln, d})
 	}()
 }
 
@@ -198,6 +200,7 @@ func (d *Device) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
 		close(d.closed)
+		d.frz.stop()
 		d.mu.Lock()
 		d.releaseStallLocked()
 		srv, rtsp := d.httpSrv, d.rtsp

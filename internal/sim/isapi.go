@@ -123,7 +123,7 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 			return render("adminAccesses", struct {
 				NS                 string
 				HTTPPort, RTSPPort int
-			}{ns, portOf(d.httpAddr), portOf(d.rtspAddr)})
+			}{ns, portOf(d.httpAddr), d.advertisedRTSPPort()})
 		})
 	case strings.EqualFold(p, "/ISAPI/Security/illegalLoginLock"):
 		return get(func() []byte {

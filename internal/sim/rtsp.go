@@ -1,5 +1,7 @@
 package sim
 
+import "net"
+
 // RTSPServer is what the Device needs from its RTSP side (package simrtsp implements it).
 type RTSPServer interface {
 	Addr() string          // "127.0.0.1:PORT"
@@ -26,6 +28,9 @@ type RTSPOptions struct {
 	// SessionStarted reports an RTSP session that started playing (per-IP sessions; simrtsp has no such
 	// hook yet, so the built-in server does not call it).
 	SessionStarted func(ip string)
+	// WrapConn, when set, wraps every accepted connection (the device's freeze); a wrapper forwards
+	// SetLinger(sec int) error to the TCP connection.
+	WrapConn func(net.Conn) net.Conn
 }
 
 // RTSPFactory starts an RTSP server; Config.RTSP overrides the default one.

@@ -89,7 +89,7 @@ func (c *conn) close() {
 }
 
 func (c *conn) reset() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	if tc, ok := c.nc.(linger); ok {
 		_ = tc.SetLinger(0)
 	}
 	c.close()

@@ -236,10 +236,14 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 }
 
+// linger is a connection whose close can send an RST: *net.TCPConn, or a
+// wrapper of one that forwards SetLinger.
+type linger interface{ SetLinger(sec int) error }
+
 // resetClose closes with an RST, as a device that drops a connection does
 // ("connection reset by peer").
 func resetClose(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := nc.(linger); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = nc.Close()
