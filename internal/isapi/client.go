@@ -60,6 +60,8 @@ type Client struct {
 	loginSem chan struct{} // capacity 1: the login lock, serialises fresh challenge exchanges
 	loginGen uint64        // guarded by mu: count of finished fresh exchanges
 	loginErr error         // guarded by mu: error of the last fresh exchange (auth failure or no answer); nil if it succeeded
+
+	pre preconnect // connections opened ahead of a burst of requests (Preconnect)
 }
 
 // New validates cfg and builds a client. It does no network I/O.
@@ -128,8 +130,9 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	c.pre.dial = dialer.DialContext
 	c.tr = &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           c.pre.dialContext,
 		TLSClientConfig:       c.tlsConf,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		ResponseHeaderTimeout: cfg.Timeout,
@@ -160,7 +163,10 @@ func (e *CertPinError) Error() string {
 
 // Close drops idle connections. Raw voice-talk connections are closed by
 // their own writers.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.pre.close()
+	c.tr.CloseIdleConnections()
+}
 
 // AuthScheme returns the authentication scheme the device accepted at the
 // client's last login: "Digest" or "Basic"; "" before any accepted login (or
