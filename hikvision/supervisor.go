@@ -18,8 +18,9 @@ type ReconnectOptions struct {
 	// with a plain TCP connect (no credentials, never a login) this often.
 	// Default 300 ms.
 	PortProbeInterval time.Duration `yaml:"port_probe_interval"`
-	// StallTimeout: a session that delivers no RTP on any track for this long
-	// is torn down and reconnected, even if RTCP or keep-alives still flow.
+	// StallTimeout: once a session delivered no RTP on any track for this
+	// long (even if RTCP or keep-alives still flow) a new session is tried
+	// beside it; whichever delivers first carries on, the other is closed.
 	// Default 3 s.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// GiveUpAfter: Start returns *ReconnectError after reconnect attempts
