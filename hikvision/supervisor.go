@@ -112,7 +112,7 @@ func (p *Producer) run(sess Session) error {
 			p.setState(StateReconnecting, time.Time{}, err)
 		}
 
-		sess, gen, err = p.reconnect(p.ctx, sv.flaps, restart)
+		sess, gen, err = p.reconnect(p.ctx, sv.flaps, restart, false)
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -194,7 +194,7 @@ func (p *Producer) challenge(attempt int) *challenger {
 	ctx, cancel := context.WithCancel(p.ctx)
 	ch := &challenger{cancel: cancel, res: make(chan challengeResult, 1), attempt: attempt}
 	go func() {
-		sess, gen, err := p.reconnect(ctx, attempt, false)
+		sess, gen, err := p.reconnect(ctx, attempt, false, true)
 		ch.res <- challengeResult{sess: sess, gen: gen, err: err}
 	}()
 	return ch
@@ -379,7 +379,11 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 // exponential backoff while they fail with the port answering. It ends with a
 // playing-ready session and its generation, errStopped (ctx is done), a
 // permanent error at once, or *ReconnectError after GiveUpAfter of failures.
-func (p *Producer) reconnect(ctx context.Context, attempt int, now bool) (Session, uint64, error) {
+// beside: a stalled session is still kept; an attempt the device did not
+// answer at all (a timeout) is then made again at once, not after a
+// backoff: the device is silent, not refusing, and an attempt waiting when
+// it answers again is the fastest way back.
+func (p *Producer) reconnect(ctx context.Context, attempt int, now, beside bool) (Session, uint64, error) {
 	var (
 		nextAuth     time.Time
 		failingSince time.Time
@@ -436,6 +440,10 @@ func (p *Producer) reconnect(ctx context.Context, attempt int, now bool) (Sessio
 		if t.Sub(failingSince) >= p.opts.GiveUpAfter {
 			return nil, 0, &ReconnectError{Host: p.backend.Addr(), Since: failingSince, For: t.Sub(failingSince),
 				Attempts: attempts, Err: lastErr}
+		}
+		if beside && guard.Classify(err) == guard.KindTimeout {
+			p.noteError(err)
+			continue
 		}
 		nextAuth = t.Add(p.backoff(attempt))
 		attempt++
