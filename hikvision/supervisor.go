@@ -194,7 +194,9 @@ func (p *Producer) challenge(attempt int) *challenger {
 	ctx, cancel := context.WithCancel(p.ctx)
 	ch := &challenger{cancel: cancel, res: make(chan challengeResult, 1), attempt: attempt}
 	go func() {
-		sess, gen, err := p.reconnect(ctx, attempt, false, true)
+		// at once: the stalled session is kept, so a first attempt costs the
+		// viewers nothing and is the quickest way back
+		sess, gen, err := p.reconnect(ctx, attempt, true, true)
 		ch.res <- challengeResult{sess: sess, gen: gen, err: err}
 	}()
 	return ch
