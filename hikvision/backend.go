@@ -16,8 +16,10 @@ import (
 //
 // A backend is made per producer by newBackend, from the parsed URL, the
 // producer's Device and the ISAPI probe (use what you need of it: the RTSP
-// backend uses only its RTSP port). It then opens sessions, one at a time:
-// the supervisor never holds two sessions of one producer.
+// backend uses only its RTSP port). It then opens sessions, one at a time,
+// except after a stall: the supervisor keeps the silent session while it
+// opens a new one beside it, and closes whichever of the two delivers last
+// (never more than two).
 //
 //  1. Open(ctx) connects and logs in, and returns a Session that knows its
 //     medias (Medias). Every request that carries credentials (a login, an
@@ -36,7 +38,9 @@ import (
 //     nil. Call Out from a single goroutine per track, in order, with a
 //     *rtp.Packet you own until Out returns (Out rewrites its sequence
 //     number and timestamp in place, allocates nothing, and does not keep
-//     the packet). A backend that demuxes another format (an MPEG-PS byte
+//     the packet). Play should not end a session for silence alone before
+//     a minute or so: the supervisor decides about silence (StallTimeout),
+//     and a link that resumes keeps its session. A backend that demuxes another format (an MPEG-PS byte
 //     stream) packs its own RTP packets per track and can reuse one packet
 //     value per track. Sequence numbers count per track from any start;
 //     timestamps use the codec's clock rate (90 kHz video).

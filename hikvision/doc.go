@@ -24,7 +24,8 @@
 // and opens a session of its Backend (backend.go; RTSP over TCP with go2rtc's
 // pkg/rtsp client in rtsp.go). Start's supervisor (supervisor.go) plays
 // sessions one after another into the same go2rtc receivers (forward.go),
-// reconnecting after drops and stalls. Voice talk (talk.go) is a sendonly
+// reconnecting after drops; after a stall it tries a new session beside the
+// silent one and keeps whichever delivers first. Voice talk (talk.go) is a sendonly
 // audio media fed to the internal/talk engine. The registry (sources.go,
 // snapshots.go, health.go, api.go, metrics.go) serves snapshots, health and
 // metrics.
@@ -61,6 +62,12 @@
 // device frees it at once (only while the credentials are known good: a
 // TEARDOWN carries them). go2rtc reports an RTSP 401 only as the text "wrong
 // user/pass" (credentials sent) or "user/pass not provided".
+//
+// Silence. A camera, or the link to it, can go silent for seconds without
+// closing anything (a hung encoder, Wi-Fi or 4G dropping every packet) and
+// then carry on over the same TCP connection; new connections meanwhile get
+// no answer. A kept session then resumes at once, where a new one would wait
+// for the device's answers (and on a real link for TCP's retransmissions).
 //
 // Snapshots. GET /ISAPI/Streaming/channels/<id>/picture (a recorder's IP
 // channels: /ISAPI/ContentMgmt/StreamingProxy/channels/<id>/picture; its

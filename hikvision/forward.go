@@ -1,6 +1,7 @@
 package hikvision
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/AlexxIT/go2rtc/pkg/core"
@@ -15,8 +16,9 @@ type track struct {
 	codec *core.Codec
 	recv  *core.Receiver
 
-	// Output state, touched only by the session read goroutine (sessions run
-	// one after another, ordered by the supervisor).
+	// Output state, touched only under the producer's gate (one session's
+	// read goroutine at a time: a stalled session and the one tried beside
+	// it both call in, see gate).
 	out     bool
 	lastSeq uint16
 	lastTS  uint32
@@ -30,11 +32,34 @@ type track struct {
 // one forwarder and the track (few cache lines: at 32 streams of 2 Mbit/s
 // this runs ~9000 times a second).
 func (p *Producer) forward(t *track) core.HandlerFunc {
+	p.gate.mu.Lock()
+	gen := p.gate.current
+	p.gate.mu.Unlock()
+	return p.forwardGen(t, gen)
+}
+
+// forwardGen is forward for the session of generation gen (see gate).
+func (p *Producer) forwardGen(t *track, gen uint64) core.HandlerFunc {
 	f := &forwarder{
-		t: t, next: t.recv.Input, clock: int64(t.codec.ClockRate),
+		t: t, next: t.recv.Input, clock: int64(t.codec.ClockRate), gen: gen, gate: &p.gate,
 		lastPacket: &p.status.lastPacket, lost: &p.status.packetsLost, first: p.firstPacket,
 	}
 	return f.handle
+}
+
+// gate decides which session's packets reach the consumers. Each session
+// has a generation; owner is the one whose packets pass, the others' are
+// dropped. While a stalled session is kept beside a new attempt (make before
+// break) owner is 0: the first of the two to deliver a packet takes it and
+// tells the supervisor on claimed. mu is held for the whole of a packet's
+// forwarding, so two sessions never touch a track's output state at once;
+// outside that window it is never contended.
+type gate struct {
+	mu      sync.Mutex
+	owner   uint64
+	current uint64      // generation of the producer's current session
+	next    uint64      // last generation handed out
+	claimed chan uint64 // buffered 1
 }
 
 // forwarder is the state of one session's track (see forward). Only the
@@ -45,6 +70,8 @@ type forwarder struct {
 	seqOff uint16
 	tsOff  uint32
 	clock  int64
+	gen    uint64
+	gate   *gate
 
 	t          *track
 	next       core.HandlerFunc // t.recv.Input: go2rtc's own fan-out to the consumers
@@ -54,6 +81,19 @@ type forwarder struct {
 }
 
 func (f *forwarder) handle(pkt *core.Packet) {
+	g := f.gate
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.owner != f.gen {
+		if g.owner != 0 {
+			return // another session's turn
+		}
+		g.owner = f.gen
+		select {
+		case g.claimed <- f.gen:
+		default:
+		}
+	}
 	now := mono()
 	f.lastPacket.Store(now)
 	t := f.t

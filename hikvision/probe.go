@@ -158,14 +158,28 @@ var (
 //	GET /ISAPI/ContentMgmt/InputProxy/channels/status  NVR (or empty deviceType): is the IP channel online?
 //
 // (Started all at once on a cold client, the isapi client would serialise
-// them behind its first login: one round trip each.) So a cold probe costs
-// three round trips whatever it asks. One more request happens only in a
+// them behind its first login: one round trip each.) The round's extra
+// connections are opened while the login runs. So a cold probe costs three
+// round trips whatever it asks. One more request happens only in a
 // rare case, after the round: the NVR StreamingProxy channel when an NVR
 // does not list the channel itself.
 func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	id := cfg.StreamID()
 	host := cfg.HTTPAddr()
 	p := &deviceProbe{Requests: 1}
+
+	// The round after the login needs a connection per request; the login's
+	// own is reused by one of them. Connect the others meanwhile (no request
+	// on them until the login succeeded): the round then costs one round
+	// trip, not a connect and a request.
+	round := 1
+	if cfg.RTSPPort == 0 {
+		round++
+	}
+	if cfg.Backchannel {
+		round++
+	}
+	c.Preconnect(round - 1)
 
 	info, err := c.DeviceInfo(ctx)
 	if err != nil {

@@ -42,6 +42,8 @@ type Producer struct {
 	// firstPacket: a session's forward sends (never blocking) on its first
 	// packet; play then sets the state to streaming.
 	firstPacket chan struct{}
+	// gate picks the session whose packets reach the consumers (forward.go).
+	gate gate
 
 	mu      sync.Mutex
 	sess    Session      // the current session (replaced on reconnect)
@@ -89,6 +91,8 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 		restartCh:   make(chan struct{}, 1),
 		firstPacket: make(chan struct{}, 1),
 	}
+	p.gate.claimed = make(chan uint64, 1)
+	p.gate.next, p.gate.current, p.gate.owner = 1, 1, 1 // Dial's session
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.status.state, p.status.since = StateConnecting, time.Now()
 	ok := false
@@ -126,7 +130,7 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 	p.backend = newBackend(cfg, p.dev, pr)
 	p.Protocol = p.backend.Protocol()
 
-	sess, err := p.open()
+	sess, err := p.open(p.ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +154,8 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 
 // open asks the backend for a session, counting the attempts that reached
 // the device (a hold is none).
-func (p *Producer) open() (Session, error) {
-	sess, err := p.backend.Open(p.ctx)
+func (p *Producer) open(ctx context.Context) (Session, error) {
+	sess, err := p.backend.Open(ctx)
 	var h *HoldError
 	if !errors.As(err, &h) {
 		p.mu.Lock()

@@ -108,6 +108,10 @@ func (b *rtspBackend) step(conn *rtsp.Conn, f func() error) error {
 	return err
 }
 
+// silentSessionTimeout (seconds) is how long a playing RTSP session may read
+// nothing before go2rtc's client gives it up.
+const silentSessionTimeout = 60
+
 // rtspSession is one RTSP session of rtspBackend.
 type rtspSession struct {
 	b    *rtspBackend
@@ -196,6 +200,13 @@ func (s *rtspSession) Play() error {
 	s.mu.Unlock()
 	defer close(s.ended)
 
+	// go2rtc ends a session after Conn.Timeout without data (5 s by default):
+	// a link that is silent for longer and then resumes would lose it. The
+	// supervisor's stall timer decides about silence (it tries a new session
+	// beside this one); only a much longer silence ends the read here.
+	if s.conn.Timeout < silentSessionTimeout {
+		s.conn.Timeout = silentSessionTimeout
+	}
 	s.conn.Listen(func(msg any) {
 		if req, ok := msg.(*tcp.Request); ok && req.Method == rtsp.MethodPlay {
 			s.once.Do(func() { close(s.playSent) })

@@ -18,8 +18,9 @@ type ReconnectOptions struct {
 	// with a plain TCP connect (no credentials, never a login) this often.
 	// Default 300 ms.
 	PortProbeInterval time.Duration `yaml:"port_probe_interval"`
-	// StallTimeout: a session that delivers no RTP on any track for this long
-	// is torn down and reconnected, even if RTCP or keep-alives still flow.
+	// StallTimeout: once a session delivered no RTP on any track for this
+	// long (even if RTCP or keep-alives still flow) a new session is tried
+	// beside it; whichever delivers first carries on, the other is closed.
 	// Default 3 s.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// GiveUpAfter: Start returns *ReconnectError after reconnect attempts
@@ -86,26 +87,32 @@ var (
 // the error that ended the stream. It talks to the session only through the
 // Backend and Session interfaces.
 func (p *Producer) run(sess Session) error {
-	flaps := 0
+	sv := &supervision{began: time.Now(), stable: p.opts.StableAfter}
+	p.gate.mu.Lock()
+	gen := p.gate.current // Dial's session
+	p.gate.mu.Unlock()
 	for {
-		began := time.Now()
-		err := p.play(sess)
-		_ = sess.Close()
+		err, final := p.play(sess, gen, sv)
+		if final {
+			if errors.Is(err, errStopped) || p.isStopped() {
+				return nil
+			}
+			p.fail(err)
+			return err
+		}
 		if errors.Is(err, errStopped) || p.isStopped() {
 			return nil
 		}
-		if time.Since(began) >= p.opts.StableAfter || errors.Is(err, errRestart) {
-			flaps = 0
-		} else {
-			flaps++
-		}
-		if errors.Is(err, errRestart) {
+		restart := errors.Is(err, errRestart)
+		if restart {
+			sv.flaps = 0
 			p.noteError(err)
 		} else {
+			sv.flaps = sv.dropped()
 			p.setState(StateReconnecting, time.Time{}, err)
 		}
 
-		sess, err = p.reconnect(flaps, errors.Is(err, errRestart))
+		sess, gen, err = p.reconnect(p.ctx, sv.flaps, restart, false)
 		if err != nil {
 			if errors.Is(err, errStopped) {
 				return nil
@@ -113,10 +120,28 @@ func (p *Producer) run(sess Session) error {
 			p.fail(err)
 			return err
 		}
+		sv.began = time.Now()
 		p.mu.Lock()
 		p.status.reconnects++
 		p.mu.Unlock()
 	}
+}
+
+// supervision is what run's loop remembers across sessions.
+type supervision struct {
+	began  time.Time // when the current session started
+	flaps  int       // sessions in a row that ended before StableAfter
+	stable time.Duration
+}
+
+// dropped is flaps once the current session is given up: a session that
+// lasted StableAfter resets them, a shorter one (a device that drops every
+// stream at once) adds one (the next reconnect backs off more).
+func (sv *supervision) dropped() int {
+	if time.Since(sv.began) >= sv.stable {
+		return 0
+	}
+	return sv.flaps + 1
 }
 
 // fail records the error that ends Start.
@@ -133,12 +158,75 @@ func (p *Producer) fail(err error) {
 	p.setState(st, until, err)
 }
 
-// play runs one session until it ends, stalls, is restarted, or Stop.
-func (p *Producer) play(sess Session) error {
+// adopt makes sess (of generation gen) the producer's current session: its
+// packets, and only its, reach the consumers.
+func (p *Producer) adopt(sess Session, gen uint64) {
 	p.mu.Lock()
 	p.sess = sess
 	p.RemoteAddr = sess.RemoteAddr()
 	p.mu.Unlock()
+	p.gate.mu.Lock()
+	p.gate.current, p.gate.owner = gen, gen
+	p.gate.mu.Unlock()
+}
+
+// challenger is a new session tried beside a stalled one (make before
+// break): reconnect runs in its own goroutine until it has a session set up,
+// which then plays; its packets pass the gate only if it delivers before the
+// stalled session does.
+type challenger struct {
+	cancel  context.CancelFunc
+	res     chan challengeResult // reconnect's outcome; buffered 1
+	attempt int                  // the flaps it counts as, should it take over
+
+	sess Session // once res delivered a session: playing
+	gen  uint64
+	errc chan error // sess.Play's end
+}
+
+type challengeResult struct {
+	sess Session
+	gen  uint64
+	err  error
+}
+
+func (p *Producer) challenge(attempt int) *challenger {
+	ctx, cancel := context.WithCancel(p.ctx)
+	ch := &challenger{cancel: cancel, res: make(chan challengeResult, 1), attempt: attempt}
+	go func() {
+		// at once: the stalled session is kept, so a first attempt costs the
+		// viewers nothing and is the quickest way back
+		sess, gen, err := p.reconnect(ctx, attempt, true, true)
+		ch.res <- challengeResult{sess: sess, gen: gen, err: err}
+	}()
+	return ch
+}
+
+// drop ends the challenger: its reconnect, or its session. It returns once
+// nothing of it runs.
+func (ch *challenger) drop() {
+	ch.cancel()
+	if ch.sess == nil {
+		if r := <-ch.res; r.sess != nil {
+			_ = r.sess.Close()
+		}
+		return
+	}
+	_ = ch.sess.Close() // Play returns
+	<-ch.errc
+}
+
+// play runs one session until it ends, is restarted, or Stop. When it
+// stalls (no packet for StallTimeout) it is not torn down at once: a new
+// session is tried beside it (reconnect's rules: port probe, backoff, give
+// up), and whichever delivers a packet first carries on while the other is
+// closed. A device (or link) that only went silent resumes on the old
+// session at once, without a reconnect or a step of backoff; a session that
+// is dead while the device answers is replaced as soon as the new one
+// delivers. final tells that err ends Start (the challenger's reconnect
+// failed for good, or Stop); otherwise the session ended and run reconnects.
+func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, final bool) {
+	p.adopt(sess, gen)
 
 	start := mono()
 	// the session's first packet flips the state to streaming (forward
@@ -158,26 +246,103 @@ func (p *Producer) play(sess Session) error {
 	defer heartbeat.Stop()
 	lossAt := start
 
-	stop := func(reason error) error {
+	var ch *challenger
+	// closeSess ends the current session (Close is safe twice).
+	closeSess := func() {
 		_ = sess.Close() // Play returns
-		<-errc
-		return reason
+		if errc != nil {
+			<-errc
+			errc = nil
+		}
+	}
+	// end closes what runs (the challenger first, then the session).
+	end := func(reason error, final bool) (error, bool) {
+		if ch != nil {
+			ch.drop()
+		}
+		closeSess()
+		return reason, final
+	}
+	reopen := func(stale uint64) {
+		p.gate.mu.Lock()
+		if p.gate.owner == stale {
+			p.gate.owner = 0
+		}
+		p.gate.mu.Unlock()
 	}
 	for {
+		var chRes <-chan challengeResult
+		var chErr <-chan error
+		if ch != nil {
+			if ch.sess == nil {
+				chRes = ch.res
+			} else {
+				chErr = ch.errc
+			}
+		}
 		select {
 		case err := <-errc:
-			return err
+			errc = nil
+			if ch == nil {
+				return end(err, false)
+			}
+			// the stalled session ended; the challenger carries on
+			p.noteError(err)
 		case <-p.ctx.Done():
-			return stop(errStopped)
+			return end(errStopped, true)
 		case <-p.restartCh:
-			return stop(errRestart)
+			return end(errRestart, false)
 		case <-p.firstPacket:
 			p.setState(StateStreaming, time.Time{}, nil)
+		case r := <-chRes:
+			if r.err != nil {
+				ch = nil // its goroutine is over
+				return end(r.err, true)
+			}
+			ch.sess, ch.gen, ch.errc = r.sess, r.gen, make(chan error, 1)
+			go func(s Session, c chan error) { c <- s.Play() }(r.sess, ch.errc)
+		case err := <-chErr:
+			// the new session ended before it took over: try another
+			_ = ch.sess.Close()
+			ch.cancel()
+			reopen(ch.gen)
+			p.noteError(err)
+			ch = p.challenge(ch.attempt + 1)
+		case g := <-p.gate.claimed:
+			switch {
+			case ch == nil:
+			case g == gen && errc != nil:
+				// the stalled session resumed: keep it, drop the new one
+				ch.drop()
+				ch = nil
+				p.setState(StateStreaming, time.Time{}, nil)
+				heartbeat.Reset(p.opts.StallTimeout)
+			case ch.sess != nil && g == ch.gen:
+				// the new session delivered first: it takes over
+				closeSess()
+				ch.cancel()
+				sess, gen, errc = ch.sess, ch.gen, ch.errc
+				sv.flaps, sv.began = ch.attempt, time.Now()
+				ch = nil
+				p.adopt(sess, gen)
+				start = mono()
+				p.mu.Lock()
+				p.status.reconnects++
+				p.mu.Unlock()
+				p.setState(StateStreaming, time.Time{}, nil)
+				heartbeat.Reset(p.opts.StallTimeout)
+			default:
+				reopen(g) // claimed by a session that has ended since
+			}
 		case <-heartbeat.C:
 			now := mono()
 			if time.Duration(now-lossAt) >= p.opts.LossLogInterval {
 				lossAt = now
 				p.logLoss()
+			}
+			if ch != nil {
+				heartbeat.Reset(p.opts.StallTimeout)
+				continue
 			}
 			last := p.status.lastPacket.Load()
 			if last < start {
@@ -195,7 +360,17 @@ func (p *Producer) play(sess Session) error {
 			p.status.stalls++
 			p.status.lastErr, p.status.lastErrAt = msg, time.Now()
 			p.mu.Unlock()
-			return stop(se)
+			p.setState(StateReconnecting, time.Time{}, nil)
+			// the first of the two sessions to deliver passes the gate
+			p.gate.mu.Lock()
+			p.gate.owner = 0
+			select {
+			case <-p.gate.claimed:
+			default:
+			}
+			p.gate.mu.Unlock()
+			ch = p.challenge(sv.dropped())
+			heartbeat.Reset(p.opts.StallTimeout)
 		}
 	}
 }
@@ -204,9 +379,13 @@ func (p *Producer) play(sess Session) error {
 // does not answer it is probed every PortProbeInterval without
 // credentials; authenticated attempts (guard permitting) follow a jittered
 // exponential backoff while they fail with the port answering. It ends with a
-// playing-ready session, errStopped, a permanent error at once, or
-// *ReconnectError after GiveUpAfter of failures.
-func (p *Producer) reconnect(attempt int, now bool) (Session, error) {
+// playing-ready session and its generation, errStopped (ctx is done), a
+// permanent error at once, or *ReconnectError after GiveUpAfter of failures.
+// beside: a stalled session is still kept; an attempt the device did not
+// answer at all (a timeout) is then made again at once, not after a
+// backoff: the device is silent, not refusing, and an attempt waiting when
+// it answers again is the fastest way back.
+func (p *Producer) reconnect(ctx context.Context, attempt int, now, beside bool) (Session, uint64, error) {
 	var (
 		nextAuth     time.Time
 		failingSince time.Time
@@ -219,9 +398,9 @@ func (p *Producer) reconnect(attempt int, now bool) (Session, error) {
 		nextAuth = time.Now().Add(p.backoff(attempt - 2))
 	}
 	for {
-		wasDown, err := p.waitPort()
+		wasDown, err := p.waitPort(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if wasDown {
 			// the device was away: try as soon as it answers
@@ -229,30 +408,30 @@ func (p *Producer) reconnect(attempt int, now bool) (Session, error) {
 		}
 		if wait := time.Until(nextAuth); wait > 0 {
 			p.setState(StateBackoff, nextAuth, nil)
-			if !p.sleep(min(wait, p.opts.PortProbeInterval*4)) {
-				return nil, errStopped
+			if !sleep(ctx, min(wait, p.opts.PortProbeInterval*4)) {
+				return nil, 0, errStopped
 			}
 			continue // probe again: a reboot in the meantime ends the backoff
 		}
 
-		sess, err := p.attempt()
+		sess, gen, err := p.attempt(ctx)
 		if err == nil {
-			return sess, nil
+			return sess, gen, nil
 		}
-		if p.isStopped() {
-			return nil, errStopped
+		if ctx.Err() != nil {
+			return nil, 0, errStopped
 		}
 		var h *HoldError
 		if errors.As(err, &h) {
 			if h.Permanent() {
-				return nil, err
+				return nil, 0, err
 			}
 			// logins in flight elsewhere: wait, not a failure of ours
 			nextAuth = h.Until
 			continue
 		}
 		if permanentCause(err) || errors.Is(err, ErrStreamChanged) {
-			return nil, err
+			return nil, 0, err
 		}
 		attempts++
 		lastErr = err
@@ -261,8 +440,12 @@ func (p *Producer) reconnect(attempt int, now bool) (Session, error) {
 			failingSince = t
 		}
 		if t.Sub(failingSince) >= p.opts.GiveUpAfter {
-			return nil, &ReconnectError{Host: p.backend.Addr(), Since: failingSince, For: t.Sub(failingSince),
+			return nil, 0, &ReconnectError{Host: p.backend.Addr(), Since: failingSince, For: t.Sub(failingSince),
 				Attempts: attempts, Err: lastErr}
+		}
+		if beside && guard.Classify(err) == guard.KindTimeout {
+			p.noteError(err)
+			continue
 		}
 		nextAuth = t.Add(p.backoff(attempt))
 		attempt++
@@ -277,36 +460,41 @@ func (p *Producer) backoff(attempt int) time.Duration {
 }
 
 // attempt is one authenticated reconnect: a session with every track set
-// up (RTSP: DESCRIBE, SETUP; PLAY is sent by play).
-func (p *Producer) attempt() (Session, error) {
-	sess, err := p.open()
+// up (RTSP: DESCRIBE, SETUP; PLAY is sent by play), and the generation its
+// packets carry through the gate.
+func (p *Producer) attempt(ctx context.Context) (Session, uint64, error) {
+	sess, err := p.open(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	p.gate.mu.Lock()
+	p.gate.next++
+	gen := p.gate.next
+	p.gate.mu.Unlock()
 	p.mu.Lock()
 	req := make([]Track, len(p.tracks))
 	for i, t := range p.tracks {
-		req[i] = Track{Media: t.media, Codec: t.codec, Out: p.forward(t)}
+		req[i] = Track{Media: t.media, Codec: t.codec, Out: p.forwardGen(t, gen)}
 	}
 	p.mu.Unlock()
-	if err := sess.Setup(p.ctx, req); err != nil {
+	if err := sess.Setup(ctx, req); err != nil {
 		_ = sess.Close()
-		return nil, err
+		return nil, 0, err
 	}
-	if p.isStopped() {
+	if ctx.Err() != nil {
 		_ = sess.Close()
-		return nil, errStopped
+		return nil, 0, errStopped
 	}
 	p.setState(StateConnecting, time.Time{}, nil)
-	return sess, nil
+	return sess, gen, nil
 }
 
 // waitPort returns once the backend's port accepts a TCP connection (closed at
 // once: no request, no credentials). wasDown tells whether it had to wait.
-func (p *Producer) waitPort() (wasDown bool, err error) {
+func (p *Producer) waitPort(ctx context.Context) (wasDown bool, err error) {
 	for {
-		ctx, cancel := context.WithTimeout(p.ctx, max(p.opts.PortProbeInterval*3, time.Second))
-		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", p.backend.Addr())
+		dctx, cancel := context.WithTimeout(ctx, max(p.opts.PortProbeInterval*3, time.Second))
+		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", p.backend.Addr())
 		cancel()
 		if err == nil {
 			_ = c.Close()
@@ -317,27 +505,27 @@ func (p *Producer) waitPort() (wasDown bool, err error) {
 			// there (refusing RTSP); an attempt will tell more
 			return wasDown, nil
 		}
-		if p.isStopped() {
+		if ctx.Err() != nil {
 			return wasDown, errStopped
 		}
 		if !wasDown {
 			wasDown = true
 			p.setState(StateReconnecting, time.Time{}, nil)
 		}
-		if !p.sleep(p.opts.PortProbeInterval) {
+		if !sleep(ctx, p.opts.PortProbeInterval) {
 			return wasDown, errStopped
 		}
 	}
 }
 
-// sleep waits d or until Stop; false after Stop.
-func (p *Producer) sleep(d time.Duration) bool {
+// sleep waits d or until ctx is done; false then.
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-p.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }

@@ -58,6 +58,8 @@ type Client struct {
 	// unlocked userCheck body from the device has shown; 0 while none did.
 	// Guarded by mu. See nonceLost.
 	maxTries int
+
+	pre preconnect // connections opened ahead of a burst of requests (Preconnect)
 }
 
 // New validates cfg and builds a client. It does no network I/O.
@@ -126,8 +128,9 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	c.pre.dial = dialer.DialContext
 	c.tr = &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext:           c.pre.dialContext,
 		TLSClientConfig:       c.tlsConf,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		ResponseHeaderTimeout: cfg.Timeout,
@@ -158,7 +161,10 @@ func (e *CertPinError) Error() string {
 
 // Close drops idle connections. Raw voice-talk connections are closed by
 // their own writers.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.pre.close()
+	c.tr.CloseIdleConnections()
+}
 
 // AuthScheme returns the authentication scheme the device accepted at the
 // client's last login: "Digest" or "Basic"; "" before any accepted login (or
