@@ -83,7 +83,22 @@ func TestStalledSessionReplaced(t *testing.T) {
 	pl.waitPacket(t, 0, 5*time.Second)
 
 	px.blackholeAll() // the playing session's connection goes silent
+	// Packets already past the proxy still arrive: the silence (and the
+	// stall timer) starts after the last of them, once none came for 300 ms.
 	cut := time.Now()
+	giveUp := cut.Add(3 * time.Second)
+	for n, quiet := pl.packets.Load(), cut; time.Since(quiet) < 300*time.Millisecond; {
+		if time.Now().After(giveUp) {
+			t.Fatal("packets still arrive 3 s after the connection was silenced")
+		}
+		select {
+		case <-pl.got:
+		case <-time.After(50 * time.Millisecond): // polling with a deadline
+		}
+		if m := pl.packets.Load(); m != n {
+			n, cut, quiet = m, time.Now(), time.Now()
+		}
+	}
 	got := pl.waitPacket(t, pl.packets.Load(), 10*time.Second)
 	back := got.Sub(cut)
 	t.Logf("video back %s after the connection went silent", back.Round(time.Millisecond))
