@@ -25,7 +25,7 @@ func (l testLog) Write(p []byte) (int, error) {
 //	HIKVISION_BENCH=1 go test -run TestQuickBench -v -timeout 10m ./internal/bench
 func TestQuickBench(t *testing.T) {
 	if os.Getenv("HIKVISION_BENCH") != "1" {
-		t.Skip("set HIKVISION_BENCH=1 to run the quick bench (about 2 minutes)")
+		t.Skip("set HIKVISION_BENCH=1 to run the quick bench (about 3 minutes)")
 	}
 	base := runtime.NumGoroutine()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
