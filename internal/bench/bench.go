@@ -39,7 +39,7 @@ const (
 )
 
 // AllSections lists every section in run order.
-var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionBlip, SectionLatency, SectionLoad, SectionGoBench, SectionSDK}
+var AllSections = []string{SectionTTFF, SectionRecovery, SectionLogins, SectionTalk, SectionBlip, SectionLatency, SectionLoad, SectionGoBench, SectionSDK, SectionSDKLoad}
 
 // Simulator credentials (the sim's default user) and the wrong password of
 // the failed-login test.
@@ -299,6 +299,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		case SectionSDK:
 			waitLogins()
 			s = r.sdk(ctx) // its own go2rtc (built with the SDK loader) and devices
+		case SectionSDKLoad:
+			waitLogins() // no background requests while CPU is measured
+			s = r.sdkLoad(ctx)
 		}
 		r.report.Sections = append(r.report.Sections, s)
 		if s.Error != "" {

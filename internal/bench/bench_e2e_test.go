@@ -25,7 +25,7 @@ func (l testLog) Write(p []byte) (int, error) {
 //	HIKVISION_BENCH=1 go test -run TestQuickBench -v -timeout 10m ./internal/bench
 func TestQuickBench(t *testing.T) {
 	if os.Getenv("HIKVISION_BENCH") != "1" {
-		t.Skip("set HIKVISION_BENCH=1 to run the quick bench (about 2 minutes)")
+		t.Skip("set HIKVISION_BENCH=1 to run the quick bench (about 3 minutes)")
 	}
 	base := runtime.NumGoroutine()
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -67,7 +67,25 @@ func TestQuickBench(t *testing.T) {
 	numbers(SectionTTFF, 4)
 	numbers(SectionLoad, 6)
 	numbers(SectionLogins, 3)
-	numbers(SectionSDK, 4) // ttff cold and warm, recovery, failed logins
+	numbers(SectionSDK, 7) // ttff cold and warm, talk (burst, after stop: opens, requests), recovery, failed logins
+	for _, row := range byName[SectionSDK].Rows {
+		if strings.Contains(row.Metric, "opened by a") && (row.Hikvision == nil || *row.Hikvision < 1 || row.Stock == nil || *row.Stock < 1) {
+			t.Errorf("sdk %q: the burst opened no talk session (%v / %v)", row.Metric, row.Hikvision, row.Stock)
+		}
+	}
+	// sdkload (quick: the largest count only, 4 streams)
+	numbers(SectionSDKLoad, 3)
+	for _, row := range byName[SectionSDKLoad].Rows {
+		if strings.Contains(row.Metric, "go2rtc CPU") && (*row.Hikvision <= 0 || *row.Stock <= 0 || row.Ratio == nil) {
+			t.Errorf("sdkload %q: no CPU or ratio measured", row.Metric)
+		}
+		if strings.Contains(row.Metric, "packets") && (*row.Hikvision < 10 || *row.Stock < 10) {
+			t.Errorf("sdkload %q: consumers got almost no packets", row.Metric)
+		}
+	}
+	if notes := strings.Join(byName[SectionSDKLoad].Notes, "\n"); strings.Count(notes, "noise band ±") != 1 {
+		t.Errorf("sdkload: want one verdict against the noise band, notes:\n%s", notes)
+	}
 	for _, row := range byName[SectionTTFF].Rows {
 		if row.Hikvision != nil && (*row.Hikvision <= 0 || *row.Stock <= 0) {
 			t.Errorf("ttff %q: zero time %v / %v", row.Metric, *row.Hikvision, *row.Stock)

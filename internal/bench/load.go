@@ -33,6 +33,28 @@ type loadSide struct {
 	kind    string
 	devices []*sim.Device
 	profile string // CPU profile file of this go2rtc's window; "" none
+
+	// set by phases that do not take the default go2rtc and URLs
+	urls []string // source of each stream; nil: hikvision:// or rtsp:// of devices by kind
+	bin  string   // go2rtc binary; "" the runner's
+	env  []string // go2rtc's extra environment
+	conf string   // appended to go2rtc's streams config
+}
+
+// sources is the source URL of each of the side's streams.
+func (s loadSide) sources() []string {
+	if s.urls != nil {
+		return s.urls
+	}
+	out := make([]string, len(s.devices))
+	for j, d := range s.devices {
+		if s.kind == kindHik {
+			out[j] = hikURL(d, simPassword)
+		} else {
+			out[j] = rtspURL(d, simPassword)
+		}
+	}
+	return out
 }
 
 // load: CPU and memory of go2rtc with 1..32 streams of each source.
@@ -88,8 +110,8 @@ func (r *runner) load(ctx context.Context) Section {
 			}
 			r.logf("load: %d × hik beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
 			pair := make([]loadSide, 2)
-			pair[h] = loadSide{kindHik, a, prof(1, kindHik)}
-			pair[st] = loadSide{kindStock, b, prof(1, kindStock)}
+			pair[h] = loadSide{kind: kindHik, devices: a, profile: prof(1, kindHik)}
+			pair[st] = loadSide{kind: kindStock, devices: b, profile: prof(1, kindStock)}
 			res, bcpu, err := r.loadPhase(ctx, pair)
 			if err != nil {
 				s.Error = fmt.Sprintf("%d streams, round %d, hikvision beside stock: %v", n, round, err)
@@ -100,7 +122,7 @@ func (r *runner) load(ctx context.Context) Section {
 			bench = append(bench, bcpu)
 
 			r.logf("load: %d × stock beside %d × stock for %v (round %d of %d)", n, n, r.opts.LoadWindow, round, r.opts.LoadRounds)
-			res, _, err = r.loadPhase(ctx, []loadSide{{kindStock, a, prof(2, "stockA")}, {kindStock, b, prof(2, "stockB")}})
+			res, _, err = r.loadPhase(ctx, []loadSide{{kind: kindStock, devices: a, profile: prof(2, "stockA")}, {kind: kindStock, devices: b, profile: prof(2, "stockB")}})
 			if err != nil {
 				s.Error = fmt.Sprintf("%d streams, round %d, stock beside stock: %v", n, round, err)
 				return s
@@ -224,14 +246,13 @@ func (r *runner) loadPhase(ctx context.Context, sides []loadSide) ([]loadResult,
 
 	for i, side := range sides {
 		streams := map[string]string{}
-		for j, d := range side.devices {
-			if side.kind == kindHik {
-				streams[streamName(side.kind, "load", j)] = hikURL(d, simPassword)
-			} else {
-				streams[streamName(side.kind, "load", j)] = rtspURL(d, simPassword)
-			}
+		for j, u := range side.sources() {
+			streams[streamName(side.kind, "load", j)] = u
 		}
-		eo := e2e.Options{Bin: r.bin, Config: streamsYAML(streams)}
+		eo := e2e.Options{Bin: r.bin, Config: streamsYAML(streams) + side.conf, Env: slices.Clone(side.env)}
+		if side.bin != "" {
+			eo.Bin = side.bin
+		}
 		ru := &running{}
 		if side.profile != "" {
 			addr, err := e2e.FreeAddr()
@@ -254,7 +275,7 @@ func (r *runner) loadPhase(ctx context.Context, sides []loadSide) ([]loadResult,
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for i, side := range sides {
-		for j := range side.devices {
+		for j := range side.sources() {
 			rd, err := DialReader(cctx, consumerURL(runs[i].g, streamName(side.kind, "load", j)))
 			if err != nil {
 				return fail(err)
@@ -331,8 +352,8 @@ sample:
 		if err != nil {
 			return fail(err)
 		}
-		n := float64(len(sides[i].devices))
-		total += len(sides[i].devices)
+		n := float64(len(sides[i].sources()))
+		total += len(sides[i].sources())
 		streamMin := n * t1.Sub(t0).Minutes()
 		out[i] = loadResult{
 			cpuPerStreamMin: (st.CPU() - ru.p0.CPU()).Seconds() / streamMin,

@@ -154,10 +154,18 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 	streams[streamName("rtsp", "login", 0)] = hikURL(loginRTSP, wrongPasswd)
 	streams[streamName("sdk", "login", 0)] = sdkStreamURL(simUser, wrongPasswd, dev.port)
 	streams[streamName("sdk", "other", 0)] = sdkStreamURL("other", wrongPasswd, dev.port)
+	talkDev, err := sim.Start(sim.Config{})
+	if err != nil {
+		return fail(err)
+	}
+	sims = append(sims, talkDev)
+	streams[streamName("rtsp", "talk", 0)] = hikURL(talkDev, simPassword)
+	streams[streamName("sdk", "talk", 0)] = sdkStreamURL(simUser, simPassword, dev.port)
+	stats := filepath.Join(dir, "stats")
 
 	conf := streamsYAML(streams) + "hikvision:\n  sdk:\n    lib: " + strconv.Quote(dev.lib) + "\n"
 	env := "HCNETSDK_FAKE=port=" + strconv.Itoa(dev.port) + ";control=" + dev.control + ";media=" + ps +
-		";video_format=0x0100;audio_format=0x7110;audio_rate=8000;lock_after=5;user=" + simUser + ";password=" + simPassword
+		";video_format=0x0100;audio_format=0x7110;audio_rate=8000;lock_after=5;user=" + simUser + ";password=" + simPassword + ";stats=" + stats
 	g, err := e2e.Start(ctx, e2e.Options{Bin: bin, Config: conf, Env: []string{env}})
 	if err != nil {
 		return fail(err)
@@ -198,6 +206,31 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 	s.Rows = append(s.Rows,
 		row("time to first video packet, cold", res["sdk"].cold, res["rtsp"].cold),
 		row("time to first video packet, warm", res["sdk"].warm, res["rtsp"].warm))
+
+	// talk, then stop: nothing may reach the device once go2rtc stopped
+	// the producer
+	quiet := afterStop(r.opts.TalkWindow)
+	r.logf("sdk: talk for %s, then %s after the producer stopped", fmtDur(sdkTalkBurst), fmtDur(quiet))
+	var tsSDK, tsRTSP talkStop
+	var errSDK, errRTSP error
+	var twg sync.WaitGroup
+	twg.Add(2)
+	go func() {
+		defer twg.Done()
+		tsSDK, errSDK = measureTalkStop(ctx, g, streamName("sdk", "talk", 0), fakeStatsCounts(stats), quiet)
+	}()
+	go func() {
+		defer twg.Done()
+		tsRTSP, errRTSP = measureTalkStop(ctx, g, streamName("rtsp", "talk", 0), simCounts(talkDev), quiet)
+	}()
+	twg.Wait()
+	if errSDK != nil || errRTSP != nil {
+		return fail(fmt.Errorf("talk after stop: sdk: %v; rtsp: %v", errSDK, errRTSP))
+	}
+	s.Rows = append(s.Rows,
+		NewRow(fmt.Sprintf("talk sessions opened by a %s burst", fmtDur(sdkTalkBurst)), "", Num(tsSDK.burstOpens), Num(tsRTSP.burstOpens)),
+		NewRow(fmt.Sprintf("talk sessions opened in the %s after the producer stopped", fmtDur(quiet)), "", Num(tsSDK.stopOpens), Num(tsRTSP.stopOpens)),
+		NewRow(fmt.Sprintf("requests reaching the device in the %s after the producer stopped", fmtDur(quiet)), "", Num(tsSDK.stopRequest), Num(tsRTSP.stopRequest)))
 
 	// recovery: both devices away for the same time, each outage length
 	readers := map[string]*Reader{}
@@ -337,6 +370,7 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 		"Both columns are hikvision:// in one go2rtc built with -tags hcnetsdk: transport=sdk against the project's fake SDK library (testdata/hcnetsdk-fake, loaded in go2rtc's process, serving the simulator camera's H.264 + G.711 µ-law as MPEG-PS paced by its SCR), transport=rtsp against the simulator. Not the vendor's SDK: the SDK column measures this module's SDK path, not a real device's SDK latency.",
 		"Cold: first consumer of a stream since go2rtc started; warm: the next consumer. Video packet: the first H.264 packet at the consumer (the SDK path waits for a key frame with parameter sets before it describes the stream, as RTSP's SDP does not).",
 		"Recovery: from the device's port answering again to the first video packet at a consumer that stayed connected. The fake accepts logins again 250 ms before its port listens (it applies its control file within 100 ms); the other way round, a login tried in between fails and the next waits for the supervisor's backoff (3.4 s after a 2 min outage in one run).",
+		"Talk after stop: a consumer holds the backchannel (?backchannel=1), sends 1 s of G.711, leaves; once go2rtc shows the producer stopped, the device is watched. transport=sdk: the fake's voice talk starts (NET_DVR_StartVoiceCom_MR_V30 calls, refused ones too) as sessions, its login + real-play + talk-start calls as requests, read from the stats file the fake rewrites every 100 ms; transport=rtsp: the simulator's talk sessions, ISAPI requests and RTSP connections. The fake is one device for all the section's transport=sdk streams, so its counts would also show any other stream's calls in the window (none are started then).",
 		"Failed logins at the fake: read at the end through one login of another user (the fake counts failures for the device and answers with the tries left before its lock at 5), so that login is not counted.")
 	return s
 }

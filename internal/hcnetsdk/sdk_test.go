@@ -788,13 +788,15 @@ func TestStopDuringStorm(t *testing.T) {
 }
 
 // The fake as another process drives it: configuration from HCNETSDK_FAKE
-// at NET_DVR_Init, faults from lines appended to a control file.
+// at NET_DVR_Init, faults from lines appended to a control file, counters
+// read from its stats file.
 func TestFakeEnvAndControlFile(t *testing.T) {
 	control := filepath.Join(t.TempDir(), "control")
+	stats := filepath.Join(t.TempDir(), "stats")
 	if err := os.WriteFile(control, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("HCNETSDK_FAKE", "port=9000;user=op;password=pw;control="+control)
+	t.Setenv("HCNETSDK_FAKE", "port=9000;user=op;password=pw;control="+control+";stats="+stats)
 	s := setup(t, "")
 	ctx := context.Background()
 	ss, err := s.Login(ctx, LoginParams{Address: "127.0.0.1", Port: 9000, User: "op", Password: "pw"})
@@ -842,6 +844,15 @@ func TestFakeEnvAndControlFile(t *testing.T) {
 		}
 		return errors.Is(err, ErrTalkBusy)
 	})
+	// the stats file follows the counters, refused talk starts included
+	want := fmt.Sprintf("play_starts 1\ntalk_starts %d\n", fakeCount("talk_starts"))
+	waitFor(t, "the stats file", 10*time.Second, func() bool {
+		b, _ := os.ReadFile(stats)
+		return strings.Contains(string(b), want)
+	})
+	if n := fakeCount("talk_starts"); n < 1 {
+		t.Errorf("talk_starts %d after a refused talk start, want at least 1", n)
+	}
 }
 
 // The cost of one data callback (copy and queue, reader draining) plus one

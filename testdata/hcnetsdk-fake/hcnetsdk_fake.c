@@ -28,6 +28,9 @@
  *   slow_ms               every login/logout/play/stop/talk call takes this long
  *   control               file polled every 100 ms; each new line is a fault
  *                         name or a key=value setting (for other processes)
+ *   stats                 file rewritten after each poll of the control file
+ *                         with the counters of fake_count, "name value" lines
+ *                         (for other processes; needs control)
  * Faults (fake_fault): reboot (exception callbacks, data stops, logins fail
  * with error 7), back (the device answers again), stall (play threads stay
  * alive but send nothing), resume, reset (configuration and counters back to
@@ -77,6 +80,7 @@ struct config {
 	char talk_record[1024];
 	int slow_ms;
 	char control[1024];
+	char stats[1024];
 };
 
 static struct config cfg;
@@ -140,6 +144,7 @@ static int late_user_id = -1;
 
 static char *talk_buf;
 static long talk_len, talk_cap, talk_sends;
+static long play_starts, talk_starts; /* RealPlay / StartVoiceCom calls, answered or refused */
 
 static pthread_t control_thread;
 static int control_running;
@@ -228,6 +233,7 @@ static int apply_one_locked(const char *s, size_t n) {
 	else if (!strcmp(key, "talk_record")) copy_str(cfg.talk_record, sizeof cfg.talk_record, val, strlen(val));
 	else if (!strcmp(key, "slow_ms")) cfg.slow_ms = iv;
 	else if (!strcmp(key, "control")) copy_str(cfg.control, sizeof cfg.control, val, strlen(val));
+	else if (!strcmp(key, "stats")) copy_str(cfg.stats, sizeof cfg.stats, val, strlen(val));
 	else return -1;
 	return 0;
 }
@@ -319,16 +325,18 @@ static int apply_fault_locked(const char *name) {
 		/* configuration and counters back to the start; open handles stay
 		 * (a control-file watcher already running keeps its file until
 		 * NET_DVR_Cleanup) */
-		char control[1024];
+		char control[1024], stats[1024];
 		strcpy(control, cfg.control);
+		strcpy(stats, cfg.stats);
 		defaults();
-		if (control_running) strcpy(cfg.control, control);
+		if (control_running) strcpy(cfg.control, control), strcpy(cfg.stats, stats);
 		failures = 0;
 		locked_until = 0;
 		device_down = 0;
 		stalled = 0;
 		login_attempts = failed_logins = locked_answers = cleanup_with_open = 0;
 		talk_len = talk_sends = 0;
+		play_starts = talk_starts = 0;
 		for (int i = 0; i < MAX_LOGINS; i++) logins[i].stale = 0;
 		return 0;
 	}
@@ -353,14 +361,32 @@ int fake_fault(const char *name) {
 
 /* ---- control file for other processes ---- */
 
+long fake_count(const char *name);
+
+/* write_stats rewrites path (through a temporary file and a rename, so a
+ * reader never sees half of it) with the counters another process may
+ * want. */
+static void write_stats(const char *path) {
+	static const char *names[] = {"logins", "plays", "talks", "login_attempts", "failed_logins",
+	                              "locked_answers", "play_starts", "talk_starts", "talk_sends",
+	                              "talk_bytes", "device_down"};
+	char tmp[1100];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f) return;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) fprintf(f, "%s %ld\n", names[i], fake_count(names[i]));
+	if (fclose(f) == 0) rename(tmp, path);
+}
+
 static void *control_loop(void *arg) {
 	(void)arg;
 	long done = 0; /* bytes of the file already applied */
 	for (;;) {
 		pthread_mutex_lock(&mu);
 		int run = control_running;
-		char path[1024];
+		char path[1024], stats[1024];
 		strcpy(path, cfg.control);
+		strcpy(stats, cfg.stats);
 		pthread_mutex_unlock(&mu);
 		if (!run) return NULL;
 		FILE *f = fopen(path, "r");
@@ -379,6 +405,7 @@ static void *control_loop(void *arg) {
 			}
 			fclose(f);
 		}
+		if (stats[0]) write_stats(stats);
 		sleep_ms(100);
 	}
 }
@@ -747,6 +774,7 @@ static void *play_thread(void *arg) {
 
 LONG NET_DVR_RealPlay_V40(LONG userID, NET_DVR_PREVIEWINFO *p, REALDATACALLBACK cb, void *user) {
 	slow();
+	__atomic_add_fetch(&play_starts, 1, __ATOMIC_RELAXED);
 	if (!p) {
 		set_error(FAKE_ERR_PARAMETER);
 		return -1;
@@ -854,6 +882,7 @@ BOOL NET_DVR_StopRealPlay(LONG h) {
 LONG NET_DVR_StartVoiceCom_MR_V30(LONG userID, DWORD chan, VOICEDATACALLBACK cb, void *user) {
 	slow();
 	pthread_mutex_lock(&mu);
+	talk_starts++;
 	if (!inited) {
 		pthread_mutex_unlock(&mu);
 		set_error(FAKE_ERR_NOINIT);
@@ -995,6 +1024,8 @@ long fake_count(const char *name) {
 	else if (!strcmp(name, "data_callbacks")) v = __atomic_load_n(&data_callbacks, __ATOMIC_RELAXED);
 	else if (!strcmp(name, "talk_bytes")) v = talk_len;
 	else if (!strcmp(name, "talk_sends")) v = talk_sends;
+	else if (!strcmp(name, "play_starts")) v = __atomic_load_n(&play_starts, __ATOMIC_RELAXED);
+	else if (!strcmp(name, "talk_starts")) v = talk_starts;
 	else if (!strcmp(name, "exception_callback_set")) v = exc_cb != NULL;
 	else if (!strcmp(name, "sdk_path_len")) v = (long)strlen(sdk_path);
 	else if (!strcmp(name, "device_down")) v = device_down;
