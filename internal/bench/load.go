@@ -129,26 +129,9 @@ func (r *runner) load(ctx context.Context) Section {
 			}
 			noise = append(noise, res[h].cpuPerStreamMin/res[st].cpuPerStreamMin) // the same positions
 		}
-		label := fmt.Sprintf("%d streams", n)
-		if n == 1 {
-			label = "1 stream"
-		}
-		med := func(rs []loadResult, f func(loadResult) float64) *float64 {
-			xs := make([]float64, len(rs))
-			for i, lr := range rs {
-				xs[i] = f(lr)
-			}
-			return Num(Median(xs))
-		}
-		s.Rows = append(s.Rows,
-			Row{Metric: fmt.Sprintf("%s: go2rtc CPU", label), Unit: "CPU s / stream-min",
-				Note:      fmt.Sprintf("medians of %d phases; ratio: median of the per-phase ratios", len(hik)),
-				Hikvision: med(hik, cpuOf), Stock: med(stock, cpuOf), Ratio: Num(Median(ratios))},
-			NewRow(fmt.Sprintf("%s: go2rtc peak RSS", label), "MiB", med(hik, rssOf), med(stock, rssOf)),
-			NewRow(fmt.Sprintf("%s: packets at each consumer", label), "pkt/s", med(hik, pktOf), med(stock, pktOf)),
-			Row{Metric: fmt.Sprintf("%s: CPU ratio of each round", label), Unit: "ratio",
-				Note:          "hikvision / stock measured at the same time; stock column: stock / stock at the same time (noise band)",
-				HikvisionText: spread(ratios), StockText: spread(noise)})
+		label := streamsLabel(n)
+		s.Rows = append(s.Rows, loadRows(label, hik, stock, ratios, noise,
+			"hikvision / stock measured at the same time; stock column: stock / stock at the same time (noise band)")...)
 		verdicts = append(verdicts, loadVerdict(label, ratios, noise))
 		benchCPU = append(benchCPU, fmt.Sprintf("%s %.3g", label, Median(bench)))
 	}
@@ -408,4 +391,34 @@ func fetchProfile(ctx context.Context, addr string, window time.Duration, path s
 		return fmt.Errorf("cpu profile of go2rtc: %w", err)
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// streamsLabel names a stream count in a row: "1 stream", "8 streams".
+func streamsLabel(n int) string {
+	if n == 1 {
+		return "1 stream"
+	}
+	return fmt.Sprintf("%d streams", n)
+}
+
+// loadRows are the rows of one stream count of a CPU comparison: a (the
+// Hikvision column) against b (the Stock column) measured in the same
+// phases, with the per-phase ratios and the b-beside-b noise band.
+func loadRows(label string, a, b []loadResult, ratios, noise []float64, ratioNote string) []Row {
+	med := func(rs []loadResult, f func(loadResult) float64) *float64 {
+		xs := make([]float64, len(rs))
+		for i, lr := range rs {
+			xs[i] = f(lr)
+		}
+		return Num(Median(xs))
+	}
+	return []Row{
+		{Metric: fmt.Sprintf("%s: go2rtc CPU", label), Unit: "CPU s / stream-min",
+			Note:      fmt.Sprintf("medians of %d phases; ratio: median of the per-phase ratios", len(a)),
+			Hikvision: med(a, cpuOf), Stock: med(b, cpuOf), Ratio: Num(Median(ratios))},
+		NewRow(fmt.Sprintf("%s: go2rtc peak RSS", label), "MiB", med(a, rssOf), med(b, rssOf)),
+		NewRow(fmt.Sprintf("%s: packets at each consumer", label), "pkt/s", med(a, pktOf), med(b, pktOf)),
+		{Metric: fmt.Sprintf("%s: CPU ratio of each round", label), Unit: "ratio",
+			Note: ratioNote, HikvisionText: spread(ratios), StockText: spread(noise)},
+	}
 }

@@ -139,26 +139,9 @@ func (r *runner) sdkLoad(ctx context.Context) (s Section) {
 			}
 			noise = append(noise, res[h].cpuPerStreamMin/res[st].cpuPerStreamMin)
 		}
-		label := fmt.Sprintf("%d streams", n)
-		if n == 1 {
-			label = "1 stream"
-		}
-		med := func(rs []loadResult, f func(loadResult) float64) *float64 {
-			xs := make([]float64, len(rs))
-			for i, lr := range rs {
-				xs[i] = f(lr)
-			}
-			return Num(Median(xs))
-		}
-		s.Rows = append(s.Rows,
-			Row{Metric: fmt.Sprintf("%s: go2rtc CPU", label), Unit: "CPU s / stream-min",
-				Note:      fmt.Sprintf("medians of %d phases; ratio: median of the per-phase ratios", len(sdk)),
-				Hikvision: med(sdk, cpuOf), Stock: med(rtsp, cpuOf), Ratio: Num(Median(ratios))},
-			NewRow(fmt.Sprintf("%s: go2rtc peak RSS", label), "MiB", med(sdk, rssOf), med(rtsp, rssOf)),
-			NewRow(fmt.Sprintf("%s: packets at each consumer", label), "pkt/s", med(sdk, pktOf), med(rtsp, pktOf)),
-			Row{Metric: fmt.Sprintf("%s: CPU ratio of each round", label), Unit: "ratio",
-				Note:          "sdk / rtsp measured at the same time; rtsp column: rtsp / rtsp at the same time (noise band)",
-				HikvisionText: spread(ratios), StockText: spread(noise)})
+		label := streamsLabel(n)
+		s.Rows = append(s.Rows, loadRows(label, sdk, rtsp, ratios, noise,
+			"sdk / rtsp measured at the same time; rtsp column: rtsp / rtsp at the same time (noise band)")...)
 		verdicts = append(verdicts, strings.ReplaceAll(strings.ReplaceAll(loadVerdict(label, ratios, noise),
 			"(stock vs stock)", "(rtsp vs rtsp)"), "hikvision:// costs", "transport=sdk costs"))
 	}
