@@ -175,38 +175,15 @@ func (ss *Session) RealPlay(ctx context.Context, pp PlayParams) (*Play, error) {
 	p.key = reg.addPlay(p)
 	in := &previewInfo{Channel: int32(pp.Channel), StreamType: uint32(pp.Stream)}
 	l := ss.sdk.lib
-	res, done, abandoned, err := ss.sdk.async(ctx, func() callResult {
-		return ss.sdk.call(func() int32 { return l.realPlayV40(ss.id, in, l.dataCB, p.key) }, isNeg)
-	}, func(r callResult) {
-		if r.r >= 0 {
-			ss.sdk.call(func() int32 { return l.stopRealPlay(r.r) }, isFalse)
-		}
-		ss.pending.Done()
-	})
-	defer done()
-	if !abandoned {
-		defer ss.pending.Done()
-	}
-	if err == nil && res.r < 0 {
-		err = &Error{Op: "NET_DVR_RealPlay_V40", Code: res.code}
-	}
+	h, err := ss.openHandle(ctx, "NET_DVR_RealPlay_V40",
+		func() int32 { return l.realPlayV40(ss.id, in, l.dataCB, p.key) }, l.stopRealPlay,
+		func(h int32) { p.handle.Store(h) },
+		func() { reg.removePlay(p); p.close() },
+		func() { ss.plays[p] = struct{}{} })
 	if err != nil {
-		reg.removePlay(p)
-		p.close()
 		return nil, err
 	}
-	p.handle.Store(res.r)
-	ss.mu.Lock()
-	if ss.closed {
-		ss.mu.Unlock()
-		reg.removePlay(p)
-		p.close()
-		ss.sdk.call(func() int32 { return l.stopRealPlay(res.r) }, isFalse)
-		return nil, ErrClosed
-	}
-	ss.plays[p] = struct{}{}
-	ss.mu.Unlock()
-	reg.setPlayHandle(p, res.r)
+	reg.setPlayHandle(p, h)
 	return p, nil
 }
 
@@ -356,38 +333,15 @@ func (ss *Session) StartTalk(ctx context.Context, channel int) (*Talk, error) {
 	t.handle.Store(-1)
 	t.key = reg.addTalk(t)
 	l := ss.sdk.lib
-	res, done, abandoned, err := ss.sdk.async(ctx, func() callResult {
-		return ss.sdk.call(func() int32 { return l.startVoiceComMRV30(ss.id, uint32(channel), l.voiceCB, t.key) }, isNeg)
-	}, func(r callResult) {
-		if r.r >= 0 {
-			ss.sdk.call(func() int32 { return l.stopVoiceCom(r.r) }, isFalse)
-		}
-		ss.pending.Done()
-	})
-	defer done()
-	if !abandoned {
-		defer ss.pending.Done()
-	}
-	if err == nil && res.r < 0 {
-		err = &Error{Op: "NET_DVR_StartVoiceCom_MR_V30", Code: res.code}
-	}
+	h, err := ss.openHandle(ctx, "NET_DVR_StartVoiceCom_MR_V30",
+		func() int32 { return l.startVoiceComMRV30(ss.id, uint32(channel), l.voiceCB, t.key) }, l.stopVoiceCom,
+		func(h int32) { t.handle.Store(h) },
+		func() { reg.removeTalk(t); t.close() },
+		func() { ss.talks[t] = struct{}{} })
 	if err != nil {
-		reg.removeTalk(t)
-		t.close()
 		return nil, err
 	}
-	t.handle.Store(res.r)
-	ss.mu.Lock()
-	if ss.closed {
-		ss.mu.Unlock()
-		reg.removeTalk(t)
-		t.close()
-		ss.sdk.call(func() int32 { return l.stopVoiceCom(res.r) }, isFalse)
-		return nil, ErrClosed
-	}
-	ss.talks[t] = struct{}{}
-	ss.mu.Unlock()
-	reg.setTalkHandle(t, res.r)
+	reg.setTalkHandle(t, h)
 	return t, nil
 }
 
@@ -672,4 +626,45 @@ func onException(typ uint32, userID, handle int32, user uintptr) {
 			t.event(ev)
 		}
 	}
+}
+
+// openHandle runs start (a real-play or voice-talk start) on the SDK's call
+// thread and makes the handle it returns the caller's. If ctx ends first, the
+// caller gets ctx's error at once and a handle the SDK hands out later is
+// stopped when start returns. On a failure, or when the session was closed
+// meanwhile, undo drops the caller's registration (and a handle is stopped);
+// otherwise got has the handle before keep adds it to the session (under
+// ss.mu). The caller has entered the session (ss.enter).
+func (ss *Session) openHandle(ctx context.Context, op string, start func() int32, stop func(int32) int32,
+	got func(int32), undo func(), keep func()) (int32, error) {
+	res, done, abandoned, err := ss.sdk.async(ctx, func() callResult {
+		return ss.sdk.call(start, isNeg)
+	}, func(r callResult) {
+		if r.r >= 0 {
+			ss.sdk.call(func() int32 { return stop(r.r) }, isFalse)
+		}
+		ss.pending.Done()
+	})
+	defer done()
+	if !abandoned {
+		defer ss.pending.Done()
+	}
+	if err == nil && res.r < 0 {
+		err = &Error{Op: op, Code: res.code}
+	}
+	if err != nil {
+		undo()
+		return -1, err
+	}
+	got(res.r)
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		undo()
+		ss.sdk.call(func() int32 { return stop(res.r) }, isFalse)
+		return -1, ErrClosed
+	}
+	keep()
+	ss.mu.Unlock()
+	return res.r, nil
 }
