@@ -95,18 +95,11 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 	s = Section{Name: SectionSDK, Title: "transport=sdk (fake SDK library) beside transport=rtsp (simulator), hikvision:// both", Stock: "hikvision:// rtsp"}
 	fail := func(err error) Section { s.Error = err.Error(); return s }
 
-	dir, err := os.MkdirTemp("", "bench-sdk-")
-	if err != nil {
-		return fail(err)
+	dir, bin, dev, err := r.sdkSetup(ctx, "sdk")
+	if dir != "" {
+		defer os.RemoveAll(dir)
 	}
-	defer os.RemoveAll(dir)
-	r.logf("sdk: building go2rtc with -tags %s (cached) and the fake SDK library", build.SDKTag)
-	bin, err := build.Build(ctx, build.Options{RepoRoot: r.root, Tags: []string{build.SDKTag}})
 	if err != nil {
-		return fail(err)
-	}
-	dev := &fakeSDKDevice{control: filepath.Join(dir, "control")}
-	if dev.lib, err = hcfake.Build(dir); err != nil {
 		return fail(err)
 	}
 	media := filepath.Join(r.root, "testdata", "media")
@@ -390,4 +383,21 @@ func fakeFailedLogins(out string) (failed int, locked bool, err error) {
 	}
 	n, _ := strconv.Atoi(m[len(m)-1][1])
 	return 5 - n - 1, locked, nil
+}
+
+// sdkSetup makes a temporary folder (the caller removes it), the go2rtc built
+// with the SDK tag, and the fake SDK library compiled into that folder.
+func (r *runner) sdkSetup(ctx context.Context, section string) (dir, bin string, dev *fakeSDKDevice, err error) {
+	if dir, err = os.MkdirTemp("", "bench-"+section+"-"); err != nil {
+		return "", "", nil, err
+	}
+	r.logf("%s: building go2rtc with -tags %s (cached) and the fake SDK library", section, build.SDKTag)
+	if bin, err = build.Build(ctx, build.Options{RepoRoot: r.root, Tags: []string{build.SDKTag}}); err != nil {
+		return dir, "", nil, err
+	}
+	dev = &fakeSDKDevice{control: filepath.Join(dir, "control")}
+	if dev.lib, err = hcfake.Build(dir); err != nil {
+		return dir, "", nil, err
+	}
+	return dir, bin, dev, nil
 }

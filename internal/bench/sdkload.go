@@ -34,18 +34,11 @@ func (r *runner) sdkLoad(ctx context.Context) (s Section) {
 	}
 	maxN := slices.Max(counts)
 
-	dir, err := os.MkdirTemp("", "bench-sdkload-")
-	if err != nil {
-		return fail(err)
+	dir, bin, dev, err := r.sdkSetup(ctx, "sdkload")
+	if dir != "" {
+		defer os.RemoveAll(dir)
 	}
-	defer os.RemoveAll(dir)
-	r.logf("sdkload: building go2rtc with -tags %s (cached) and the fake SDK library", build.SDKTag)
-	bin, err := build.Build(ctx, build.Options{RepoRoot: r.root, Tags: []string{build.SDKTag}})
 	if err != nil {
-		return fail(err)
-	}
-	dev := &fakeSDKDevice{control: filepath.Join(dir, "control")}
-	if dev.lib, err = hcfake.Build(dir); err != nil {
 		return fail(err)
 	}
 	media := filepath.Join(r.root, "testdata", "media")
