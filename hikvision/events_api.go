@@ -145,10 +145,23 @@ func (m *Module) EventsHandler(w http.ResponseWriter, req *http.Request) {
 	if rc.Flush() != nil {
 		return
 	}
+	// The subscription started before the snapshot was read: a change
+	// made in between is in both. Each (device, channel, type) of the
+	// snapshot skips the queued changes it already holds.
+	type key struct {
+		device  string
+		channel int
+		typ     string
+	}
+	sent := map[key]events.Event{}
 	for _, e := range ev.state.Snapshot("") {
-		if f.match(e) && send(e) != nil {
+		if !f.match(e) {
+			continue
+		}
+		if send(e) != nil {
 			return
 		}
+		sent[key{e.Device, e.Channel, e.Type}] = e
 	}
 	tick := time.NewTicker(events.DefaultKeepAlive)
 	defer tick.Stop()
@@ -159,6 +172,13 @@ func (m *Module) EventsHandler(w http.ResponseWriter, req *http.Request) {
 		case e, ok := <-sub.C():
 			if !ok {
 				return
+			}
+			k := key{e.Device, e.Channel, e.Type}
+			if old, seen := sent[k]; seen {
+				if e.Time.Before(old.Time) || e.Time.Equal(old.Time) && e.Active == old.Active {
+					continue // sent with the snapshot
+				}
+				delete(sent, k)
 			}
 			if f.match(e) && send(e) != nil {
 				return
