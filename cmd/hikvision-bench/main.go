@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("go2rtc", "", "go2rtc `binary` to use instead of building it (must contain the hikvision module)")
 	binNoFlush := fs.String("go2rtc-without-play-flush", "", "go2rtc `binary` built without patch "+bench.PlayFlushPatch+" for the latency section (default: built, cached)")
 	latRuns := fs.Int("latency-runs", 0, "starts per source, round trip and cold/warm in the latency section (default 5; quick 1)")
-	rtsp554 := fs.Bool("rtsp-554", false, "latency section: each device on a loopback address of its own with RTSP on port 554, as real cameras (needs root or CAP_NET_BIND_SERVICE)")
+	rtsp554 := fs.Bool("rtsp-554", bench.CanBindRTSP554(), "latency section: each device on a loopback address of its own with RTSP on port 554, as real cameras (needs root or CAP_NET_BIND_SERVICE; default: on where port 554 can be bound)")
 	blips := fs.Int("blips", 0, "device silences (4.3–11.7 s) of the blip section (default 7; quick 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: hikvision-bench [--quick] [--json FILE] [--only a,b]\n\n")

@@ -54,8 +54,9 @@ func (t RoundTrip) String() string {
 }
 
 // NewDelayProxy listens on listen ("127.0.0.2:8554") and forwards every
-// connection to target with oneWay delay each way. Close stops it.
-func NewDelayProxy(listen, target string, oneWay time.Duration) (*DelayProxy, error) {
+// connection to target with oneWay delay each way; name names the link in
+// its round trips. Close stops it.
+func NewDelayProxy(name, listen, target string, oneWay time.Duration) (*DelayProxy, error) {
 	if oneWay < 0 {
 		return nil, fmt.Errorf("bench: delay proxy: negative one-way delay %v", oneWay)
 	}
@@ -63,7 +64,7 @@ func NewDelayProxy(listen, target string, oneWay time.Duration) (*DelayProxy, er
 	if err != nil {
 		return nil, fmt.Errorf("bench: delay proxy: listen %s: %w", listen, err)
 	}
-	p := &DelayProxy{OneWay: oneWay, target: target, ln: ln, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	p := &DelayProxy{Name: name, OneWay: oneWay, target: target, ln: ln, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p, nil

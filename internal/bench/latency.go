@@ -38,6 +38,18 @@ type slowDevice struct {
 	http, rtsp *DelayProxy
 }
 
+// CanBindRTSP554 reports whether this process may listen on port 554 of a
+// loopback address (root or CAP_NET_BIND_SERVICE), as the latency section's
+// port-554 devices do.
+func CanBindRTSP554() bool {
+	ln, err := net.Listen("tcp", "127.0.1.254:554")
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return true
+}
+
 // With port554 the device sits on a loopback address of its own
 // (127.0.1.N) with its RTSP on the standard port 554, which it also reports
 // over ISAPI, as most real cameras: a client that tries 554 before asking
@@ -57,14 +69,13 @@ func startSlowDevice(rtt time.Duration, cfg sim.Config, port554 bool) (*slowDevi
 		_, port, _ := net.SplitHostPort(d.HTTPAddr())
 		httpAt, rtspAt = net.JoinHostPort(host, port), net.JoinHostPort(host, "554")
 	}
-	if s.http, err = NewDelayProxy(httpAt, d.HTTPAddr(), rtt/2); err == nil {
-		s.rtsp, err = NewDelayProxy(rtspAt, d.RTSPAddr(), rtt/2)
+	if s.http, err = NewDelayProxy("isapi", httpAt, d.HTTPAddr(), rtt/2); err == nil {
+		s.rtsp, err = NewDelayProxy("rtsp", rtspAt, d.RTSPAddr(), rtt/2)
 	}
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	s.http.Name, s.rtsp.Name = "isapi", "rtsp"
 	return s, nil
 }
 
@@ -277,6 +288,27 @@ func (r *runner) latency(ctx context.Context) Section {
 			}
 		}
 	}
+	// A start that took more round trips than the first one, at any RTT
+	// but 0 ms (where concurrent and sequential cannot be told apart).
+	for _, rtt := range rtts {
+		for _, kind := range []string{kindHik, kindStock} {
+			for w, phase := range []string{"cold", "warm"} {
+				ss := res[rtt][kind][w]
+				if rtt == 0 || len(ss) == 0 {
+					continue
+				}
+				longest := slices.MaxFunc(ss, func(a, b startSample) int { return a.trips - b.trips })
+				if longest.trips <= ss[0].trips {
+					continue
+				}
+				var steps []string
+				for _, t := range longest.chain {
+					steps = append(steps, t.String())
+				}
+				s.Notes = append(s.Notes, fmt.Sprintf("Longest %s %s start at %s RTT (%d round trips): %s.", phase, sourceName(kind), fmtMS(rtt), longest.trips, strings.Join(steps, " → ")))
+			}
+		}
+	}
 	for _, kind := range []string{kindHik, kindStock} {
 		if ss := talks[last][kind][0]; len(ss) > 0 {
 			var steps []string
@@ -288,6 +320,8 @@ func (r *runner) latency(ctx context.Context) Section {
 	}
 	if r.opts.RTSP554 {
 		s.Notes = append(s.Notes, "Each device on a loopback address of its own (127.0.1.N) with RTSP on port 554, which it reports over ISAPI (--rtsp-554).")
+	} else {
+		s.Notes = append(s.Notes, "RTSP on the simulator's own port, not 554 (--rtsp-554=false, or port 554 could not be bound): hikvision:// tries 554 beside its login, as real cameras listen there, and learns the port over ISAPI only after the login; stock rtsp:// is given the port.")
 	}
 	s.Notes = append(s.Notes,
 		"Link: an in-process TCP proxy between go2rtc and each simulated device (ISAPI and RTSP), half the round trip each way, unlimited bandwidth; a connect costs one round trip. The consumer talks to go2rtc directly.",
