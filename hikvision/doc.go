@@ -63,6 +63,20 @@
 // TEARDOWN carries them). go2rtc reports an RTSP 401 only as the text "wrong
 // user/pass" (credentials sent) or "user/pass not provided".
 //
+// Cold start. Over a slow link a start costs its sequential round trips.
+// Nearly every device keeps RTSP on its default port, 554, and a DESCRIBE
+// without credentials is answered with the RTSP challenge and counts as no
+// login. So a cold start connects to rtsp_port, else 554, and fetches that
+// challenge while the ISAPI login runs (cold.go); only after the login has
+// succeeded does the DESCRIBE answer it, beside the probe's round. When
+// adminAccesses then names another port, that session is closed and the
+// stream opens at the named port. (Behind port forwarding where the host's
+// 554 leads to another device, that device sees one DESCRIBE with these
+// credentials; give rtsp_port there.) With go2rtc's UseChallenge (patch
+// 0012) the DESCRIBE after the login is one request; a cold start then
+// costs one round trip more than a plain RTSP start (the ISAPI login's
+// answer), a warm one none.
+//
 // Silence. A camera, or the link to it, can go silent for seconds without
 // closing anything (a hung encoder, Wi-Fi or 4G dropping every packet) and
 // then carry on over the same TCP connection; new connections meanwhile get

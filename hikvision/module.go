@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/talk"
 )
@@ -81,6 +82,10 @@ type Module struct {
 	// talkHook lets tests shorten the talk engine's timings.
 	talkHook func(*talk.Config)
 
+	// rtspGuess is the RTSP port a cold start tries before the device has
+	// named its own (without rtsp_port): 554; tests move it.
+	rtspGuess int
+
 	evMu sync.Mutex
 	ev   *moduleEvents // nil until StartEvents (events.go)
 }
@@ -104,6 +109,7 @@ func newModule(opts Options, log zerolog.Logger, gc guard.Config) *Module {
 		reconnect: opts.Reconnect.withDefaults(),
 		guards:    guard.NewRegistry(gc),
 		probes:    newProbeCache(opts.ProbeTTL),
+		rtspGuess: isapi.DefaultRTSPPort,
 		devices:   map[string]*Device{},
 	}
 	m.reg = newRegistry(m)

@@ -116,19 +116,30 @@ func (c *probeCache) put(cfg *Config, p *deviceProbe) {
 	c.m[probeKey(cfg)] = probeEntry{p: p, expires: now.Add(c.ttl)}
 }
 
-// guardedProbe runs probe as one authenticated attempt of the device's
-// guard (a hold returns *HoldError without any request).
-func (m *Module) guardedProbe(ctx context.Context, d *Device, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
+// guardedProbe runs probe as two authenticated attempts of the device's
+// guard, the login and then the round (a hold returns *HoldError without
+// any request). afterLogin, if not nil, runs once the login succeeded,
+// before the round: the credentials are good from there on.
+func (m *Module) guardedProbe(ctx context.Context, d *Device, c *isapi.Client, cfg *Config, afterLogin func()) (*deviceProbe, error) {
 	var p *deviceProbe
 	err := d.Do(ctx, func(ctx context.Context) error {
 		var err error
-		p, err = m.probe(ctx, c, cfg)
+		p, err = m.probeLogin(ctx, c, cfg)
 		return err
 	})
+	if err == nil {
+		if afterLogin != nil {
+			afterLogin()
+		}
+		err = d.Do(ctx, func(ctx context.Context) error { return m.probeRound(ctx, c, cfg, p) })
+	}
 	if err == nil || errors.Is(err, ErrChannelNotFound) || errors.Is(err, ErrChannelOffline) {
 		m.warnBasic(cfg, c)
 	}
-	return p, err
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Sentinel errors of Dial (match with errors.Is; ISAPI causes also match the
@@ -164,8 +175,18 @@ var (
 // rare case, after the round: the NVR StreamingProxy channel when an NVR
 // does not list the channel itself.
 func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
-	id := cfg.StreamID()
-	host := cfg.HTTPAddr()
+	p, err := m.probeLogin(ctx, c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.probeRound(ctx, c, cfg, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// probeLogin is the probe's first request, deviceInfo: the login.
+func (m *Module) probeLogin(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	p := &deviceProbe{Requests: 1}
 
 	// The round after the login needs a connection per request; the login's
@@ -183,11 +204,18 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 
 	info, err := c.DeviceInfo(ctx)
 	if err != nil {
-		return nil, newDialError("probe deviceInfo", host, err, cfg)
+		return nil, newDialError("probe deviceInfo", cfg.HTTPAddr(), err, cfg)
 	}
 	p.Info = *info
 	p.NVR = info.IsNVR()
+	return p, nil
+}
 
+// probeRound asks the rest of the probe, after the login, concurrently.
+func (m *Module) probeRound(ctx context.Context, c *isapi.Client, cfg *Config, p *deviceProbe) error {
+	id := cfg.StreamID()
+	host := cfg.HTTPAddr()
+	info := &p.Info
 	var (
 		wg                           sync.WaitGroup
 		ch                           *isapi.StreamingChannel
@@ -228,7 +256,7 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 		{"probe two-way audio channels", talkErr}, {"probe InputProxy", inputErr},
 		{"probe InputProxy status", statusErr}} {
 		if isAuthErr(e.err) {
-			return nil, newDialError(e.step, host, e.err, cfg)
+			return newDialError(e.step, host, e.err, cfg)
 		}
 	}
 	if info.DeviceType == "" && inputErr == nil && len(inputs) > 0 {
@@ -248,7 +276,7 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 	}
 	if p.NVR {
 		if err := channelOnline(statuses, statusErr, cfg.Channel, host); err != nil {
-			return nil, err
+			return err
 		}
 		if statusErr != nil {
 			m.log.Debug().Str("device", host).Str("err", redactErr(statusErr, cfg)).
@@ -281,7 +309,7 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 	case isBareAbsent(chErr):
 		// the bare answer of a stream the device does not have: no
 		// StreamingProxy round, no RTSP
-		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
+		return newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
 	case p.NVR:
 		// IP channels of an NVR may only be described under StreamingProxy.
 		// (Snapshots of them likewise need
@@ -293,19 +321,19 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 		case err == nil:
 			p.Channel = sc
 		case isAuthErr(err):
-			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, err, cfg)
+			return newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, err, cfg)
 		case isNotFound(chErr) && isNotFound(err):
 			// neither a local nor an IP channel of the NVR
-			return nil, newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, newAbsentError(cfg, err), cfg)
+			return newDialError("probe streaming proxy channel "+strconv.Itoa(id), host, newAbsentError(cfg, err), cfg)
 		}
 	case isNotFound(chErr):
-		return nil, newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
+		return newDialError("probe streaming channel "+strconv.Itoa(id), host, newAbsentError(cfg, chErr), cfg)
 	default:
 		// 403/notSupport/lowPrivilege/odd XML: RTSP will tell.
 		m.log.Debug().Str("device", host).Str("err", redactErr(chErr, cfg)).
 			Msg("[hikvision] streaming channel not described by the device")
 	}
-	return p, nil
+	return nil
 }
 
 // streamingProxyChannel reads GET /ISAPI/ContentMgmt/StreamingProxy/channels/<id>.

@@ -107,13 +107,14 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 	if cfg.Transport == TransportSDK {
 		pr = sdkProbe() // the SDK asks the device itself; no ISAPI
 	}
+	var early *earlyOpen // a cold start's RTSP session, opened beside the probe
 	if pr == nil {
 		client, err := p.dev.isapiClient()
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		pr, err = m.guardedProbe(ctx, p.dev, client, cfg)
+		pr, early, err = m.coldProbe(ctx, p, client)
 		cancel()
 		// Hand the device its HTTP sessions back: a stream needs none while
 		// it plays (talk and snapshots dial again), and an idle keep-alive
@@ -130,7 +131,20 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 	p.backend = newBackend(cfg, p.dev, pr)
 	p.Protocol = p.backend.Protocol()
 
-	sess, err := p.open(p.ctx)
+	var (
+		sess Session
+		err  error
+	)
+	if b, ok := p.backend.(*rtspBackend); ok && early != nil && early.b.addr == b.addr {
+		p.backend = early.b // the same stream and port
+		sess, err = early.sess, early.err
+		p.countAttempt(err)
+	} else {
+		if early != nil && early.sess != nil {
+			_ = early.sess.Close()
+		}
+		sess, err = p.open(p.ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -156,13 +170,18 @@ func (m *Module) dial(cfg *Config) (*Producer, error) {
 // the device (a hold is none).
 func (p *Producer) open(ctx context.Context) (Session, error) {
 	sess, err := p.backend.Open(ctx)
+	p.countAttempt(err)
+	return sess, err
+}
+
+// countAttempt counts an Open that reached the device (a hold is none).
+func (p *Producer) countAttempt(err error) {
 	var h *HoldError
 	if !errors.As(err, &h) {
 		p.mu.Lock()
 		p.status.attempts++
 		p.mu.Unlock()
 	}
-	return sess, err
 }
 
 // supportedMedias keeps the recvonly H.264/H.265/MJPEG video and PCMU/PCMA/AAC

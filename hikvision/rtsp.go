@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/AlexxIT/go2rtc/pkg/core"
@@ -37,20 +38,58 @@ func (b *rtspBackend) Addr() string     { return b.addr }
 
 // Open connects and DESCRIBEs the stream, as one authenticated attempt of
 // the device's guard. Cancelling ctx closes the socket of the attempt.
-func (b *rtspBackend) Open(ctx context.Context) (Session, error) {
-	var s *rtspSession
-	err := b.dev.Do(ctx, func(ctx context.Context) error {
-		c := rtsp.NewClient(b.cfg.RTSPURL(b.port))
-		c.UserAgent = UserAgent
-		c.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
-		c.Timeout = int(b.cfg.Timeout / time.Second)
+func (b *rtspBackend) Open(ctx context.Context) (Session, error) { return b.openOn(ctx, nil) }
 
-		if err := c.Dial(); err != nil {
-			return newDialError("rtsp connect", b.addr, err, b.cfg)
+// newConn is a go2rtc RTSP client for the stream, not yet connected.
+func (b *rtspBackend) newConn() *rtsp.Conn {
+	c := rtsp.NewClient(b.cfg.RTSPURL(b.port))
+	c.UserAgent = UserAgent
+	c.Backchannel = false // Hikvision talk is ISAPI, not ONVIF backchannel
+	c.Timeout = int(b.cfg.Timeout / time.Second)
+	return c
+}
+
+// challengeUser is go2rtc's RTSP client with the patched UseChallenge: it
+// takes a 401 it already holds as the challenge of its next request.
+type challengeUser interface {
+	UseChallenge(res *tcp.Response) bool
+}
+
+// openOn is Open on the connection preopen made, when it has one: the
+// DESCRIBE answers the challenge preopen collected at once (go2rtc with
+// UseChallenge; without it the DESCRIBE is refused once more first, as on a
+// new connection).
+func (b *rtspBackend) openOn(ctx context.Context, pre *preopened) (Session, error) {
+	var s *rtspSession
+	err := b.dev.Do(ctx, func(ctx context.Context) (err error) {
+		var c *rtsp.Conn
+		reused := pre != nil && pre.conn != nil
+		if reused {
+			c, pre.conn = pre.conn, nil
+			if cu, ok := any(c).(challengeUser); ok {
+				cu.UseChallenge(pre.res)
+			}
 		}
-		stop := context.AfterFunc(ctx, func() { _ = closeTransport(c) })
-		err := b.step(c, c.Describe)
-		stop()
+		for {
+			if c == nil {
+				c = b.newConn()
+				if err := c.Dial(); err != nil {
+					return newDialError("rtsp connect", b.addr, err, b.cfg)
+				}
+			}
+			stop := context.AfterFunc(ctx, func() { _ = closeTransport(c) })
+			err = b.step(c, c.Describe)
+			stop()
+			if reused && err != nil && ctx.Err() == nil && connLost(err) {
+				// a device that hung up after its first answer: once
+				// more on a new connection
+				_ = closeTransport(c)
+				_ = c.Stop()
+				c, reused = nil, false
+				continue
+			}
+			break
+		}
 		if err != nil || ctx.Err() != nil {
 			_ = closeTransport(c) // first: Stop would write a TEARDOWN with the refused credentials
 			_ = c.Stop()
@@ -66,6 +105,56 @@ func (b *rtspBackend) Open(ctx context.Context) (Session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// preopened is an RTSP connection to the stream that has sent one DESCRIBE
+// without credentials, and the device's answer (a 401 challenge on every
+// device that asks for a password). No credentials went out on it.
+type preopened struct {
+	conn *rtsp.Conn // nil when the connect or the DESCRIBE failed
+	res  *tcp.Response
+	err  error
+}
+
+// preopen connects to the stream and sends a DESCRIBE without credentials,
+// so that the DESCRIBE of openOn can answer the device's challenge at once.
+// It sends no credentials (go2rtc's client only adds them once it has read a
+// challenge itself), so it is no login attempt and needs no guard. Cancelling
+// ctx closes its socket.
+func (b *rtspBackend) preopen(ctx context.Context) *preopened {
+	c := b.newConn()
+	if err := c.Dial(); err != nil {
+		return &preopened{err: err}
+	}
+	req := &tcp.Request{Method: rtsp.MethodDescribe, URL: c.URL, Header: map[string][]string{
+		"Accept": {"application/sdp"}, "User-Agent": {UserAgent}}}
+	var res *tcp.Response
+	stop := context.AfterFunc(ctx, func() { _ = closeTransport(c) })
+	err := b.step(c, func() (err error) {
+		if err = c.WriteRequest(req); err == nil {
+			res, err = c.ReadResponse()
+		}
+		return err
+	})
+	stop()
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		_ = closeTransport(c)
+		_ = c.Stop()
+		return &preopened{err: err}
+	}
+	return &preopened{conn: c, res: res}
+}
+
+// close closes the connection when openOn did not take it.
+func (p *preopened) close() {
+	if p != nil && p.conn != nil {
+		_ = closeTransport(p.conn)
+		_ = p.conn.Stop()
+		p.conn = nil
+	}
 }
 
 // step runs one request of conn that waits for the device's answer
@@ -262,6 +351,13 @@ func rtspCause(err error) error {
 		return &causeError{sentinel: ErrRTSPUnauthorized, cause: err}
 	}
 	return err
+}
+
+// connLost: the connection ended before an answer came (the peer closed or
+// reset it).
+func connLost(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func closeTransport(conn *rtsp.Conn) error {
