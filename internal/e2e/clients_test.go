@@ -765,6 +765,12 @@ streams:
 	talkWG.Wait()
 	cws.close()
 	card.close()
+	// The card left: the device's talk line is free again (our close, not
+	// the device's idle hang-up); the next client can talk at once.
+	pollUntil(t, g, "the device's talk line to be closed after the card left", 20*time.Second, func() bool {
+		_, open := dev.TalkSession()
+		return !open
+	})
 
 	// Last check, idle again: no re-add over the whole session.
 	c.updateStreamSource(haCamera, source)
