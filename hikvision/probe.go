@@ -189,10 +189,12 @@ func (m *Module) probe(ctx context.Context, c *isapi.Client, cfg *Config) (*devi
 func (m *Module) probeLogin(ctx context.Context, c *isapi.Client, cfg *Config) (*deviceProbe, error) {
 	p := &deviceProbe{Requests: 1}
 
-	// The round after the login needs a connection per request; the login's
-	// own is reused by one of them. Connect the others meanwhile (no request
-	// on them until the login succeeded): the round then costs one round
-	// trip, not a connect and a request.
+	// The round after the login needs a connection per request. Connect
+	// them meanwhile (no request on them until the login succeeded): the
+	// round then costs one round trip, not a connect and a request. The
+	// login's own connection may take one of the requests, when it is back
+	// in the client's pool in time; the spare also serves an NVR's status
+	// request (NVR or not is the login's answer).
 	round := 1
 	if cfg.RTSPPort == 0 {
 		round++
@@ -200,7 +202,7 @@ func (m *Module) probeLogin(ctx context.Context, c *isapi.Client, cfg *Config) (
 	if cfg.Backchannel {
 		round++
 	}
-	c.Preconnect(round - 1)
+	c.Preconnect(round)
 
 	info, err := c.DeviceInfo(ctx)
 	if err != nil {
