@@ -49,13 +49,7 @@ func TestColdStartRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := func(s startSample) string {
-		var steps []string
-		for _, x := range s.chain {
-			steps = append(steps, x.String())
-		}
-		return strconv.Itoa(s.trips) + ": " + strings.Join(steps, " → ")
-	}
+	chain := func(s startSample) string { return strconv.Itoa(s.trips) + ": " + chainText(s.chain) }
 	for w, phase := range []string{"cold", "warm"} {
 		h, st := res[rtt][kindHik][w][0], res[rtt][kindStock][w][0]
 		allowed := st.trips

@@ -115,6 +115,15 @@ func (s *slowDevice) roundTrips(kind string, from, to time.Time) []RoundTrip {
 	return SequentialChain(trips)
 }
 
+// chainText is a chain of round trips as "rtsp#1 connect → rtsp#1 DESCRIBE ...".
+func chainText(chain []RoundTrip) string {
+	steps := make([]string, len(chain))
+	for i, t := range chain {
+		steps[i] = t.String()
+	}
+	return strings.Join(steps, " → ")
+}
+
 // startSample is one measured start of a stream.
 type startSample struct {
 	video float64     // ms from the consumer's connect to its first video packet
@@ -280,11 +289,7 @@ func (r *runner) latency(ctx context.Context) Section {
 	for _, kind := range []string{kindHik, kindStock} {
 		for w, phase := range []string{"cold", "warm"} {
 			if ss := res[last][kind][w]; len(ss) > 0 {
-				var steps []string
-				for _, t := range ss[0].chain {
-					steps = append(steps, t.String())
-				}
-				s.Notes = append(s.Notes, fmt.Sprintf("Round trips of the first %s %s start at %s RTT: %s.", phase, sourceName(kind), fmtMS(last), strings.Join(steps, " → ")))
+				s.Notes = append(s.Notes, fmt.Sprintf("Round trips of the first %s %s start at %s RTT: %s.", phase, sourceName(kind), fmtMS(last), chainText(ss[0].chain)))
 			}
 		}
 	}
@@ -301,21 +306,13 @@ func (r *runner) latency(ctx context.Context) Section {
 				if longest.trips <= ss[0].trips {
 					continue
 				}
-				var steps []string
-				for _, t := range longest.chain {
-					steps = append(steps, t.String())
-				}
-				s.Notes = append(s.Notes, fmt.Sprintf("Longest %s %s start at %s RTT (%d round trips): %s.", phase, sourceName(kind), fmtMS(rtt), longest.trips, strings.Join(steps, " → ")))
+				s.Notes = append(s.Notes, fmt.Sprintf("Longest %s %s start at %s RTT (%d round trips): %s.", phase, sourceName(kind), fmtMS(rtt), longest.trips, chainText(longest.chain)))
 			}
 		}
 	}
 	for _, kind := range []string{kindHik, kindStock} {
 		if ss := talks[last][kind][0]; len(ss) > 0 {
-			var steps []string
-			for _, t := range ss[0].chain {
-				steps = append(steps, t.String())
-			}
-			s.Notes = append(s.Notes, fmt.Sprintf("ISAPI round trips of the first %s talk start at %s RTT: %s.", sourceName(kind), fmtMS(last), strings.Join(steps, " → ")))
+			s.Notes = append(s.Notes, fmt.Sprintf("ISAPI round trips of the first %s talk start at %s RTT: %s.", sourceName(kind), fmtMS(last), chainText(ss[0].chain)))
 		}
 	}
 	if r.opts.RTSP554 {
@@ -336,6 +333,16 @@ func (r *runner) latency(ctx context.Context) Section {
 // latencyRun starts go2rtc (bin) on the streams and measures every device's
 // cold then warm start for both sources.
 func (r *runner) latencyRun(ctx context.Context, bin string, rtts []time.Duration, devs [][]*slowDevice, streams map[string]string) (latencyResult, error) {
+	return eachStart(ctx, bin, rtts, devs, streams, func(g *e2e.Go2rtc, name string, d *slowDevice, kind string) (startSample, error) {
+		return slowStart(ctx, g, name, d, kind)
+	})
+}
+
+// eachStart starts go2rtc (bin) on the streams and measures, with start,
+// every device's cold then warm start of both sources, alternating which
+// source goes first.
+func eachStart(ctx context.Context, bin string, rtts []time.Duration, devs [][]*slowDevice, streams map[string]string,
+	start func(g *e2e.Go2rtc, name string, d *slowDevice, kind string) (startSample, error)) (latencyResult, error) {
 	g, err := startGo2rtc(ctx, bin, streams)
 	if err != nil {
 		return nil, err
@@ -352,7 +359,7 @@ func (r *runner) latencyRun(ctx context.Context, bin string, rtts []time.Duratio
 			for _, kind := range order {
 				name := latStream(kind, ri, i)
 				for w := range 2 {
-					smp, err := slowStart(ctx, g, name, d, kind)
+					smp, err := start(g, name, d, kind)
 					if err != nil {
 						return nil, err
 					}
@@ -420,44 +427,21 @@ func countsText(v []float64) string {
 // endpoint, stock through go2rtc's /api/frame.jpeg (a keyframe from the
 // RTSP stream, turned into a JPEG by ffmpeg).
 func (r *runner) latencySnapshots(ctx context.Context, bin string, rtts []time.Duration, devs [][]*slowDevice, streams map[string]string) (latencyResult, error) {
-	g, err := startGo2rtc(ctx, bin, streams)
-	if err != nil {
-		return nil, err
-	}
-	defer g.Stop()
-	res := latencyResult{}
-	for ri, rtt := range rtts {
-		res[rtt] = map[string][2][]startSample{}
-		for i, d := range devs[ri] {
-			order := []string{kindHik, kindStock}
-			if i%2 == 1 {
-				order = []string{kindStock, kindHik}
-			}
-			for _, kind := range order {
-				name := latStream(kind, ri, i)
-				path := "/api/frame.jpeg?src=" + name
-				if kind == kindHik {
-					path = "/api/hikvision/snapshot?src=" + name
-				}
-				for w := range 2 {
-					smp, err := snapshotStart(ctx, g, path, d, kind)
-					if err != nil {
-						return nil, fmt.Errorf("%s: %w", name, err)
-					}
-					got := res[rtt][kind]
-					got[w] = append(got[w], smp)
-					res[rtt][kind] = got
-					if kind == kindStock {
-						// frame.jpeg's producer: stopped before the next ask
-						if err := waitProducerStopped(ctx, g, name, 10*time.Second); err != nil {
-							return nil, err
-						}
-					}
-				}
-			}
+	return eachStart(ctx, bin, rtts, devs, streams, func(g *e2e.Go2rtc, name string, d *slowDevice, kind string) (startSample, error) {
+		path := "/api/frame.jpeg?src=" + name
+		if kind == kindHik {
+			path = "/api/hikvision/snapshot?src=" + name
 		}
-	}
-	return res, nil
+		smp, err := snapshotStart(ctx, g, path, d, kind)
+		if err != nil {
+			return startSample{}, fmt.Errorf("%s: %w", name, err)
+		}
+		if kind == kindStock {
+			// frame.jpeg's producer: stopped before the next ask
+			err = waitProducerStopped(ctx, g, name, 10*time.Second)
+		}
+		return smp, err
+	})
 }
 
 // snapshotStart GETs path and returns the time to the first byte of the
