@@ -133,3 +133,22 @@ func TestColdStartOtherPort(t *testing.T) {
 	pl.stop(t)
 	waitGoroutines(t, base)
 }
+
+// A device that hangs up after answering the DESCRIBE without credentials:
+// the DESCRIBE after the login is made again on a new connection.
+func TestColdStartDeviceHangsUpAfterChallenge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sdpH264PCMA)
+	e.rtsp.hangUpOn401.Store(true)
+	p, err := mod(t).Dial(testURL(e.isapi.hostPort(), "?rtsp_port="+strconv.Itoa(e.rtsp.port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Stop()
+	if n := e.rtsp.conns.Load(); n != 2 {
+		t.Errorf("%d RTSP connections, want 2 (the one hung up, then a new one)", n)
+	}
+	if e.rtsp.hangUpOn401.Load() {
+		t.Error("the device never answered a DESCRIBE without credentials")
+	}
+}

@@ -23,6 +23,9 @@ type fakeRTSP struct {
 	wg    sync.WaitGroup
 	quit  chan struct{}
 	conns atomic.Int32
+	// hangUpOn401: the next 401 the server answers is followed by a
+	// hang-up (a device that closes after its first answer).
+	hangUpOn401 atomic.Bool
 
 	mu        sync.Mutex
 	teardowns int
@@ -180,6 +183,9 @@ func (s *fakeRTSP) handle(c net.Conn) {
 			res += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n"
 		}
 		if write([]byte(res+"\r\n"+body)) != nil {
+			return
+		}
+		if strings.HasPrefix(res, "RTSP/1.0 401") && s.hangUpOn401.CompareAndSwap(true, false) {
 			return
 		}
 		if method == "PLAY" && !played {
