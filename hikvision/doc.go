@@ -22,7 +22,8 @@
 // URL (parse.go), probes the device over ISAPI (probe.go; cached per device
 // and stream for ProbeTTL so that go2rtc's redials make no ISAPI request),
 // and opens a session of its Backend (backend.go; RTSP over TCP with go2rtc's
-// pkg/rtsp client in rtsp.go). Start's supervisor (supervisor.go) plays
+// pkg/rtsp client in rtsp.go); a cold start opens RTSP beside the probe
+// (cold.go). Start's supervisor (supervisor.go) plays
 // sessions one after another into the same go2rtc receivers (forward.go),
 // reconnecting after drops; after a stall it tries a new session beside the
 // silent one and keeps whichever delivers first. Voice talk (talk.go) is a sendonly
