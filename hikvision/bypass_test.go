@@ -110,6 +110,7 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 				cfg.Personality = sim.PersonalityDoorStation
 			}
 			dev := apiStartSim(t, cfg)
+			m.rtspGuess = simPort(t, dev.RTSPAddr()) // a cold start's RTSP beside the login, as on port 554
 			src := simURL(dev, simPass)
 			// checked last, after every producer of the path stopped
 			t.Cleanup(func() {
