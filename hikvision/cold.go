@@ -20,9 +20,10 @@ type earlyOpen struct {
 // so the RTSP side runs beside the ISAPI side where no password is at stake:
 //
 //   - while the ISAPI login connects and fetches its challenge, an RTSP
-//     connection to the likely port (rtsp_port, else 554, the port nearly
-//     every device keeps) connects and sends a DESCRIBE without credentials,
-//     which fetches the RTSP challenge (preopen);
+//     connection to the likely port (rtsp_port, else the port the device
+//     named in an earlier probe, else 554, the port nearly every device
+//     keeps) connects and sends a DESCRIBE without credentials, which
+//     fetches the RTSP challenge (preopen);
 //   - once the login has succeeded, and only then, so that a wrong password
 //     costs one failed login and never two, the DESCRIBE with credentials
 //     answers that challenge at once, beside the probe's round;
@@ -39,6 +40,9 @@ func (m *Module) coldProbe(ctx context.Context, p *Producer, c *isapi.Client) (*
 		return pr, nil, err
 	}
 	port := cfg.RTSPPort
+	if port == 0 {
+		port = m.probes.rtspPort(cfg) // the device said so before
+	}
 	if port == 0 {
 		port = m.rtspGuess
 	}

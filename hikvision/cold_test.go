@@ -132,6 +132,25 @@ func TestColdStartOtherPort(t *testing.T) {
 	waitClient(t, decoy, "the port tried first saw nothing", func(cs sim.ClientStats) bool { return cs.RTSPConnections == 1 })
 	pl.stop(t)
 	waitGoroutines(t, base)
+
+	// The probe expired: the next cold start tries the port the device
+	// named, and plays on that connection.
+	m.probes.mu.Lock()
+	m.probes.now = func() time.Time { return time.Now().Add(2 * ProbeTTL) }
+	m.probes.mu.Unlock()
+	pl = startPlaying(t, "hikvision://admin:pw@"+dev.HTTPAddr()+"/?channel=1")
+	pl.waitPacket(t, 0, 10*time.Second)
+	pl.stop(t)
+	if n := decoy.Client("127.0.0.1").RTSPConnections; n != 1 {
+		t.Errorf("the second cold start tried the usual port again (%d connections there)", n)
+	}
+	if n := dev.Client("127.0.0.1").RTSPConnections; n != 2 {
+		t.Errorf("%d RTSP connections to the device after two cold starts, want 2", n)
+	}
+	if n := dev.Client("127.0.0.1").Requests["/ISAPI/Security/adminAccesses"]; n != 2 {
+		t.Errorf("adminAccesses asked %d times, want 2: the second start was not cold", n)
+	}
+	waitGoroutines(t, base)
 }
 
 // A device that hangs up after answering the DESCRIBE without credentials:

@@ -67,7 +67,8 @@
 // Cold start. Over a slow link a start costs its sequential round trips.
 // Nearly every device keeps RTSP on its default port, 554, and a DESCRIBE
 // without credentials is answered with the RTSP challenge and counts as no
-// login. So a cold start connects to rtsp_port, else 554, and fetches that
+// login. So a cold start connects to rtsp_port, else the port the device
+// named in an earlier probe, else 554, and fetches that
 // challenge while the ISAPI login runs (cold.go); only after the login has
 // succeeded does the DESCRIBE answer it, beside the probe's round. When
 // adminAccesses then names another port, that session is closed and the

@@ -70,6 +70,9 @@ type probeCache struct {
 	m   map[string]probeEntry
 	ttl time.Duration
 	now func() time.Time
+	// ports keeps the RTSP port each device named, beyond the probes'
+	// expiry: a later cold start tries it first.
+	ports map[string]int
 }
 
 type probeEntry struct {
@@ -78,7 +81,7 @@ type probeEntry struct {
 }
 
 func newProbeCache(ttl time.Duration) *probeCache {
-	return &probeCache{m: map[string]probeEntry{}, ttl: ttl, now: time.Now}
+	return &probeCache{m: map[string]probeEntry{}, ttl: ttl, now: time.Now, ports: map[string]int{}}
 }
 
 // probeKey identifies device + channel + stream (and the user, whose
@@ -114,6 +117,16 @@ func (c *probeCache) put(cfg *Config, p *deviceProbe) {
 		}
 	}
 	c.m[probeKey(cfg)] = probeEntry{p: p, expires: now.Add(c.ttl)}
+	if cfg.RTSPPort == 0 && p.RTSPPort != 0 {
+		c.ports[deviceKey(cfg)] = p.RTSPPort
+	}
+}
+
+// rtspPort is the RTSP port cfg's device named in its last probe, 0 if none.
+func (c *probeCache) rtspPort(cfg *Config) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ports[deviceKey(cfg)]
 }
 
 // guardedProbe runs probe as two authenticated attempts of the device's
