@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt/mqtttest"
 )
 
 // BenchmarkEventToMessage measures the latency from Publisher.Publish to the
@@ -27,22 +28,15 @@ func BenchmarkEventToMessage(b *testing.B) {
 }
 
 func benchLatency(b *testing.B, qos int) {
-	br := startBroker(b, os.Getenv("BENCH_BROKER_CONF"))
+	br := mqtttest.StartBroker(b, os.Getenv("BENCH_BROKER_CONF"))
 	const topic = "hikvision/127_0_0_1_8080/1/motion/state"
 	got := make(chan time.Time, 16)
-	sub := paho.NewClient(paho.NewClientOptions().AddBroker(br.url()).SetClientID("bench-sub").SetAutoReconnect(false))
-	if tok := sub.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
-		b.Fatal(tok.Error())
-	}
-	defer sub.Disconnect(100)
-	if tok := sub.Subscribe(topic, byte(qos), func(_ paho.Client, m paho.Message) {
+	mqtttest.SubscribeFunc(b, br.URL(), topic, byte(qos), func(m paho.Message) {
 		if !m.Retained() {
 			got <- time.Now()
 		}
-	}); !tok.WaitTimeout(wait) || tok.Error() != nil {
-		b.Fatal(tok.Error())
-	}
-	p, err := mqtt.New(mqtt.Config{Broker: br.url(), QoS: &qos}, zerolog.Nop())
+	})
+	p, err := mqtt.New(mqtt.Config{Broker: br.URL(), QoS: &qos}, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt/mqtttest"
 )
 
 const (
@@ -42,13 +43,13 @@ func must(t *testing.T, err error) {
 // checkDiscovery asserts the fields Home Assistant needs in a discovery
 // config and returns it. (Whether it is retained shows to later
 // subscribers only: a broker clears the flag on live deliveries.)
-func checkDiscovery(t *testing.T, ms []msg, topic string) map[string]any {
+func checkDiscovery(t *testing.T, ms []mqtttest.Msg, topic string) map[string]any {
 	t.Helper()
-	m, ok := last(ms, topic)
+	m, ok := mqtttest.Last(ms, topic)
 	if !ok {
-		t.Fatalf("no discovery config on %s; got:\n%s", topic, dump(ms))
+		t.Fatalf("no discovery config on %s; got:\n%s", topic, mqtttest.Dump(ms))
 	}
-	c := decode(t, m)
+	c := mqtttest.Decode(t, m)
 	want := []string{"name", "unique_id", "object_id", "default_entity_id", "availability", "availability_mode", "device", "origin"}
 	if strings.Contains(topic, "/image/") {
 		want = append(want, "image_topic", "content_type")
@@ -90,9 +91,9 @@ func checkDiscovery(t *testing.T, ms []msg, topic string) map[string]any {
 }
 
 func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
-	b := startBroker(t, "")
-	rec := subscribe(t, b.url(), "#")
-	p := newPublisher(t, mqtt.Config{Broker: b.url()})
+	b := mqtttest.StartBroker(t, "")
+	rec := mqtttest.Subscribe(t, b.URL(), "#")
+	p := newPublisher(t, mqtt.Config{Broker: b.URL()})
 
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Name: "Front camera", Model: "DS-2CD2143G2-I", Serial: "DS-2CD2143G2-I20210101AAWRF12345678", Firmware: "V5.7.3", Online: true}))
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: door, Name: "Gate", Model: "DS-KV6113-WPE1", Serial: "Q12345678", Firmware: "V2.2.50", Online: true}))
@@ -107,11 +108,11 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 		ringState   = "hikvision/10_0_0_7_80/1/ring/state"
 		ringEvent   = "hikvision/10_0_0_7_80/1/ring/event"
 	)
-	rec.waitLast("hikvision/bridge/availability", "online", wait)
-	ms := rec.waitFor("states, ring event and discovery", wait, func(ms []msg) bool {
-		m1, ok1 := last(ms, motionState)
-		_, ok2 := last(ms, ringEvent)
-		_, ok3 := last(ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
+	rec.WaitLast("hikvision/bridge/availability", "online", wait)
+	ms := rec.WaitFor("states, ring event and discovery", wait, func(ms []mqtttest.Msg) bool {
+		m1, ok1 := mqtttest.Last(ms, motionState)
+		_, ok2 := mqtttest.Last(ms, ringEvent)
+		_, ok3 := mqtttest.Last(ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
 		return ok1 && m1.Payload == "ON" && ok2 && ok3
 	})
 
@@ -141,7 +142,7 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 		img["unique_id"] != "hikvision_127_0_0_1_8080_ch1_linedetection_picture" || img["default_entity_id"] != "image.hikvision_127_0_0_1_8080_ch1_linedetection_picture" {
 		t.Errorf("picture image config: %v", img)
 	}
-	if _, ok := last(ms, "homeassistant/image/hikvision_127_0_0_1_8080/ch1_motion/config"); ok {
+	if _, ok := mqtttest.Last(ms, "homeassistant/image/hikvision_127_0_0_1_8080/ch1_motion/config"); ok {
 		t.Error("an image entity for motion, which came without a picture")
 	}
 	ev := checkDiscovery(t, ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
@@ -160,24 +161,24 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 		"hikvision/127_0_0_1_8080/availability": "online",
 		"hikvision/10_0_0_7_80/availability":    "online",
 	} {
-		m, ok := last(ms, topic)
+		m, ok := mqtttest.Last(ms, topic)
 		if !ok || m.Payload != want {
 			t.Errorf("%s = %+v, want %q", topic, m, want)
 		}
 	}
-	re, _ := last(ms, ringEvent)
+	re, _ := mqtttest.Last(ms, ringEvent)
 	if re.Retained {
 		t.Error("ring event message is retained; Home Assistant ignores retained event messages")
 	}
-	if rv := decode(t, re); rv["event_type"] != "ring" || rv["stream"] != "gate" || rv["channel"] != float64(1) || rv["time"] != "2026-12-05T06:00:00Z" {
+	if rv := mqtttest.Decode(t, re); rv["event_type"] != "ring" || rv["stream"] != "gate" || rv["channel"] != float64(1) || rv["time"] != "2026-12-05T06:00:00Z" {
 		t.Errorf("ring event payload %v", rv)
 	}
-	pic, ok := last(ms, "hikvision/127_0_0_1_8080/1/linedetection/picture")
+	pic, ok := mqtttest.Last(ms, "hikvision/127_0_0_1_8080/1/linedetection/picture")
 	if !ok || pic.Payload != "\xff\xd8\xff jpeg" {
 		t.Errorf("picture = %+v", pic)
 	}
-	at, _ := last(ms, "hikvision/127_0_0_1_8080/1/motion/attributes")
-	if a := decode(t, at); a["stream"] != "front" || a["active"] != true || a["since"] != "2026-12-05T06:00:00Z" || a["device"] != camera {
+	at, _ := mqtttest.Last(ms, "hikvision/127_0_0_1_8080/1/motion/attributes")
+	if a := mqtttest.Decode(t, at); a["stream"] != "front" || a["active"] != true || a["since"] != "2026-12-05T06:00:00Z" || a["device"] != camera {
 		t.Errorf("motion attributes %v", a)
 	}
 
@@ -185,25 +186,26 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 	must(t, p.Publish(mqtt.Event{Device: door, Channel: 1, Type: "ring", Active: true}))
 	must(t, p.Publish(mqtt.Event{Device: door, Channel: 1, Type: "ring", Active: false}))
 	must(t, p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "motion", Active: false}))
-	rec.waitLast(ringState, "OFF", wait)
-	ms = rec.waitLast(motionState, "OFF", wait).slice(rec)
+	rec.WaitLast(ringState, "OFF", wait)
+	rec.WaitLast(motionState, "OFF", wait)
+	ms = rec.Messages()
 	if n := count(ms, ringEvent); n != 1 {
 		t.Errorf("%d ring event messages, want 1 (a repeated active is the same ring)", n)
 	}
 
 	// The device goes away: unavailable, and its active states OFF.
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Name: "Front camera", Model: "DS-2CD2143G2-I", Serial: "DS-2CD2143G2-I20210101AAWRF12345678", Firmware: "V5.7.3", Online: false}))
-	rec.waitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
-	rec.waitLast(lineState, "OFF", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
+	rec.WaitLast(lineState, "OFF", wait)
 
 	// A new subscriber (Home Assistant restarting) sees it all retained.
-	late := subscribe(t, b.url(), "#")
-	ms = late.waitFor("retained discovery and states", wait, func(ms []msg) bool {
-		_, ok := last(ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
-		m, ok2 := last(ms, lineState)
+	late := mqtttest.Subscribe(t, b.URL(), "#")
+	ms = late.WaitFor("retained discovery and states", wait, func(ms []mqtttest.Msg) bool {
+		_, ok := mqtttest.Last(ms, "homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config")
+		m, ok2 := mqtttest.Last(ms, lineState)
 		return ok && ok2 && m.Payload == "OFF"
 	})
-	if _, ok := last(ms, ringEvent); ok {
+	if _, ok := mqtttest.Last(ms, ringEvent); ok {
 		t.Error("a late subscriber got a ring event: it was retained")
 	}
 	for topic, want := range map[string]string{
@@ -216,7 +218,7 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 		"homeassistant/event/hikvision_10_0_0_7_80/ch1_ring/config":              "",
 		"hikvision/127_0_0_1_8080/1/linedetection/picture":                       "\xff\xd8\xff jpeg",
 	} {
-		m, ok := last(ms, topic)
+		m, ok := mqtttest.Last(ms, topic)
 		if !ok || !m.Retained || (want != "" && m.Payload != want) {
 			t.Errorf("late subscriber: %s = %+v, want %q retained", topic, m, want)
 		}
@@ -229,19 +231,13 @@ func TestDiscoveryStatesAvailabilityRing(t *testing.T) {
 
 	// Close says the bridge is offline.
 	must(t, p.Close())
-	rec.waitLast("hikvision/bridge/availability", "offline", wait)
+	rec.WaitLast("hikvision/bridge/availability", "offline", wait)
 	if err := p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "motion", Active: true}); !errors.Is(err, mqtt.ErrClosed) {
 		t.Errorf("Publish after Close: %v, want ErrClosed", err)
 	}
 }
 
-func (m msg) slice(r *recorder) []msg {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]msg(nil), r.msgs...)
-}
-
-func count(ms []msg, topic string) int {
+func count(ms []mqtttest.Msg, topic string) int {
 	n := 0
 	for _, m := range ms {
 		if m.Topic == topic {
@@ -253,13 +249,13 @@ func count(ms []msg, topic string) int {
 
 // A killed publisher (no Close) leaves the broker to publish its will.
 func TestLastWill(t *testing.T) {
-	b := startBroker(t, "")
-	g := newGate(t, b.addr())
-	rec := subscribe(t, b.url(), "hikvision/bridge/availability")
+	b := mqtttest.StartBroker(t, "")
+	g := newGate(t, b.Addr())
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/bridge/availability")
 	p := newPublisher(t, mqtt.Config{Broker: g.url(), ClientID: "will-test"})
-	rec.waitLast("hikvision/bridge/availability", "online", wait)
+	rec.WaitLast("hikvision/bridge/availability", "online", wait)
 	g.setOpen(false) // the connection breaks without a DISCONNECT
-	m := rec.waitLast("hikvision/bridge/availability", "offline", 60*time.Second)
+	m := rec.WaitLast("hikvision/bridge/availability", "offline", 60*time.Second)
 	if !strings.Contains(m.Payload, "offline") {
 		t.Fatal(m)
 	}
@@ -268,8 +264,8 @@ func TestLastWill(t *testing.T) {
 
 // Retained states an earlier run left behind are turned OFF on connect.
 func TestStaleRetainedCleared(t *testing.T) {
-	b := startBroker(t, "")
-	old := paho.NewClient(paho.NewClientOptions().AddBroker(b.url()).SetClientID("old-run"))
+	b := mqtttest.StartBroker(t, "")
+	old := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("old-run"))
 	if tok := old.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -285,33 +281,33 @@ func TestStaleRetainedCleared(t *testing.T) {
 	}
 	old.Disconnect(100)
 
-	rec := subscribe(t, b.url(), "hikvision/#")
-	p := newPublisher(t, mqtt.Config{Broker: b.url()})
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/#")
+	p := newPublisher(t, mqtt.Config{Broker: b.URL()})
 	must(t, p.Declare(camera, "front", 1, "motion", "fielddetection"))
-	rec.waitLast("hikvision/gone_device/3/motion/state", "OFF", wait)
-	rec.waitLast("hikvision/gone_device/availability", "offline", wait)
-	rec.waitLast("hikvision/127_0_0_1_8080/1/motion/state", "OFF", wait)
-	rec.waitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
+	rec.WaitLast("hikvision/gone_device/3/motion/state", "OFF", wait)
+	rec.WaitLast("hikvision/gone_device/availability", "offline", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/motion/state", "OFF", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
 	// Declared, but no health yet: not known to be online.
-	rec.waitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: true}))
-	rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
 }
 
 // The broker is killed, events meanwhile are coalesced, and after the
 // broker comes back (empty: no persistence) discovery and states are all
 // there and right.
 func TestBrokerRestart(t *testing.T) {
-	b := startBroker(t, "")
-	g := newGate(t, b.addr())
-	rec := subscribe(t, b.url(), "#")
+	b := mqtttest.StartBroker(t, "")
+	g := newGate(t, b.Addr())
+	rec := mqtttest.Subscribe(t, b.URL(), "#")
 	p := newPublisher(t, mqtt.Config{Broker: g.url(), Queue: 4})
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: door, Name: "Gate", Serial: "Q1", Online: true}))
 	must(t, p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "motion", Active: true}))
-	rec.waitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
-	rec.client.Disconnect(100)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
+	rec.Close()
 
-	b.kill()
+	b.Kill()
 	waitUntil(t, "publisher to see the broker gone", wait, func() bool { return !p.Stats().Connected })
 	g.setOpen(false)
 
@@ -329,11 +325,11 @@ func TestBrokerRestart(t *testing.T) {
 		t.Errorf("while down: %+v (want coalesced: the event queue of 4 full, states by topic)", st)
 	}
 
-	b.restart()
-	rec2 := subscribe(t, b.url(), "#")
+	b.Restart()
+	rec2 := mqtttest.Subscribe(t, b.URL(), "#")
 	g.setOpen(true)
-	ms := rec2.waitFor("republished discovery and states", wait, func(ms []msg) bool {
-		m, ok := last(ms, "hikvision/bridge/availability")
+	ms := rec2.WaitFor("republished discovery and states", wait, func(ms []mqtttest.Msg) bool {
+		m, ok := mqtttest.Last(ms, "hikvision/bridge/availability")
 		return ok && m.Payload == "online"
 	})
 	// Everything comes before the bridge's online.
@@ -344,7 +340,7 @@ func TestBrokerRestart(t *testing.T) {
 		"hikvision/127_0_0_1_8080/availability":          "online",
 		"hikvision/10_0_0_7_80/availability":             "online",
 	} {
-		if m, ok := last(ms, topic); !ok || m.Payload != want {
+		if m, ok := mqtttest.Last(ms, topic); !ok || m.Payload != want {
 			t.Errorf("%s = %q (%v), want %q", topic, m.Payload, ok, want)
 		}
 	}
@@ -355,8 +351,8 @@ func TestBrokerRestart(t *testing.T) {
 		t.Errorf("ring device block after restart: %v", dev)
 	}
 	// The ring survived in the queue: it was among the last 4 event messages.
-	rec2.waitFor("the queued ring event", wait, func(ms []msg) bool {
-		m, ok := last(ms, "hikvision/10_0_0_7_80/1/ring/event")
+	rec2.WaitFor("the queued ring event", wait, func(ms []mqtttest.Msg) bool {
+		m, ok := mqtttest.Last(ms, "hikvision/10_0_0_7_80/1/ring/event")
 		return ok && !m.Retained && strings.Contains(m.Payload, `"event_type":"ring"`)
 	})
 	if n := count(ms, "hikvision/127_0_0_1_8080/1/motion/state"); n != 1 {
@@ -394,7 +390,7 @@ func TestBrokerNeverUp(t *testing.T) {
 		name   string
 		broker func(t *testing.T) string
 	}{
-		{"refused", func(t *testing.T) string { return "tcp://127.0.0.1:" + itoa(freePort(t)) }},
+		{"refused", func(t *testing.T) string { return "tcp://127.0.0.1:" + itoa(mqtttest.FreePort(t)) }},
 		{"silent", func(t *testing.T) string { // accepts and never answers CONNECT
 			ln, err := netListen()
 			if err != nil {
@@ -451,7 +447,7 @@ func TestBrokerNeverUp(t *testing.T) {
 }
 
 func TestPasswordBroker(t *testing.T) {
-	mosquittoPath(t)
+	mqtttest.MosquittoPath(t)
 	dir := t.TempDir()
 	pw := dir + "/passwd"
 	if out, err := runCmd("mosquitto_passwd", "-b", "-c", pw, "ha", "s3cret-Pw"); err != nil {
@@ -460,9 +456,9 @@ func TestPasswordBroker(t *testing.T) {
 		}
 		t.Skipf("mosquitto_passwd: %v %s", err, out)
 	}
-	b := startBroker(t, "allow_anonymous false\npassword_file "+pw)
+	b := mqtttest.StartBroker(t, "allow_anonymous false\npassword_file "+pw)
 
-	bad := newPublisher(t, mqtt.Config{Broker: b.url(), Username: "ha", Password: "wrong-Pw", ClientID: "bad"})
+	bad := newPublisher(t, mqtt.Config{Broker: b.URL(), Username: "ha", Password: "wrong-Pw", ClientID: "bad"})
 	waitUntil(t, "the refused login recorded", wait, func() bool { return bad.Stats().LastError != "" })
 	if st := bad.Stats(); st.Connected || strings.Contains(st.LastError, "wrong-Pw") {
 		t.Errorf("wrong password: %+v", st)
@@ -470,14 +466,14 @@ func TestPasswordBroker(t *testing.T) {
 		t.Logf("wrong password: %s", st.LastError)
 	}
 
-	rec := subscribe(t, b.url(), "hikvision/#", func(o *paho.ClientOptions) { o.SetUsername("ha").SetPassword("s3cret-Pw") })
-	good := newPublisher(t, mqtt.Config{Broker: b.url(), Username: "ha", Password: "s3cret-Pw", ClientID: "good"})
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/#", func(o *paho.ClientOptions) { o.SetUsername("ha").SetPassword("s3cret-Pw") })
+	good := newPublisher(t, mqtt.Config{Broker: b.URL(), Username: "ha", Password: "s3cret-Pw", ClientID: "good"})
 	must(t, good.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "motion", Active: true}))
-	rec.waitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
 }
 
 func TestPublishRejectsBadEvents(t *testing.T) {
-	p := newPublisher(t, mqtt.Config{Broker: "tcp://127.0.0.1:" + itoa(freePort(t))})
+	p := newPublisher(t, mqtt.Config{Broker: "tcp://127.0.0.1:" + itoa(mqtttest.FreePort(t))})
 	for _, ev := range []mqtt.Event{
 		{Device: "", Channel: 1, Type: "motion"},
 		{Device: camera, Channel: -1, Type: "motion"},
@@ -498,18 +494,18 @@ func TestPublishRejectsBadEvents(t *testing.T) {
 // Home Assistant's birth message brings every discovery config and state
 // again; with discovery off none is published.
 func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
-	b := startBroker(t, "")
-	rec := subscribe(t, b.url(), "#")
-	p := newPublisher(t, mqtt.Config{Broker: b.url(), ClientID: "with-discovery"})
+	b := mqtttest.StartBroker(t, "")
+	rec := mqtttest.Subscribe(t, b.URL(), "#")
+	p := newPublisher(t, mqtt.Config{Broker: b.URL(), ClientID: "with-discovery"})
 	off := false
-	q := newPublisher(t, mqtt.Config{Broker: b.url(), ClientID: "no-discovery", TopicPrefix: "site2/hik", Discovery: &off})
+	q := newPublisher(t, mqtt.Config{Broker: b.URL(), ClientID: "no-discovery", TopicPrefix: "site2/hik", Discovery: &off})
 	must(t, p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "fielddetection", Active: true}))
 	must(t, q.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "fielddetection", Active: true}))
 	const cfg = "homeassistant/binary_sensor/hikvision_127_0_0_1_8080/ch1_fielddetection/config"
-	rec.waitLast("site2/hik/127_0_0_1_8080/1/fielddetection/state", "ON", wait)
-	rec.waitFor("discovery config", wait, func(ms []msg) bool { return count(ms, cfg) == 1 })
+	rec.WaitLast("site2/hik/127_0_0_1_8080/1/fielddetection/state", "ON", wait)
+	rec.WaitFor("discovery config", wait, func(ms []mqtttest.Msg) bool { return count(ms, cfg) == 1 })
 
-	ha := paho.NewClient(paho.NewClientOptions().AddBroker(b.url()).SetClientID("home-assistant"))
+	ha := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("home-assistant"))
 	if tok := ha.Connect(); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
@@ -517,7 +513,7 @@ func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
 	if tok := ha.Publish("homeassistant/status", 1, false, "online"); !tok.WaitTimeout(wait) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	ms := rec.waitFor("discovery published again after the birth message", wait, func(ms []msg) bool {
+	ms := rec.WaitFor("discovery published again after the birth message", wait, func(ms []mqtttest.Msg) bool {
 		return count(ms, cfg) == 2 && count(ms, "hikvision/127_0_0_1_8080/1/fielddetection/state") == 2
 	})
 	c := checkDiscovery(t, ms, cfg)
@@ -532,11 +528,11 @@ func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
 	// The device restarts: offline turns the state OFF; online again makes
 	// it available with the state it had after the restart (OFF until told).
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: false}))
-	rec.waitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
-	rec.waitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/availability", "offline", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/fielddetection/state", "OFF", wait)
 	must(t, p.UpdateDevice(mqtt.DeviceHealth{Device: camera, Online: true}))
-	rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
-	if m, _ := last(rec.waitLast("hikvision/127_0_0_1_8080/availability", "online", wait).slice(rec), "hikvision/127_0_0_1_8080/1/fielddetection/state"); m.Payload != "OFF" {
+	rec.WaitLast("hikvision/127_0_0_1_8080/availability", "online", wait)
+	if m, _ := mqtttest.Last(rec.Messages(), "hikvision/127_0_0_1_8080/1/fielddetection/state"); m.Payload != "OFF" {
 		t.Errorf("state after the device came back: %q", m.Payload)
 	}
 }
@@ -544,22 +540,22 @@ func TestHomeAssistantBirthAndDiscoveryOff(t *testing.T) {
 // While connected, an event that goes on and off at once still shows ON
 // first, on every channel.
 func TestShortPulsesKept(t *testing.T) {
-	b := startBroker(t, "")
-	rec := subscribe(t, b.url(), "hikvision/+/+/+/state")
-	p := newPublisher(t, mqtt.Config{Broker: b.url()})
+	b := mqtttest.StartBroker(t, "")
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/+/+/+/state")
+	p := newPublisher(t, mqtt.Config{Broker: b.URL()})
 	const n = 50
 	for ch := 1; ch <= n; ch++ {
 		must(t, p.Declare(camera, "", ch, "motion"))
 	}
 	waitUntil(t, "connected", wait, func() bool { return p.Stats().Connected })
-	rec.waitFor("declared states", wait, func(ms []msg) bool { return len(ms) >= n })
+	rec.WaitFor("declared states", wait, func(ms []mqtttest.Msg) bool { return len(ms) >= n })
 	for ch := 1; ch <= n; ch++ {
 		must(t, p.Publish(mqtt.Event{Device: camera, Channel: ch, Type: "motion", Active: true}))
 		must(t, p.Publish(mqtt.Event{Device: camera, Channel: ch, Type: "motion", Active: false}))
 	}
-	ms := rec.waitFor("every channel back to OFF", wait, func(ms []msg) bool {
+	ms := rec.WaitFor("every channel back to OFF", wait, func(ms []mqtttest.Msg) bool {
 		for ch := 1; ch <= n; ch++ {
-			m, ok := last(ms, "hikvision/127_0_0_1_8080/"+itoa(ch)+"/motion/state")
+			m, ok := mqtttest.Last(ms, "hikvision/127_0_0_1_8080/"+itoa(ch)+"/motion/state")
 			if !ok || m.Payload != "OFF" || count(ms, m.Topic) < 3 {
 				return false
 			}

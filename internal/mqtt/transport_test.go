@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt/mqtttest"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
@@ -57,10 +58,10 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // ssl:// to mosquitto with a self-signed certificate: refused unless
 // insecure is set.
 func TestTLSBroker(t *testing.T) {
-	mosquittoPath(t)
+	mqtttest.MosquittoPath(t)
 	cert, key := selfSigned(t, t.TempDir())
-	b := startBroker(t, "certfile "+cert+"\nkeyfile "+key)
-	url := "ssl://" + b.addr()
+	b := mqtttest.StartBroker(t, "certfile "+cert+"\nkeyfile "+key)
+	url := "ssl://" + b.Addr()
 
 	strict := newPublisher(t, mqtt.Config{Broker: url, ClientID: "strict"})
 	waitUntil(t, "the certificate refused", wait, func() bool { return strict.Stats().LastError != "" })
@@ -71,12 +72,12 @@ func TestTLSBroker(t *testing.T) {
 	pinned := newPublisher(t, mqtt.Config{Broker: url, CAFile: cert, ClientID: "ca-file"})
 	waitUntil(t, "connected with ca_file", wait, func() bool { return pinned.Stats().Connected })
 
-	rec := subscribe(t, url, "hikvision/#", func(o *paho.ClientOptions) {
+	rec := mqtttest.Subscribe(t, url, "hikvision/#", func(o *paho.ClientOptions) {
 		o.SetTLSConfig(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // test broker
 	})
 	p := newPublisher(t, mqtt.Config{Broker: url, InsecureSkipVerify: true, ClientID: "insecure"})
 	must(t, p.Publish(mqtt.Event{Device: camera, Channel: 1, Type: "motion", Active: true}))
-	rec.waitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
+	rec.WaitLast("hikvision/127_0_0_1_8080/1/motion/state", "ON", wait)
 }
 
 // wsBridge serves MQTT over WebSocket (subprotocol "mqtt") in front of a TCP
@@ -123,12 +124,12 @@ func wsBridge(t *testing.T, target string) string {
 }
 
 func TestWebSocketBroker(t *testing.T) {
-	b := startBroker(t, "")
-	rec := subscribe(t, b.url(), "hikvision/#")
-	p := newPublisher(t, mqtt.Config{Broker: wsBridge(t, b.addr())})
+	b := mqtttest.StartBroker(t, "")
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/#")
+	p := newPublisher(t, mqtt.Config{Broker: wsBridge(t, b.Addr())})
 	must(t, p.Publish(mqtt.Event{Device: door, Channel: 1, Type: "call", Active: true}))
-	rec.waitLast("hikvision/10_0_0_7_80/1/call/state", "ON", wait)
-	rec.waitLast("hikvision/bridge/availability", "online", wait)
+	rec.WaitLast("hikvision/10_0_0_7_80/1/call/state", "ON", wait)
+	rec.WaitLast("hikvision/bridge/availability", "online", wait)
 	must(t, p.Close())
-	rec.waitLast("hikvision/bridge/availability", "offline", wait)
+	rec.WaitLast("hikvision/bridge/availability", "offline", wait)
 }

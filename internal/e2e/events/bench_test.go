@@ -11,6 +11,7 @@ import (
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/bench"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/e2e"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt/mqtttest"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
@@ -22,7 +23,7 @@ import (
 //	go test -run '^$' -bench EventToMQTT -benchtime 500x ./internal/e2e/events/
 func BenchmarkEventToMQTT(b *testing.B) {
 	bin := e2e.Go2rtcBinary(b)
-	br := startBroker(b)
+	br := mqtttest.StartBroker(b, "")
 	cam := startSim(b, sim.Config{})
 	g, err := e2e.Start(b.Context(), e2e.Options{Bin: bin, Config: fmt.Sprintf(
 		"streams:\n  cam: %q\nhikvision:\n  events:\n    inactive_timeout: 10m\n%s", src(cam, pass, 1), mqttConfig(br, "bench-latency"))})
@@ -33,19 +34,11 @@ func BenchmarkEventToMQTT(b *testing.B) {
 
 	topic := "hikvision/" + topicID(cam.HTTPAddr()) + "/1/motion/state"
 	got := make(chan string, 16)
-	o := paho.NewClientOptions().AddBroker(br.url()).SetClientID("bench-sub").SetAutoReconnect(false)
-	c := paho.NewClient(o)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		b.Fatal(tok.Error())
-	}
-	defer c.Disconnect(100)
-	if tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+	mqtttest.SubscribeFunc(b, br.URL(), topic, 1, func(m paho.Message) {
 		if !m.Retained() {
 			got <- string(m.Payload())
 		}
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		b.Fatal(tok.Error())
-	}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for cam.OpenAlertStreams() != 1 {
 		if time.Now().After(deadline) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/e2e"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/mqtt/mqtttest"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
 
@@ -42,8 +43,8 @@ func topicID(addr string) string {
 	return strings.NewReplacer(".", "_", ":", "_").Replace(addr)
 }
 
-func mqttConfig(b *broker, clientID string) string {
-	return fmt.Sprintf("  mqtt:\n    broker: %s\n    client_id: %s\n", b.url(), clientID)
+func mqttConfig(b *mqtttest.Broker, clientID string) string {
+	return fmt.Sprintf("  mqtt:\n    broker: %s\n    client_id: %s\n", b.URL(), clientID)
 }
 
 // Scripted camera events and a door-station ring reach SSE and MQTT: the
@@ -52,17 +53,17 @@ func mqttConfig(b *broker, clientID string) string {
 func TestEventsToSSEAndMQTT(t *testing.T) {
 	t.Parallel()
 	bin := e2e.Go2rtcBinary(t)
-	b := startBroker(t)
+	b := mqtttest.StartBroker(t, "")
 	cam := startSim(t, sim.Config{})
 	door := startSim(t, sim.Config{Personality: sim.PersonalityDoorStation})
-	rec := subscribe(t, b.url(), "#")
+	rec := mqtttest.Subscribe(t, b.URL(), "#")
 
 	config := fmt.Sprintf("log:\n  hikvision: debug\nstreams:\n  porch: %q\n  gate: %q\nhikvision:\n  events:\n    call_status_interval: 200ms\n%s",
 		src(cam, pass, 1), src(door, pass, 1), mqttConfig(b, "e2e-events"))
 	g := e2e.StartGo2rtc(t, bin, config)
 
 	camID, doorID := topicID(cam.HTTPAddr()), topicID(door.HTTPAddr())
-	rec.waitLast("hikvision/bridge/availability", "online", 20*time.Second)
+	rec.WaitLast("hikvision/bridge/availability", "online", 20*time.Second)
 	waitUntil(t, "the camera's alert stream", 20*time.Second, func() bool { return cam.OpenAlertStreams() == 1 })
 
 	events := openSSE(t, g.URL("/api/hikvision/events?src=porch"))
@@ -73,58 +74,58 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	}
 
 	state := "hikvision/" + camID + "/1/linedetection/state"
-	rec.waitLast(state, "ON", 15*time.Second)
-	ms := rec.waitFor("the line-crossing discovery config with the device's model", 10*time.Second, func(ms []msg) bool {
-		m, ok := last(ms, "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
+	rec.WaitLast(state, "ON", 15*time.Second)
+	ms := rec.WaitFor("the line-crossing discovery config with the device's model", 10*time.Second, func(ms []mqtttest.Msg) bool {
+		m, ok := mqtttest.Last(ms, "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
 		return ok && strings.Contains(m.Payload, `"model"`)
 	})
-	cfgMsg, _ := last(ms, "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
-	c := decode(t, cfgMsg)
+	cfgMsg, _ := mqtttest.Last(ms, "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
+	c := mqtttest.Decode(t, cfgMsg)
 	if c["state_topic"] != state || c["device_class"] != "motion" || c["payload_on"] != "ON" ||
 		!strings.HasPrefix(fmt.Sprint(c["name"]), "porch ") {
 		t.Fatalf("discovery config: %s", cfgMsg.Payload)
 	}
 	// retained: a subscriber that comes later (Home Assistant starting) gets it
-	late := subscribe(t, b.url(), "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
-	if m := late.waitFor("the retained config", 10*time.Second, func(ms []msg) bool { return len(ms) > 0 })[0]; !m.Retained {
+	late := mqtttest.Subscribe(t, b.URL(), "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_linedetection/config")
+	if m := late.WaitFor("the retained config", 10*time.Second, func(ms []mqtttest.Msg) bool { return len(ms) > 0 })[0]; !m.Retained {
 		t.Fatal("the discovery config is not retained")
 	}
 	if dev, _ := c["device"].(map[string]any); dev == nil || dev["model"] == nil || dev["manufacturer"] != "Hikvision" {
 		t.Errorf("discovery device block: %v", c["device"])
 	}
-	rec.waitLast("hikvision/"+camID+"/availability", "online", 10*time.Second)
-	rec.waitFor("the picture", 10*time.Second, func(ms []msg) bool {
-		p, ok := last(ms, "hikvision/"+camID+"/1/linedetection/picture")
+	rec.WaitLast("hikvision/"+camID+"/availability", "online", 10*time.Second)
+	rec.WaitFor("the picture", 10*time.Second, func(ms []mqtttest.Msg) bool {
+		p, ok := mqtttest.Last(ms, "hikvision/"+camID+"/1/linedetection/picture")
 		return ok && strings.HasPrefix(p.Payload, "\xff\xd8")
 	})
 
 	cam.TriggerEvents(sim.EventStep{Type: "linedetection", Channel: 1, Inactive: true})
-	rec.waitLast(state, "OFF", 15*time.Second)
+	rec.WaitLast(state, "OFF", 15*time.Second)
 	if m := events.waitFor("line crossing ends", 10*time.Second, func(m sseMsg) bool { return m.Type == "linedetection" }); m.Active {
 		t.Fatalf("SSE: %+v, want inactive", m)
 	}
 
 	// the door station: a ring from its call status
 	rings := openSSE(t, g.URL("/api/hikvision/events?src=gate&type=ring"))
-	rec.waitFor("the doorbell event entity", 20*time.Second, func(ms []msg) bool {
-		_, ok := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
+	rec.WaitFor("the doorbell event entity", 20*time.Second, func(ms []mqtttest.Msg) bool {
+		_, ok := mqtttest.Last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
 		return ok
 	})
 	if err := door.Ring(); err != nil {
 		t.Fatal(err)
 	}
 	ringTopic := "hikvision/" + doorID + "/0/ring/event"
-	ms = rec.waitFor("the ring event", 15*time.Second, func(ms []msg) bool { _, ok := last(ms, ringTopic); return ok })
-	rm, _ := last(ms, ringTopic)
-	rv := decode(t, rm)
+	ms = rec.WaitFor("the ring event", 15*time.Second, func(ms []mqtttest.Msg) bool { _, ok := mqtttest.Last(ms, ringTopic); return ok })
+	rm, _ := mqtttest.Last(ms, ringTopic)
+	rv := mqtttest.Decode(t, rm)
 	if rv["event_type"] != "ring" || rv["stream"] != "gate" || rm.Retained {
 		t.Fatalf("ring event: %s (retained %v)", rm.Payload, rm.Retained)
 	}
 	if m := rings.waitFor("the ring", 10*time.Second, func(m sseMsg) bool { return m.Active }); m.Stream != "gate" || m.Type != "ring" {
 		t.Fatalf("SSE ring: %+v", m)
 	}
-	ev, _ := last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
-	if c := decode(t, ev); c["state_topic"] != ringTopic || c["device_class"] != "doorbell" {
+	ev, _ := mqtttest.Last(ms, "homeassistant/event/hikvision_"+doorID+"/ch0_ring/config")
+	if c := mqtttest.Decode(t, ev); c["state_topic"] != ringTopic || c["device_class"] != "doorbell" {
 		t.Fatalf("doorbell discovery: %s", ev.Payload)
 	}
 
@@ -142,7 +143,7 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	if st := door.DoorStats(); st.State != sim.CallOnCall || st.Unlocks[1] != 1 {
 		t.Fatalf("door station after answer and unlock: %+v", st)
 	}
-	rec.waitLast("hikvision/"+doorID+"/0/ring/state", "OFF", 10*time.Second)
+	rec.WaitLast("hikvision/"+doorID+"/0/ring/state", "OFF", 10*time.Second)
 
 	// the health view: the latest states and the MQTT connection
 	var h struct {
@@ -183,31 +184,31 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 func TestEventsBrokerRestart(t *testing.T) {
 	t.Parallel()
 	bin := e2e.Go2rtcBinary(t)
-	b := startBroker(t)
+	b := mqtttest.StartBroker(t, "")
 	cam := startSim(t, sim.Config{Personality: sim.PersonalityNVR})
 	config := fmt.Sprintf("streams:\n  one: %q\n  two: %q\nhikvision:\n  events:\n    inactive_timeout: 10m\n%s",
 		src(cam, pass, 1), src(cam, pass, 2), mqttConfig(b, "e2e-broker-restart"))
 	e2e.StartGo2rtc(t, bin, config)
 	id := topicID(cam.HTTPAddr())
-	rec := subscribe(t, b.url(), "hikvision/#")
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/#")
 	waitUntil(t, "the alert stream", 20*time.Second, func() bool { return cam.OpenAlertStreams() == 1 })
 	cam.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 1}, sim.EventStep{Type: "VMD", Channel: 2})
-	rec.waitLast("hikvision/"+id+"/1/motion/state", "ON", 15*time.Second)
-	rec.waitLast("hikvision/"+id+"/2/motion/state", "ON", 15*time.Second)
+	rec.WaitLast("hikvision/"+id+"/1/motion/state", "ON", 15*time.Second)
+	rec.WaitLast("hikvision/"+id+"/2/motion/state", "ON", 15*time.Second)
 
-	b.kill()
+	b.Kill()
 	cam.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 2, Inactive: true})
-	b.restart()
+	b.Restart()
 
-	fresh := subscribe(t, b.url(), "hikvision/#")
-	fresh.waitLast("hikvision/"+id+"/1/motion/state", "ON", 30*time.Second)
-	m := fresh.waitLast("hikvision/"+id+"/2/motion/state", "OFF", 30*time.Second)
-	fresh.waitLast("hikvision/bridge/availability", "online", 10*time.Second)
+	fresh := mqtttest.Subscribe(t, b.URL(), "hikvision/#")
+	fresh.WaitLast("hikvision/"+id+"/1/motion/state", "ON", 30*time.Second)
+	m := fresh.WaitLast("hikvision/"+id+"/2/motion/state", "OFF", 30*time.Second)
+	fresh.WaitLast("hikvision/bridge/availability", "online", 10*time.Second)
 	if !m.Retained {
 		// it may come live if the fresh subscriber connected first; the
 		// retained copy must be there for the next one
-		late := subscribe(t, b.url(), "hikvision/"+id+"/2/motion/state")
-		if m := late.waitLast("hikvision/"+id+"/2/motion/state", "OFF", 10*time.Second); !m.Retained {
+		late := mqtttest.Subscribe(t, b.URL(), "hikvision/"+id+"/2/motion/state")
+		if m := late.WaitLast("hikvision/"+id+"/2/motion/state", "OFF", 10*time.Second); !m.Retained {
 			t.Fatal("channel 2's OFF is not retained after the broker restart")
 		}
 	}
@@ -218,31 +219,31 @@ func TestEventsBrokerRestart(t *testing.T) {
 func TestEventsDeviceReboot(t *testing.T) {
 	t.Parallel()
 	bin := e2e.Go2rtcBinary(t)
-	b := startBroker(t)
+	b := mqtttest.StartBroker(t, "")
 	cam := startSim(t, sim.Config{Events: sim.EventsConfig{Heartbeat: time.Second}})
 	config := fmt.Sprintf("streams:\n  cam: %q\nhikvision:\n  events:\n    inactive_timeout: 10m\n%s",
 		src(cam, pass, 1), mqttConfig(b, "e2e-reboot"))
 	g := e2e.StartGo2rtc(t, bin, config)
 	id := topicID(cam.HTTPAddr())
-	rec := subscribe(t, b.url(), "hikvision/#")
+	rec := mqtttest.Subscribe(t, b.URL(), "hikvision/#")
 	waitUntil(t, "the alert stream", 20*time.Second, func() bool { return cam.OpenAlertStreams() == 1 })
 	cam.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 1})
 	state := "hikvision/" + id + "/1/motion/state"
-	rec.waitLast(state, "ON", 15*time.Second)
+	rec.WaitLast(state, "ON", 15*time.Second)
 
 	if err := cam.Reboot(6 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	rec.waitLast("hikvision/"+id+"/availability", "offline", 20*time.Second)
-	rec.waitLast(state, "OFF", 5*time.Second)
+	rec.WaitLast("hikvision/"+id+"/availability", "offline", 20*time.Second)
+	rec.WaitLast(state, "OFF", 5*time.Second)
 	<-cam.Up()
-	rec.waitLast("hikvision/"+id+"/availability", "online", 90*time.Second)
-	if m, _ := last(rec.waitFor("", 0, func([]msg) bool { return true }), state); m.Payload != "OFF" {
+	rec.WaitLast("hikvision/"+id+"/availability", "online", 90*time.Second)
+	if m, _ := mqtttest.Last(rec.Messages(), state); m.Payload != "OFF" {
 		t.Fatalf("after the reboot the motion is %s before any new event", m.Payload)
 	}
 	waitUntil(t, "the alert stream again", 10*time.Second, func() bool { return cam.OpenAlertStreams() == 1 })
 	cam.TriggerEvents(sim.EventStep{Type: "VMD", Channel: 1})
-	rec.waitLast(state, "ON", 15*time.Second)
+	rec.WaitLast(state, "ON", 15*time.Second)
 
 	var h struct {
 		Events struct {
