@@ -111,12 +111,15 @@ func go2rtcConfig(t *testing.T) (args []string, api string) {
 	return []string{"-config", fmt.Sprintf(`{"api":{"listen":%q},"rtsp":{"listen":%q},"webrtc":{"listen":""},"srtp":{"listen":""}}`, api, rtsp)}, api
 }
 
-// waitAPI polls go2rtc's API until it answers or the deadline passes.
+// waitAPI polls go2rtc's API until go2rtc has started every module or the
+// deadline passes. It asks /api/stack, which go2rtc's debug module, one of
+// the last to start, registers: the API itself answers from the first
+// module on, long before go2rtc handles SIGTERM.
 func waitAPI(t *testing.T, api string, exited <-chan int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		res, err := http.Get("http://" + api + "/api")
+		res, err := http.Get("http://" + api + "/api/stack")
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {

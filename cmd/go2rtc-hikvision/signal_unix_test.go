@@ -20,7 +20,8 @@ func TestRunForwardsSIGTERM(t *testing.T) {
 	exited := make(chan int, 1)
 	go func() { exited <- runGo2rtc(bin, args, &out, &out, zerolog.Nop()) }()
 	// runGo2rtc has registered for SIGTERM before it started go2rtc, so once
-	// the API answers this process will not die of the signal.
+	// the API answers this process will not die of the signal; go2rtc
+	// handles it once all its modules have started (waitAPI waits for that).
 	waitAPI(t, api, exited)
 
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
