@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 )
 
@@ -20,7 +21,8 @@ type ReconnectOptions struct {
 	PortProbeInterval time.Duration `yaml:"port_probe_interval"`
 	// StallTimeout: once a session delivered no RTP on any track for this
 	// long (even if RTCP or keep-alives still flow) a new session is tried
-	// beside it; whichever delivers first carries on, the other is closed.
+	// beside it; whichever delivers video first carries on, the other is
+	// closed.
 	// Default 3 s.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// GiveUpAfter: Start returns *ReconnectError after reconnect attempts
@@ -172,16 +174,17 @@ func (p *Producer) adopt(sess Session, gen uint64) {
 
 // challenger is a new session tried beside a stalled one (make before
 // break): reconnect runs in its own goroutine until it has a session set up,
-// which then plays; its packets pass the gate only if it delivers before the
-// stalled session does.
+// which then plays; its packets pass the gate only if it delivers video
+// before the stalled session does.
 type challenger struct {
 	cancel  context.CancelFunc
 	res     chan challengeResult // reconnect's outcome; buffered 1
 	attempt int                  // the flaps it counts as, should it take over
 
-	sess Session // once res delivered a session: playing
-	gen  uint64
-	errc chan error // sess.Play's end
+	sess   Session // once res delivered a session: playing
+	gen    uint64
+	errc   chan error // sess.Play's end
+	playAt int64      // mono ns when sess began to play
 }
 
 type challengeResult struct {
@@ -219,11 +222,13 @@ func (ch *challenger) drop() {
 // play runs one session until it ends, is restarted, or Stop. When it
 // stalls (no packet for StallTimeout) it is not torn down at once: a new
 // session is tried beside it (reconnect's rules: port probe, backoff, give
-// up), and whichever delivers a packet first carries on while the other is
-// closed. A device (or link) that only went silent resumes on the old
-// session at once, without a reconnect or a step of backoff; a session that
-// is dead while the device answers is replaced as soon as the new one
-// delivers. final tells that err ends Start (the challenger's reconnect
+// up), and whichever delivers a video packet first carries on while the
+// other is closed (see gate: audio does not decide, unless no video is
+// forwarded or the new session sent none for a StallTimeout). A device (or
+// link) that only went silent resumes on the old session at once, without a
+// reconnect or a step of backoff, or on the new one if its key frame comes
+// before the old one's next frame; a session that is dead while the device
+// answers is replaced as soon as the new one delivers. final tells that err ends Start (the challenger's reconnect
 // failed for good, or Stop); otherwise the session ended and run reconnects.
 func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, final bool) {
 	p.adopt(sess, gen)
@@ -299,8 +304,10 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 				ch = nil // its goroutine is over
 				return end(r.err, true)
 			}
-			ch.sess, ch.gen, ch.errc = r.sess, r.gen, make(chan error, 1)
+			ch.sess, ch.gen, ch.errc, ch.playAt = r.sess, r.gen, make(chan error, 1), mono()
 			go func(s Session, c chan error) { c <- s.Play() }(r.sess, ch.errc)
+			// from now on the heartbeat watches the new session's video
+			heartbeat.Reset(p.opts.StallTimeout)
 		case err := <-chErr:
 			// the new session ended before it took over: try another
 			_ = ch.sess.Close()
@@ -341,6 +348,15 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 				p.logLoss()
 			}
 			if ch != nil {
+				if ch.sess != nil && time.Duration(now-ch.playAt) >= p.opts.StallTimeout {
+					// the device answers, yet the new session sent no
+					// video for a StallTimeout (nor did the stalled
+					// one): let any track's packet decide, so audio
+					// alone still gets through
+					p.gate.mu.Lock()
+					p.gate.anyTrack = true
+					p.gate.mu.Unlock()
+				}
 				heartbeat.Reset(p.opts.StallTimeout)
 				continue
 			}
@@ -361,9 +377,11 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			p.status.lastErr, p.status.lastErrAt = msg, time.Now()
 			p.mu.Unlock()
 			p.setState(StateReconnecting, time.Time{}, nil)
-			// the first of the two sessions to deliver passes the gate
+			// the first of the two sessions to deliver video passes the
+			// gate (any packet if no video is forwarded)
+			anyTrack := !p.forwardsVideo()
 			p.gate.mu.Lock()
-			p.gate.owner = 0
+			p.gate.owner, p.gate.anyTrack = 0, anyTrack
 			select {
 			case <-p.gate.claimed:
 			default:
@@ -373,6 +391,19 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			heartbeat.Reset(p.opts.StallTimeout)
 		}
 	}
+}
+
+// forwardsVideo tells whether a video track is among the receivers handed
+// to go2rtc.
+func (p *Producer) forwardsVideo() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.tracks {
+		if t.media.Kind == core.KindVideo {
+			return true
+		}
+	}
+	return false
 }
 
 // reconnect restores a session for every track. While the backend's port
