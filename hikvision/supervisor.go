@@ -174,8 +174,9 @@ func (p *Producer) adopt(sess Session, gen uint64) {
 
 // challenger is a new session tried beside a stalled one (make before
 // break): reconnect runs in its own goroutine until it has a session set up,
-// which then plays; its packets pass the gate only if it delivers video
-// before the stalled session does.
+// which the same goroutine then plays at once (the device just answered:
+// no hop through the supervisor before PLAY); its packets pass the gate
+// only if it delivers video before the stalled session does.
 type challenger struct {
 	cancel  context.CancelFunc
 	res     chan challengeResult // reconnect's outcome; buffered 1
@@ -187,10 +188,14 @@ type challenger struct {
 	playAt int64      // mono ns when sess began to play
 }
 
+// challengeResult is reconnect's outcome: err, or a session that is being
+// played (Play's end on errc).
 type challengeResult struct {
-	sess Session
-	gen  uint64
-	err  error
+	sess   Session
+	gen    uint64
+	errc   chan error
+	playAt int64
+	err    error
 }
 
 func (p *Producer) challenge(attempt int) *challenger {
@@ -200,9 +205,22 @@ func (p *Producer) challenge(attempt int) *challenger {
 		// at once: the stalled session is kept, so a first attempt costs the
 		// viewers nothing and is the quickest way back
 		sess, gen, err := p.reconnect(ctx, attempt, true, true)
-		ch.res <- challengeResult{sess: sess, gen: gen, err: err}
+		if err != nil {
+			ch.res <- challengeResult{err: err}
+			return
+		}
+		// the result goes out before Play starts: a packet of this session
+		// (a claim of the gate) never precedes it
+		r := challengeResult{sess: sess, gen: gen, errc: make(chan error, 1), playAt: mono()}
+		ch.res <- r
+		r.errc <- sess.Play()
 	}()
 	return ch
+}
+
+// take records the session reconnect delivered.
+func (ch *challenger) take(r challengeResult) {
+	ch.sess, ch.gen, ch.errc, ch.playAt = r.sess, r.gen, r.errc, r.playAt
 }
 
 // drop ends the challenger: its reconnect, or its session. It returns once
@@ -211,7 +229,8 @@ func (ch *challenger) drop() {
 	ch.cancel()
 	if ch.sess == nil {
 		if r := <-ch.res; r.sess != nil {
-			_ = r.sess.Close()
+			_ = r.sess.Close() // Play returns
+			<-r.errc
 		}
 		return
 	}
@@ -304,8 +323,7 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 				ch = nil // its goroutine is over
 				return end(r.err, true)
 			}
-			ch.sess, ch.gen, ch.errc, ch.playAt = r.sess, r.gen, make(chan error, 1), mono()
-			go func(s Session, c chan error) { c <- s.Play() }(r.sess, ch.errc)
+			ch.take(r)
 			// from now on the heartbeat watches the new session's video
 			heartbeat.Reset(p.opts.StallTimeout)
 		case err := <-chErr:
@@ -316,6 +334,21 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			p.noteError(err)
 			ch = p.challenge(ch.attempt + 1)
 		case g := <-p.gate.claimed:
+			if ch != nil && ch.sess == nil && g != gen {
+				// the new session plays as soon as it is set up, so its
+				// claim can come before its result was taken (which was
+				// sent before it played: it is there)
+				select {
+				case r := <-ch.res:
+					if r.err != nil {
+						ch = nil // its goroutine is over
+						return end(r.err, true)
+					}
+					ch.take(r)
+					heartbeat.Reset(p.opts.StallTimeout)
+				default:
+				}
+			}
 			switch {
 			case ch == nil:
 			case g == gen && errc != nil:

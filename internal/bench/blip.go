@@ -183,7 +183,9 @@ func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	end := time.Now()
+	// from the device's own thaw: this goroutine wakes up later than that,
+	// and video that came meanwhile counts (NextVideo remembers it)
+	end := b.d.ThawedAt()
 	got := map[string]blipResult{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
