@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
 )
@@ -234,4 +235,58 @@ func (px *blackholeProxy) pipe(c *bhConn, dst io.Writer, src io.Reader) {
 			return
 		}
 	}
+}
+
+// A consumer of audio only: with no video forwarded, an audio packet
+// decides the race after a silence, so the sound is back as soon as the
+// device sends again (not a StallTimeout later).
+func TestFreezeAudioOnly(t *testing.T) {
+	e := newSimEnv(t, sim.Config{}, guard.Config{}, ReconnectOptions{StallTimeout: time.Second})
+	base := runtime.NumGoroutine()
+	prod, err := mod(t).Dial(e.src + "#timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := &playing{p: prod.(*Producer), got: make(chan struct{}, 1), startErr: make(chan error, 1)}
+	for _, m := range pl.p.GetMedias() {
+		if m.Direction != core.DirectionRecvonly || m.Kind != core.KindAudio {
+			continue
+		}
+		r, err := pl.p.GetTrack(m, m.Codecs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.AppendChild(&core.Node{Codec: r.Codec, Input: func(*core.Packet) {
+			pl.packets.Add(1)
+			select {
+			case pl.got <- struct{}{}:
+			default:
+			}
+		}})
+		pl.recv = append(pl.recv, r)
+	}
+	if len(pl.recv) != 1 {
+		t.Fatalf("%d audio tracks, want 1", len(pl.recv))
+	}
+	go func() { pl.startErr <- pl.p.Start() }()
+	pl.waitPacket(t, 0, 5*time.Second)
+
+	// stall after 1 s; the attempt beside it waits for the device
+	if err := e.dev.Freeze(2500 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_, over := e.dev.Frozen()
+	<-over
+	ended := time.Now()
+	got := pl.waitPacket(t, pl.packets.Load(), 5*time.Second)
+	back := got.Sub(ended)
+	t.Logf("audio back %s after the freeze ended", back.Round(time.Millisecond))
+	if back > 500*time.Millisecond {
+		t.Errorf("audio back %s after the freeze ended, want < 0.5 s", back)
+	}
+	if st := pl.p.Status(); st.Stalls != 1 {
+		t.Errorf("stalls %d, want 1", st.Stalls)
+	}
+	pl.stop(t)
+	waitGoroutines(t, base)
 }

@@ -26,7 +26,7 @@
 // (cold.go). Start's supervisor (supervisor.go) plays
 // sessions one after another into the same go2rtc receivers (forward.go),
 // reconnecting after drops; after a stall it tries a new session beside the
-// silent one and keeps whichever delivers first. Voice talk (talk.go) is a sendonly
+// silent one and keeps whichever delivers video first. Voice talk (talk.go) is a sendonly
 // audio media fed to the internal/talk engine. The registry (sources.go,
 // snapshots.go, health.go, api.go, metrics.go) serves snapshots, health and
 // metrics.

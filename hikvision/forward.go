@@ -42,6 +42,7 @@ func (p *Producer) forward(t *track) core.HandlerFunc {
 func (p *Producer) forwardGen(t *track, gen uint64) core.HandlerFunc {
 	f := &forwarder{
 		t: t, next: t.recv.Input, clock: int64(t.codec.ClockRate), gen: gen, gate: &p.gate,
+		video:      t.media.Kind == core.KindVideo,
 		lastPacket: &p.status.lastPacket, lost: &p.status.packetsLost, first: p.firstPacket,
 	}
 	return f.handle
@@ -50,16 +51,25 @@ func (p *Producer) forwardGen(t *track, gen uint64) core.HandlerFunc {
 // gate decides which session's packets reach the consumers. Each session
 // has a generation; owner is the one whose packets pass, the others' are
 // dropped. While a stalled session is kept beside a new attempt (make before
-// break) owner is 0: the first of the two to deliver a packet takes it and
-// tells the supervisor on claimed. mu is held for the whole of a packet's
-// forwarding, so two sessions never touch a track's output state at once;
-// outside that window it is never contended.
+// break) owner is 0: the first of the two to deliver a video packet takes it
+// and tells the supervisor on claimed. Only video claims (unless anyTrack):
+// the race is about video being back, and audio comes in its own rhythm, so
+// a resumed session whose audio happens to come first would otherwise win
+// and hold the video back until its next frame, though the new session's
+// key frame was already there. Packets that cannot claim are dropped while
+// the gate is open. mu is held for the whole of a packet's forwarding, so
+// two sessions never touch a track's output state at once; outside that
+// window it is never contended.
 type gate struct {
-	mu      sync.Mutex
-	owner   uint64
-	current uint64      // generation of the producer's current session
-	next    uint64      // last generation handed out
-	claimed chan uint64 // buffered 1
+	mu    sync.Mutex
+	owner uint64
+	// anyTrack lets a packet of any track claim an open gate: set when the
+	// producer forwards no video, or when a new session delivered no video
+	// for a StallTimeout (see play)
+	anyTrack bool
+	current  uint64      // generation of the producer's current session
+	next     uint64      // last generation handed out
+	claimed  chan uint64 // buffered 1
 }
 
 // forwarder is the state of one session's track (see forward). Only the
@@ -72,6 +82,7 @@ type forwarder struct {
 	clock  int64
 	gen    uint64
 	gate   *gate
+	video  bool // a video track's: may claim an open gate
 
 	t          *track
 	next       core.HandlerFunc // t.recv.Input: go2rtc's own fan-out to the consumers
@@ -85,8 +96,8 @@ func (f *forwarder) handle(pkt *core.Packet) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.owner != f.gen {
-		if g.owner != 0 {
-			return // another session's turn
+		if g.owner != 0 || !f.video && !g.anyTrack {
+			return // another session's turn, or not a packet that decides
 		}
 		g.owner = f.gen
 		select {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/AlexxIT/go2rtc/pkg/core"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 )
 
@@ -20,7 +21,8 @@ type ReconnectOptions struct {
 	PortProbeInterval time.Duration `yaml:"port_probe_interval"`
 	// StallTimeout: once a session delivered no RTP on any track for this
 	// long (even if RTCP or keep-alives still flow) a new session is tried
-	// beside it; whichever delivers first carries on, the other is closed.
+	// beside it; whichever delivers video first carries on, the other is
+	// closed.
 	// Default 3 s.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
 	// GiveUpAfter: Start returns *ReconnectError after reconnect attempts
@@ -172,22 +174,28 @@ func (p *Producer) adopt(sess Session, gen uint64) {
 
 // challenger is a new session tried beside a stalled one (make before
 // break): reconnect runs in its own goroutine until it has a session set up,
-// which then plays; its packets pass the gate only if it delivers before the
-// stalled session does.
+// which the same goroutine then plays at once (the device just answered:
+// no hop through the supervisor before PLAY); its packets pass the gate
+// only if it delivers video before the stalled session does.
 type challenger struct {
 	cancel  context.CancelFunc
 	res     chan challengeResult // reconnect's outcome; buffered 1
 	attempt int                  // the flaps it counts as, should it take over
 
-	sess Session // once res delivered a session: playing
-	gen  uint64
-	errc chan error // sess.Play's end
+	sess   Session // once res delivered a session: playing
+	gen    uint64
+	errc   chan error // sess.Play's end
+	playAt int64      // mono ns when sess began to play
 }
 
+// challengeResult is reconnect's outcome: err, or a session that is being
+// played (Play's end on errc).
 type challengeResult struct {
-	sess Session
-	gen  uint64
-	err  error
+	sess   Session
+	gen    uint64
+	errc   chan error
+	playAt int64
+	err    error
 }
 
 func (p *Producer) challenge(attempt int) *challenger {
@@ -197,9 +205,22 @@ func (p *Producer) challenge(attempt int) *challenger {
 		// at once: the stalled session is kept, so a first attempt costs the
 		// viewers nothing and is the quickest way back
 		sess, gen, err := p.reconnect(ctx, attempt, true, true)
-		ch.res <- challengeResult{sess: sess, gen: gen, err: err}
+		if err != nil {
+			ch.res <- challengeResult{err: err}
+			return
+		}
+		// the result goes out before Play starts: a packet of this session
+		// (a claim of the gate) never precedes it
+		r := challengeResult{sess: sess, gen: gen, errc: make(chan error, 1), playAt: mono()}
+		ch.res <- r
+		r.errc <- sess.Play()
 	}()
 	return ch
+}
+
+// take records the session reconnect delivered.
+func (ch *challenger) take(r challengeResult) {
+	ch.sess, ch.gen, ch.errc, ch.playAt = r.sess, r.gen, r.errc, r.playAt
 }
 
 // drop ends the challenger: its reconnect, or its session. It returns once
@@ -208,7 +229,8 @@ func (ch *challenger) drop() {
 	ch.cancel()
 	if ch.sess == nil {
 		if r := <-ch.res; r.sess != nil {
-			_ = r.sess.Close()
+			_ = r.sess.Close() // Play returns
+			<-r.errc
 		}
 		return
 	}
@@ -219,11 +241,13 @@ func (ch *challenger) drop() {
 // play runs one session until it ends, is restarted, or Stop. When it
 // stalls (no packet for StallTimeout) it is not torn down at once: a new
 // session is tried beside it (reconnect's rules: port probe, backoff, give
-// up), and whichever delivers a packet first carries on while the other is
-// closed. A device (or link) that only went silent resumes on the old
-// session at once, without a reconnect or a step of backoff; a session that
-// is dead while the device answers is replaced as soon as the new one
-// delivers. final tells that err ends Start (the challenger's reconnect
+// up), and whichever delivers a video packet first carries on while the
+// other is closed (see gate: audio does not decide, unless no video is
+// forwarded or the new session sent none for a StallTimeout). A device (or
+// link) that only went silent resumes on the old session at once, without a
+// reconnect or a step of backoff, or on the new one if its key frame comes
+// before the old one's next frame; a session that is dead while the device
+// answers is replaced as soon as the new one delivers. final tells that err ends Start (the challenger's reconnect
 // failed for good, or Stop); otherwise the session ended and run reconnects.
 func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, final bool) {
 	p.adopt(sess, gen)
@@ -299,8 +323,9 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 				ch = nil // its goroutine is over
 				return end(r.err, true)
 			}
-			ch.sess, ch.gen, ch.errc = r.sess, r.gen, make(chan error, 1)
-			go func(s Session, c chan error) { c <- s.Play() }(r.sess, ch.errc)
+			ch.take(r)
+			// from now on the heartbeat watches the new session's video
+			heartbeat.Reset(p.opts.StallTimeout)
 		case err := <-chErr:
 			// the new session ended before it took over: try another
 			_ = ch.sess.Close()
@@ -309,6 +334,21 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			p.noteError(err)
 			ch = p.challenge(ch.attempt + 1)
 		case g := <-p.gate.claimed:
+			if ch != nil && ch.sess == nil && g != gen {
+				// the new session plays as soon as it is set up, so its
+				// claim can come before its result was taken (which was
+				// sent before it played: it is there)
+				select {
+				case r := <-ch.res:
+					if r.err != nil {
+						ch = nil // its goroutine is over
+						return end(r.err, true)
+					}
+					ch.take(r)
+					heartbeat.Reset(p.opts.StallTimeout)
+				default:
+				}
+			}
 			switch {
 			case ch == nil:
 			case g == gen && errc != nil:
@@ -341,6 +381,15 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 				p.logLoss()
 			}
 			if ch != nil {
+				if ch.sess != nil && time.Duration(now-ch.playAt) >= p.opts.StallTimeout {
+					// the device answers, yet the new session sent no
+					// video for a StallTimeout (nor did the stalled
+					// one): let any track's packet decide, so audio
+					// alone still gets through
+					p.gate.mu.Lock()
+					p.gate.anyTrack = true
+					p.gate.mu.Unlock()
+				}
 				heartbeat.Reset(p.opts.StallTimeout)
 				continue
 			}
@@ -361,9 +410,11 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			p.status.lastErr, p.status.lastErrAt = msg, time.Now()
 			p.mu.Unlock()
 			p.setState(StateReconnecting, time.Time{}, nil)
-			// the first of the two sessions to deliver passes the gate
+			// the first of the two sessions to deliver video passes the
+			// gate (any packet if no video is forwarded)
+			anyTrack := !p.forwardsVideo()
 			p.gate.mu.Lock()
-			p.gate.owner = 0
+			p.gate.owner, p.gate.anyTrack = 0, anyTrack
 			select {
 			case <-p.gate.claimed:
 			default:
@@ -373,6 +424,19 @@ func (p *Producer) play(sess Session, gen uint64, sv *supervision) (err error, f
 			heartbeat.Reset(p.opts.StallTimeout)
 		}
 	}
+}
+
+// forwardsVideo tells whether a video track is among the receivers handed
+// to go2rtc.
+func (p *Producer) forwardsVideo() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.tracks {
+		if t.media.Kind == core.KindVideo {
+			return true
+		}
+	}
+	return false
 }
 
 // reconnect restores a session for every track. While the backend's port

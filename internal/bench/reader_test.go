@@ -205,6 +205,22 @@ func TestReaderPlaysAndTimesPackets(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("video waiter not woken")
 	}
+	// a video packet that came after t counts even when NextVideo(t) is
+	// called later (a blip is measured from the device's thaw, an instant
+	// the bench learns of after packets may already have arrived)
+	select {
+	case at := <-rd.NextVideo(rd.Start):
+		if got := at.Sub(rd.Start); got != video {
+			t.Errorf("NextVideo(start) = %v after start, want the video packet's %v", got, video)
+		}
+	default:
+		t.Fatal("NextVideo(start) missed the video packet that arrived before it was called")
+	}
+	select {
+	case at := <-rd.NextVideo(time.Now()):
+		t.Fatalf("NextVideo(now) answered %v: no video packet came since", at)
+	default:
+	}
 	if n := rd.Packets(); n != 3 {
 		t.Fatalf("Packets = %d, want 3 (RTCP and RTSP messages are not RTP)", n)
 	}

@@ -59,12 +59,21 @@ type Reader struct {
 	last       time.Time
 	first      time.Time // first RTP packet, any media
 	firstVideo time.Time // first RTP packet of the first video media
-	waiters    []waiter
-	err        error
+	// arrival times of the latest video packets (a ring; videoN counts
+	// them all): NextVideo answers from them when the packet it asks for
+	// came before it was called
+	videoAt [videoHistory]time.Time
+	videoN  uint64
+	waiters []waiter
+	err     error
 
 	done      chan struct{}
 	closeOnce sync.Once
 }
+
+// videoHistory is how many video packet arrivals a Reader remembers (over
+// 5 s of the simulator's 25 fps video).
+const videoHistory = 256
 
 type waiter struct {
 	after time.Time
@@ -311,8 +320,12 @@ func (r *Reader) readLoop() {
 		if r.first.IsZero() {
 			r.first = now
 		}
-		if r.firstVideo.IsZero() && ch == r.video {
-			r.firstVideo = now
+		if ch == r.video {
+			if r.firstVideo.IsZero() {
+				r.firstVideo = now
+			}
+			r.videoAt[r.videoN%videoHistory] = now
+			r.videoN++
 		}
 		kept := r.waiters[:0]
 		for _, w := range r.waiters {
@@ -386,12 +399,23 @@ func (r *Reader) NextPacket(after time.Time) <-chan time.Time {
 	return ch
 }
 
-// NextVideo is NextPacket for packets of the first video media only.
+// NextVideo is NextPacket for packets of the first video media only, with
+// one difference: a video packet that arrived after t before NextVideo was
+// called counts too (the reader remembers the latest arrivals), so a
+// measurement from an instant taken elsewhere (a device's thaw) does not
+// depend on how soon its caller got to ask.
 func (r *Reader) NextVideo(after time.Time) <-chan time.Time {
 	ch := make(chan time.Time, 1)
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(r.videoN, videoHistory)
+	for i := r.videoN - n; i < r.videoN; i++ {
+		if t := r.videoAt[i%videoHistory]; t.After(after) {
+			ch <- t
+			return ch
+		}
+	}
 	r.waiters = append(r.waiters, waiter{after: after, video: true, ch: ch})
-	r.mu.Unlock()
 	return ch
 }
 

@@ -34,11 +34,21 @@ func (d *Device) Frozen() (bool, <-chan struct{}) {
 	return ch != nil, ch
 }
 
+// ThawedAt is when the last freeze ended (zero before one did): the moment
+// the device resumed, before anything it sent afterwards (a watcher of
+// Frozen's channel may wake up later than that).
+func (d *Device) ThawedAt() time.Time {
+	d.frz.mu.Lock()
+	defer d.frz.mu.Unlock()
+	return d.frz.thawedAt
+}
+
 // freezeGate is the device-wide freeze state.
 type freezeGate struct {
-	mu    sync.Mutex
-	ch    chan struct{} // non-nil while frozen; closed when the freeze ends
-	timer *time.Timer
+	mu       sync.Mutex
+	ch       chan struct{} // non-nil while frozen; closed when the freeze ends
+	timer    *time.Timer
+	thawedAt time.Time // when the last freeze ended
 }
 
 func (g *freezeGate) freeze(dur time.Duration) {
@@ -55,6 +65,9 @@ func (g *freezeGate) freeze(dur time.Duration) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if g.ch == ch {
+			// under mu: a write checks the freeze under it, so nothing
+			// the device sends after the thaw precedes thawedAt
+			g.thawedAt = time.Now()
 			close(ch)
 			g.ch, g.timer = nil, nil
 		}

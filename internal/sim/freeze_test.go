@@ -156,6 +156,9 @@ func TestFreezeSilentThenResumesOnSameConnections(t *testing.T) {
 	}
 
 	const freeze = 1500 * time.Millisecond
+	if at := d.ThawedAt(); !at.IsZero() {
+		t.Fatalf("ThawedAt before any freeze: %v, want zero", at)
+	}
 	if err := d.Freeze(freeze); err != nil {
 		t.Fatal(err)
 	}
@@ -193,6 +196,9 @@ func TestFreezeSilentThenResumesOnSameConnections(t *testing.T) {
 	}
 	if el := time.Since(frozenAt); el < freeze-50*time.Millisecond {
 		t.Errorf("freeze ended after %v, want %v", el, freeze)
+	}
+	if at := d.ThawedAt(); at.Before(frozenAt.Add(freeze-50*time.Millisecond)) || at.After(time.Now()) {
+		t.Errorf("ThawedAt %v after the freeze began, want about %v (and not after the channel closed)", at.Sub(frozenAt), freeze)
 	}
 	_ = fresh.SetDeadline(time.Now().Add(5 * time.Second))
 	status, err := freshBR.ReadString('\n')
