@@ -59,9 +59,16 @@ func startPlaying(t *testing.T, src string) *playing {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := &playing{p: prod.(*Producer), got: make(chan struct{}, 1), startErr: make(chan error, 1)}
+	return play(t, prod.(*Producer), func(*core.Media) bool { return true })
+}
+
+// play sets up the producer's recvonly medias that keep accepts, counting
+// their packets, and starts it.
+func play(t *testing.T, p *Producer, keep func(*core.Media) bool) *playing {
+	t.Helper()
+	pl := &playing{p: p, got: make(chan struct{}, 1), startErr: make(chan error, 1)}
 	for _, m := range pl.p.GetMedias() {
-		if m.Direction != core.DirectionRecvonly {
+		if m.Direction != core.DirectionRecvonly || !keep(m) {
 			continue
 		}
 		r, err := pl.p.GetTrack(m, m.Codecs[0])
