@@ -109,19 +109,9 @@ func measureTalkStop(ctx context.Context, g *e2e.Go2rtc, stream string, counts d
 		return ts, err
 	}
 	defer rd.Close()
-	codec := rd.Backchannel()
-	var silence byte
-	switch {
-	case strings.HasPrefix(codec, "PCMU/8000"):
-		silence = 0xFF
-	case strings.HasPrefix(codec, "PCMA/8000"):
-		silence = 0xD5
-	default:
-		return ts, fmt.Errorf("backchannel codec %q, want PCMU/8000 or PCMA/8000", codec)
-	}
-	payload := make([]byte, 160)
-	for i := range payload {
-		payload[i] = silence ^ byte(i&1)
+	payload, err := quietG711(rd.Backchannel())
+	if err != nil {
+		return ts, err
 	}
 	tick := time.NewTicker(talkPacket)
 	for i := 0; i < int(sdkTalkBurst/talkPacket); i++ {

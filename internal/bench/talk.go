@@ -144,6 +144,25 @@ func requestCount(cs sim.ClientStats) float64 {
 	return float64(n)
 }
 
+// quietG711 is one 20 ms G.711 packet for the backchannel codec: a quiet but
+// not silent signal (the device must see audio bytes).
+func quietG711(codec string) ([]byte, error) {
+	var silence byte
+	switch {
+	case strings.HasPrefix(codec, "PCMU/8000"):
+		silence = 0xFF
+	case strings.HasPrefix(codec, "PCMA/8000"):
+		silence = 0xD5
+	default:
+		return nil, fmt.Errorf("backchannel codec %q, want PCMU/8000 or PCMA/8000", codec)
+	}
+	payload := make([]byte, 160)
+	for i := range payload {
+		payload[i] = silence ^ byte(i&1)
+	}
+	return payload, nil
+}
+
 func measureTalk(ctx context.Context, g *e2e.Go2rtc, dev *sim.Device, stream string, window time.Duration) (talkResult, error) {
 	const ip = "127.0.0.1"
 	var tr talkResult
@@ -156,20 +175,9 @@ func measureTalk(ctx context.Context, g *e2e.Go2rtc, dev *sim.Device, stream str
 		return tr, err
 	}
 	defer rd.Close()
-	codec := rd.Backchannel()
-	var silence byte
-	switch {
-	case strings.HasPrefix(codec, "PCMU/8000"):
-		silence = 0xFF
-	case strings.HasPrefix(codec, "PCMA/8000"):
-		silence = 0xD5
-	default:
-		return tr, fmt.Errorf("backchannel codec %q, want PCMU/8000 or PCMA/8000", codec)
-	}
-	// a quiet but not silent signal: the device must see audio bytes
-	payload := make([]byte, 160)
-	for i := range payload {
-		payload[i] = silence ^ byte(i&1)
+	payload, err := quietG711(rd.Backchannel())
+	if err != nil {
+		return tr, err
 	}
 
 	// first byte at the device, polled
