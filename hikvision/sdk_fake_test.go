@@ -85,33 +85,14 @@ type sdkDevice struct {
 
 func (d *sdkDevice) listen(t *testing.T) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(d.port)
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ { // the old listener's port may take a moment
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ln, err := hcfake.HoldPort(d.port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.port == 0 {
-		d.port = ln.Addr().(*net.TCPAddr).Port
-	}
+	d.port = ln.Addr().(*net.TCPAddr).Port
 	d.mu.Lock()
 	d.ln = ln
 	d.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
 }
 
 func (d *sdkDevice) down() {

@@ -39,14 +39,7 @@ type fakeSDKDevice struct {
 }
 
 func (d *fakeSDKDevice) up() error {
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(d.port)); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ln, err := hcfake.HoldPort(d.port)
 	if err != nil {
 		return err
 	}
@@ -54,15 +47,6 @@ func (d *fakeSDKDevice) up() error {
 	d.mu.Lock()
 	d.ln = ln
 	d.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
 	return nil
 }
 

@@ -83,14 +83,7 @@ type port struct {
 
 func (p *port) up(t *testing.T) {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	for i := 0; i < 100; i++ {
-		if ln, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p.n)); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ln, err := hcfake.HoldPort(p.n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,15 +91,6 @@ func (p *port) up(t *testing.T) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = c.Close()
-		}
-	}()
 	t.Cleanup(p.down)
 }
 
