@@ -134,7 +134,7 @@ type blipResult struct {
 type blipRig struct {
 	d       *sim.Device
 	g       *e2e.Go2rtc
-	readers map[string]*Reader
+	readers *consumers
 }
 
 var blipKinds = []string{kindHik, kindStock}
@@ -153,13 +153,11 @@ func (r *runner) newBlipRig(ctx context.Context) (*blipRig, error) {
 		_ = d.Close()
 		return nil, err
 	}
-	return &blipRig{d: d, g: g, readers: map[string]*Reader{}}, nil
+	return &blipRig{d: d, g: g, readers: newConsumers(g, "blip", true)}, nil
 }
 
 func (b *blipRig) close() {
-	for _, rd := range b.readers {
-		rd.Close()
-	}
+	b.readers.close()
 	_ = b.g.Stop()
 	_ = b.d.Close()
 }
@@ -169,25 +167,13 @@ func (b *blipRig) close() {
 // after its end video is back on each.
 func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string]blipResult, error) {
 	for _, kind := range blipKinds {
-		if rd := b.readers[kind]; rd != nil && rd.Alive() {
-			continue
-		} else if rd != nil {
-			rd.Close()
-		}
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		rd, err := DialReader(cctx, consumerURL(b.g, streamName(kind, "blip", 0)))
-		if err == nil {
-			b.readers[kind] = rd
-			_, err = rd.WaitFirstVideo(cctx)
-		}
-		cancel()
-		if err != nil {
+		if err := b.readers.ensure(ctx, kind); err != nil {
 			_, streams, _ := b.g.Get(ctx, "/api/streams")
 			return nil, fmt.Errorf("%s: %w; /api/streams: %s; go2rtc output:\n%s", kind, err, tail(string(streams), 2000), tail(b.g.Output(), 3000))
 		}
 	}
 	for _, kind := range blipKinds {
-		if err := waitVideoFor(ctx, b.readers[kind], 2*time.Second, 60*time.Second); err != nil {
+		if err := waitVideoFor(ctx, b.readers.get(kind), 2*time.Second, 60*time.Second); err != nil {
 			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 	}
@@ -208,7 +194,7 @@ func (b *blipRig) silence(ctx context.Context, freeze time.Duration) (map[string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, kind := range blipKinds {
-		rd := b.readers[kind]
+		rd := b.readers.get(kind)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -210,26 +210,8 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 		NewRow(fmt.Sprintf("requests reaching the device in the %s after the producer stopped", fmtDur(quiet)), "", Num(tsSDK.stopRequest), Num(tsRTSP.stopRequest)))
 
 	// recovery: both devices away for the same time, each outage length
-	readers := map[string]*Reader{}
-	defer func() {
-		for _, rd := range readers {
-			rd.Close()
-		}
-	}()
-	connect := func(kind string) error {
-		if old := readers[kind]; old != nil {
-			old.Close()
-		}
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		rd, err := DialReader(cctx, consumerURL(g, streamName(kind, "rec", 0)))
-		if err != nil {
-			return err
-		}
-		readers[kind] = rd
-		_, err = rd.WaitFirstVideo(cctx)
-		return err
-	}
+	readers := newConsumers(g, "rec", true)
+	defer readers.close()
 	back := func(rd *Reader, up time.Time) (*float64, string) {
 		timer := time.NewTimer(recoveryWait)
 		defer timer.Stop()
@@ -245,12 +227,10 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 	for _, outage := range r.opts.Outages {
 		r.logf("sdk: recovery after a %s outage", fmtDur(outage))
 		for _, kind := range []string{"sdk", "rtsp"} {
-			if rd := readers[kind]; rd == nil || !rd.Alive() {
-				if err := connect(kind); err != nil {
-					return fail(fmt.Errorf("recovery: %s: %w", kind, err))
-				}
+			if err := readers.ensure(ctx, kind); err != nil {
+				return fail(fmt.Errorf("recovery: %s: %w", kind, err))
 			}
-			if err := waitPacket(ctx, readers[kind], time.Now(), 30*time.Second); err != nil {
+			if err := waitPacket(ctx, readers.get(kind), time.Now(), 30*time.Second); err != nil {
 				return fail(fmt.Errorf("before the %s outage: %s: %w", fmtDur(outage), kind, err))
 			}
 		}
@@ -293,8 +273,8 @@ func (r *runner) sdk(ctx context.Context) (s Section) {
 		var sdkText, rtspText string
 		var wg sync.WaitGroup
 		wg.Add(2)
-		go func() { defer wg.Done(); sdkRec, sdkText = back(readers["sdk"], sdkUp) }()
-		go func() { defer wg.Done(); rtspRec, rtspText = back(readers["rtsp"], rtspUp) }()
+		go func() { defer wg.Done(); sdkRec, sdkText = back(readers.get("sdk"), sdkUp) }()
+		go func() { defer wg.Done(); rtspRec, rtspText = back(readers.get("rtsp"), rtspUp) }()
 		wg.Wait()
 		rr := NewRow(fmt.Sprintf("video back after a %s outage", fmtDur(outage)), "s", sdkRec, rtspRec)
 		rr.HikvisionText, rr.StockText = sdkText, rtspText

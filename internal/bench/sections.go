@@ -97,37 +97,17 @@ func firstFrame(ctx context.Context, g *e2e.Go2rtc, stream string) (first, video
 func (r *runner) recovery(ctx context.Context, g *e2e.Go2rtc, c *mainConfig) Section {
 	s := Section{Name: SectionRecovery, Title: "Recovery after a device outage (reboot)", Stock: "rtsp://"}
 	kinds := []string{kindHik, kindStock}
-	readers := map[string]*Reader{}
-	defer func() {
-		for _, rd := range readers {
-			rd.Close()
-		}
-	}()
-	connect := func(kind string) error {
-		if old := readers[kind]; old != nil {
-			old.Close()
-		}
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		defer cancel()
-		rd, err := DialReader(cctx, consumerURL(g, streamName(kind, "rec", 0)))
-		if err != nil {
-			return err
-		}
-		readers[kind] = rd
-		_, err = rd.WaitFirst(cctx)
-		return err
-	}
+	readers := newConsumers(g, "rec", false)
+	defer readers.close()
 	for _, outage := range r.opts.Outages {
 		r.logf("recovery: %v outage", outage)
 		// consumers connected and video flowing on both before the outage
 		for _, kind := range kinds {
-			if rd := readers[kind]; rd == nil || !rd.Alive() {
-				if err := connect(kind); err != nil {
-					s.Error = fmt.Sprintf("before the %v outage: %v", outage, err)
-					return s
-				}
+			if err := readers.ensure(ctx, kind); err != nil {
+				s.Error = fmt.Sprintf("before the %v outage: %v", outage, err)
+				return s
 			}
-			if err := waitPacket(ctx, readers[kind], time.Now(), 30*time.Second); err != nil {
+			if err := waitPacket(ctx, readers.get(kind), time.Now(), 30*time.Second); err != nil {
 				s.Error = fmt.Sprintf("before the %v outage: %s: %v", outage, kind, err)
 				return s
 			}
@@ -152,7 +132,7 @@ func (r *runner) recovery(ctx context.Context, g *e2e.Go2rtc, c *mainConfig) Sec
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, kind := range kinds {
-			rd := readers[kind]
+			rd := readers.get(kind)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
