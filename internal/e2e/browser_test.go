@@ -674,7 +674,7 @@ func browserToneProblems(ulaw []byte) (report string, problems []string) {
 	}
 	x := make([]float64, 0, fs)
 	for _, b := range ulaw[len(ulaw)-fs-fs/2 : len(ulaw)-fs/2] {
-		x = append(x, float64(browserULaw(b)))
+		x = append(x, float64(e2e.MulawToLinear(b)))
 	}
 	var sum float64
 	for _, v := range x {
@@ -711,17 +711,6 @@ func browserToneProblems(ulaw []byte) (report string, problems []string) {
 		problems = append(problems, fmt.Sprintf("zero-crossing frequency %.1f Hz, want %g ± 20", zc, browserToneHz))
 	}
 	return report, problems
-}
-
-// browserULaw decodes one G.711 µ-law byte (ITU-T G.711) to 16-bit PCM.
-func browserULaw(b byte) int16 {
-	u := ^b
-	sample := (int32(u&0x0F)<<3 + 0x84) << ((u >> 4) & 7)
-	sample -= 0x84
-	if u&0x80 != 0 {
-		return int16(-sample)
-	}
-	return int16(sample)
 }
 
 // browserGoertzel is the power of x at frequency f (sample rate fs), Hann-windowed.
@@ -832,7 +821,7 @@ func TestBrowserToneCheck(t *testing.T) {
 	for _, tt := range tests {
 		ulaw := make([]byte, len(tt.x))
 		for i, v := range tt.x {
-			ulaw[i] = browserToULaw(int16(v))
+			ulaw[i] = e2e.LinearToMulaw(int16(v))
 		}
 		report, problems := browserToneProblems(ulaw)
 		if (len(problems) == 0) != tt.ok {
@@ -844,26 +833,9 @@ func TestBrowserToneCheck(t *testing.T) {
 	}
 	// The decoder inverts the encoder (to within µ-law's quantisation).
 	for _, v := range []int16{0, 1, -1, 100, -100, 1000, -1000, 8000, -8000, 32000, -32000} {
-		got := browserULaw(browserToULaw(v))
+		got := e2e.MulawToLinear(e2e.LinearToMulaw(v))
 		if d := math.Abs(float64(got) - float64(v)); d > math.Max(8, math.Abs(float64(v))/16) {
 			t.Errorf("µ-law %d -> %d", v, got)
 		}
 	}
-}
-
-// browserToULaw encodes 16-bit PCM as G.711 µ-law (for TestBrowserToneCheck).
-func browserToULaw(v int16) byte {
-	const bias, clip = 0x84, 32635
-	s := int32(v)
-	sign := byte(0)
-	if s < 0 {
-		s, sign = -s, 0x80
-	}
-	s = min(s, clip) + bias
-	exp := byte(7)
-	for mask := int32(0x4000); s&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := byte(s>>(exp+3)) & 0x0F
-	return ^(sign | exp<<4 | mant)
 }

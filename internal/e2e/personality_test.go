@@ -227,7 +227,7 @@ func TestPersonalityTalkChannels(t *testing.T) {
 			if !slices.Equal(seen, []string{tc.want}) {
 				t.Errorf("talk sessions on channels %v, want only %s", seen, tc.want)
 			}
-			if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+			if hz := e2e.MulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
 				t.Errorf("the device's audio is %.0f Hz, want 440", hz)
 			}
 		})
@@ -300,7 +300,7 @@ func TestPersonalityDoorStationTalk(t *testing.T) {
 	talkWait(t, g, "a talk session streaming audio", 20*time.Second, func() bool {
 		return dev.TalkClient(talkClientIP).Bytes >= 8000
 	})
-	if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+	if hz := e2e.MulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
 		t.Errorf("the door station's audio is %.0f Hz, want 440", hz)
 	}
 }
@@ -335,7 +335,7 @@ func TestPersonalityDoorStationTalkWhileRinging(t *testing.T) {
 	if ds := dev.DoorStats(); ds.State != sim.CallIdle || ds.Signals["answer"] != 1 || ds.RefusedSignals != 0 {
 		t.Errorf("after the talk: %+v, want idle, one answer, one hangUp", ds)
 	}
-	if hz := talkMulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
+	if hz := e2e.MulawHz(dev.TalkAudio()); math.Abs(hz-440) > 440*0.03 {
 		t.Errorf("the station's audio is %.0f Hz, want 440", hz)
 	}
 	if !strings.Contains(g.Output(), "door station ringing: answered the call to talk") {

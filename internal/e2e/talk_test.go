@@ -62,26 +62,6 @@ func talkWait(t *testing.T, g *e2e.Go2rtc, what string, timeout time.Duration, c
 	}
 }
 
-// talkMulawHz is the frequency of µ-law audio by zero crossings.
-func talkMulawHz(b []byte) float64 {
-	crossings, prev := 0, 0.0
-	for _, u := range b {
-		u = ^u
-		mag := (int(u&0x0F)<<3 + 0x84) << ((u >> 4) & 7)
-		v := float64(mag - 0x84)
-		if u&0x80 != 0 {
-			v = -v
-		}
-		if (prev < 0) != (v < 0) && v != 0 {
-			crossings++
-		}
-		if v != 0 {
-			prev = v
-		}
-	}
-	return float64(crossings) / 2 / (float64(len(b)) / 8000)
-}
-
 func talkSetup(t *testing.T) (*sim.Device, *e2e.Go2rtc) {
 	t.Helper()
 	requireFFmpeg(t)
@@ -111,7 +91,7 @@ func TestTalkPlay(t *testing.T) {
 	if len(audio) < want || len(audio) > want+1600 {
 		t.Errorf("the device got %d bytes of talk, want the %d of the file (+ at most 200 ms of codec padding)", len(audio), want)
 	}
-	if hz := talkMulawHz(audio); math.Abs(hz-440) > 440*0.03 {
+	if hz := e2e.MulawHz(audio); math.Abs(hz-440) > 440*0.03 {
 		t.Errorf("the device's audio is %.0f Hz, want 440", hz)
 	}
 	<-time.After(5 * time.Second) // a window longer than the device's 4 s hang-up, for prompts
@@ -166,7 +146,7 @@ func TestTalkSilentMic(t *testing.T) {
 	// talk 3 s (a 440 Hz tone, µ-law), paced like a microphone
 	pcm := make([]byte, 3*8000)
 	for i := range pcm {
-		pcm[i] = linearToMulaw(int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000)))
+		pcm[i] = e2e.LinearToMulaw(int16(8000 * math.Sin(2*math.Pi*440*float64(i)/8000)))
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	for i := 0; i < len(pcm); i += 160 {
@@ -200,21 +180,4 @@ func TestTalkSilentMic(t *testing.T) {
 	if _, open := dev.TalkSession(); open {
 		t.Error("a talk session is left open on the device")
 	}
-}
-
-// linearToMulaw encodes one 16-bit sample as G.711 µ-law.
-func linearToMulaw(s int16) byte {
-	const bias, clip = 0x84, 32635
-	v := int(s)
-	sign := 0
-	if v < 0 {
-		v, sign = -v, 0x80
-	}
-	v = min(v, clip) + bias
-	exp := 7
-	for mask := 0x4000; v&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := (v >> (exp + 3)) & 0x0F
-	return ^byte(sign | exp<<4 | mant)
 }

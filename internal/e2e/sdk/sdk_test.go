@@ -370,7 +370,7 @@ func TestSDKTalkTone(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	audio := recorded()
-	if hz := mulawHz(audio[:want]); math.Abs(hz-440) > 440*0.03 {
+	if hz := e2e.MulawHz(audio[:want]); math.Abs(hz-440) > 440*0.03 {
 		t.Errorf("the device's audio is %.0f Hz, want 440", hz)
 	}
 	api(t, d, http.MethodDelete, "/api/streams?src=cam")
@@ -396,26 +396,6 @@ func api(t *testing.T, d *device, method, path string) {
 	if res.StatusCode/100 != 2 {
 		t.Fatalf("%s %s: %s %s", method, path, res.Status, body)
 	}
-}
-
-// mulawHz is the frequency of µ-law audio by zero crossings.
-func mulawHz(b []byte) float64 {
-	crossings, prev := 0, 0.0
-	for _, u := range b {
-		u = ^u
-		mag := (int(u&0x0F)<<3 + 0x84) << ((u >> 4) & 7)
-		v := float64(mag - 0x84)
-		if u&0x80 != 0 {
-			v = -v
-		}
-		if (prev < 0) != (v < 0) && v != 0 {
-			crossings++
-		}
-		if v != 0 {
-			prev = v
-		}
-	}
-	return float64(crossings) / 2 / (float64(len(b)) / 8000)
 }
 
 // The default (static) build asked for transport=sdk: the stream fails at
