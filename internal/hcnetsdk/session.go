@@ -172,18 +172,18 @@ func (ss *Session) RealPlay(ctx context.Context, pp PlayParams) (*Play, error) {
 	}
 	p.handle.Store(-1)
 	// Registered before the call: the SDK may deliver before it returns.
-	p.key = reg.addPlay(p)
+	p.key = reg.plays.add(p)
 	in := &previewInfo{Channel: int32(pp.Channel), StreamType: uint32(pp.Stream)}
 	l := ss.sdk.lib
 	h, err := ss.openHandle(ctx, "NET_DVR_RealPlay_V40",
 		func() int32 { return l.realPlayV40(ss.id, in, l.dataCB, p.key) }, l.stopRealPlay,
 		func(h int32) { p.handle.Store(h) },
-		func() { reg.removePlay(p); p.close() },
+		func() { reg.plays.remove(p); p.close() },
 		func() { ss.plays[p] = struct{}{} })
 	if err != nil {
 		return nil, err
 	}
-	reg.setPlayHandle(p, h)
+	reg.plays.setHandle(p, h)
 	return p, nil
 }
 
@@ -283,7 +283,7 @@ func (p *Play) close() {
 // now on are dropped at once. Calling it again returns the first result.
 func (p *Play) Stop() error {
 	p.stopOnce.Do(func() {
-		reg.removePlay(p)
+		reg.plays.remove(p)
 		p.close()
 		h := p.handle.Load()
 		ss := p.ss
@@ -331,17 +331,17 @@ func (ss *Session) StartTalk(ctx context.Context, channel int) (*Talk, error) {
 	}
 	t := &Talk{ss: ss, channel: channel, events: make(chan Event, eventQueue)}
 	t.handle.Store(-1)
-	t.key = reg.addTalk(t)
+	t.key = reg.talks.add(t)
 	l := ss.sdk.lib
 	h, err := ss.openHandle(ctx, "NET_DVR_StartVoiceCom_MR_V30",
 		func() int32 { return l.startVoiceComMRV30(ss.id, uint32(channel), l.voiceCB, t.key) }, l.stopVoiceCom,
 		func(h int32) { t.handle.Store(h) },
-		func() { reg.removeTalk(t); t.close() },
+		func() { reg.talks.remove(t); t.close() },
 		func() { ss.talks[t] = struct{}{} })
 	if err != nil {
 		return nil, err
 	}
-	reg.setTalkHandle(t, h)
+	reg.talks.setHandle(t, h)
 	return t, nil
 }
 
@@ -415,7 +415,7 @@ func (t *Talk) close() {
 // the first result.
 func (t *Talk) Stop() error {
 	t.stopOnce.Do(func() {
-		reg.removeTalk(t)
+		reg.talks.remove(t)
 		t.close() // waits for a Send under way
 		h := t.handle.Load()
 		ss := t.ss
@@ -464,74 +464,108 @@ func (ss *Session) AudioCompress(ctx context.Context) (AudioCompress, error) {
 // objects. Keys are never reused; SDK handles are, so handle entries are
 // removed before the SDK is asked to stop.
 type registry struct {
-	mu           sync.RWMutex
-	next         uintptr
-	plays        map[uintptr]*Play
-	playByHandle map[int32]*Play
-	talks        map[uintptr]*Talk
-	talkByHandle map[int32]*Talk
-	sessions     map[int32]*Session
+	next     atomic.Uintptr // the last key handed out, for plays and talks alike
+	plays    routes[*Play]
+	talks    routes[*Talk]
+	mu       sync.RWMutex // guards sessions
+	sessions map[int32]*Session
 
 	late     atomic.Uint64
 	unrouted atomic.Uint64
 }
 
 var reg = &registry{
-	plays:        map[uintptr]*Play{},
-	playByHandle: map[int32]*Play{},
-	talks:        map[uintptr]*Talk{},
-	talkByHandle: map[int32]*Talk{},
-	sessions:     map[int32]*Session{},
+	plays:    newRoutes[*Play](),
+	talks:    newRoutes[*Talk](),
+	sessions: map[int32]*Session{},
 }
 
-func (r *registry) addPlay(p *Play) uintptr {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.next++
-	r.plays[r.next] = p
-	return r.next
+// routed is what a callback is routed to: a real-play or a voice talk.
+type routed interface {
+	comparable
+	routeKey() uintptr
+	routeHandle() int32 // -1 until the SDK handed one out
+	routeSession() *Session
 }
 
-func (r *registry) setPlayHandle(p *Play, h int32) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.plays[p.key] == p {
-		r.playByHandle[h] = p
+func (p *Play) routeKey() uintptr      { return p.key }
+func (p *Play) routeHandle() int32     { return p.handle.Load() }
+func (p *Play) routeSession() *Session { return p.ss }
+func (t *Talk) routeKey() uintptr      { return t.key }
+func (t *Talk) routeHandle() int32     { return t.handle.Load() }
+func (t *Talk) routeSession() *Session { return t.ss }
+
+// routes holds one kind of routed object by key (data callbacks carry
+// the key as their user pointer) and by SDK handle (exceptions carry the
+// handle).
+type routes[T routed] struct {
+	mu       sync.RWMutex
+	byKey    map[uintptr]T
+	byHandle map[int32]T
+}
+
+func newRoutes[T routed]() routes[T] {
+	return routes[T]{byKey: map[uintptr]T{}, byHandle: map[int32]T{}}
+}
+
+// add registers v under a new key (v's routeKey must return it from then on).
+func (rs *routes[T]) add(v T) uintptr {
+	key := reg.next.Add(1)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.byKey[key] = v
+	return key
+}
+
+// setHandle routes handle h to v, unless v was removed meanwhile.
+func (rs *routes[T]) setHandle(v T, h int32) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.byKey[v.routeKey()] == v {
+		rs.byHandle[h] = v
 	}
 }
 
-func (r *registry) removePlay(p *Play) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.plays, p.key)
-	if h := p.handle.Load(); h >= 0 && r.playByHandle[h] == p {
-		delete(r.playByHandle, h)
+func (rs *routes[T]) remove(v T) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	delete(rs.byKey, v.routeKey())
+	if h := v.routeHandle(); h >= 0 && rs.byHandle[h] == v {
+		delete(rs.byHandle, h)
 	}
 }
 
-func (r *registry) addTalk(t *Talk) uintptr {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.next++
-	r.talks[r.next] = t
-	return r.next
+func (rs *routes[T]) key(k uintptr) (T, bool) {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	v, ok := rs.byKey[k]
+	return v, ok
 }
 
-func (r *registry) setTalkHandle(t *Talk, h int32) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.talks[t.key] == t {
-		r.talkByHandle[h] = t
-	}
+func (rs *routes[T]) handle(h int32) (T, bool) {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	v, ok := rs.byHandle[h]
+	return v, ok
 }
 
-func (r *registry) removeTalk(t *Talk) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.talks, t.key)
-	if h := t.handle.Load(); h >= 0 && r.talkByHandle[h] == t {
-		delete(r.talkByHandle, h)
+// of lists the objects with a handle that belong to ss.
+func (rs *routes[T]) of(ss *Session) []T {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	var out []T
+	for _, v := range rs.byHandle {
+		if v.routeSession() == ss {
+			out = append(out, v)
+		}
 	}
+	return out
+}
+
+func (rs *routes[T]) len() int {
+	rs.mu.RLock()
+	defer rs.mu.RUnlock()
+	return len(rs.byKey) + len(rs.byHandle)
 }
 
 func (r *registry) addSession(ss *Session) {
@@ -550,10 +584,8 @@ func (r *registry) removeSession(ss *Session) {
 
 // onData is the real-play callback (REALDATACALLBACK); user is a play key.
 func onData(handle int32, dataType uint32, buf *byte, size uint32, user uintptr) {
-	reg.mu.RLock()
-	p := reg.plays[user]
-	reg.mu.RUnlock()
-	if p == nil {
+	p, ok := reg.plays.key(user)
+	if !ok {
 		reg.late.Add(1)
 		return
 	}
@@ -562,10 +594,8 @@ func onData(handle int32, dataType uint32, buf *byte, size uint32, user uintptr)
 
 // onVoice is the voice talk callback; user is a talk key.
 func onVoice(handle int32, buf *byte, size uint32, flag uint8, user uintptr) {
-	reg.mu.RLock()
-	t := reg.talks[user]
-	reg.mu.RUnlock()
-	if t == nil {
+	t, ok := reg.talks.key(user)
+	if !ok {
 		reg.late.Add(1)
 		return
 	}
@@ -579,19 +609,15 @@ func onException(typ uint32, userID, handle int32, user uintptr) {
 	ev := Event{Type: Exception(typ), UserID: userID, Handle: handle}
 	switch ev.Type {
 	case ExceptionPreview, ExceptionReconnect, PreviewReconnectSuccess, ExceptionPreviewReconnEnd:
-		reg.mu.RLock()
-		p := reg.playByHandle[handle]
-		reg.mu.RUnlock()
-		if p == nil || p.ss.id != userID {
+		p, ok := reg.plays.handle(handle)
+		if !ok || p.ss.id != userID {
 			reg.unrouted.Add(1)
 			return
 		}
 		p.event(ev)
 	case ExceptionAudioExchange:
-		reg.mu.RLock()
-		t := reg.talkByHandle[handle]
-		reg.mu.RUnlock()
-		if t == nil {
+		t, ok := reg.talks.handle(handle)
+		if !ok {
 			reg.unrouted.Add(1)
 			return
 		}
@@ -599,30 +625,16 @@ func onException(typ uint32, userID, handle int32, user uintptr) {
 	default:
 		reg.mu.RLock()
 		ss := reg.sessions[userID]
-		var plays []*Play
-		var talks []*Talk
-		if ss != nil {
-			for _, p := range reg.playByHandle {
-				if p.ss == ss {
-					plays = append(plays, p)
-				}
-			}
-			for _, t := range reg.talkByHandle {
-				if t.ss == ss {
-					talks = append(talks, t)
-				}
-			}
-		}
 		reg.mu.RUnlock()
 		if ss == nil {
 			reg.unrouted.Add(1)
 			return
 		}
 		ss.event(ev)
-		for _, p := range plays {
+		for _, p := range reg.plays.of(ss) {
 			p.event(ev)
 		}
-		for _, t := range talks {
+		for _, t := range reg.talks.of(ss) {
 			t.event(ev)
 		}
 	}
