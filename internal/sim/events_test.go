@@ -32,28 +32,46 @@ func openStream(t *testing.T, d *sim.Device) *http.Response {
 	return res
 }
 
-// readUntil reads the stream until it holds all of wants (or fails after 10 s).
-func readUntil(t *testing.T, r io.Reader, wants ...string) string {
+// stream is an alert stream being read; what one readUntil read past its
+// last want is where the next one starts (reads come in chunks that may hold
+// the next report too).
+type stream struct {
+	r    io.Reader
+	rest []byte
+}
+
+func newStream(r io.Reader) *stream { return &stream{r: r} }
+
+// readUntil reads the stream until what it holds since the end of the last
+// call's wants contains all of wants (or fails after 10 s), and returns it.
+func readUntil(t *testing.T, s *stream, wants ...string) string {
 	t.Helper()
 	var buf bytes.Buffer
-	done := make(chan error, 1)
-	go func() {
-		p := make([]byte, 4096)
-		for {
-			n, err := r.Read(p)
-			buf.Write(p[:n]) // only this goroutine writes until done
-			all := true
-			for _, w := range wants {
-				if !bytes.Contains(buf.Bytes(), []byte(w)) {
-					all = false
-				}
-			}
-			if all || err != nil {
-				done <- err
-				return
+	buf.Write(s.rest)
+	has := func() bool {
+		for _, w := range wants {
+			if !bytes.Contains(buf.Bytes(), []byte(w)) {
+				return false
 			}
 		}
-	}()
+		return true
+	}
+	done := make(chan error, 1)
+	if has() {
+		done <- nil
+	} else {
+		go func() {
+			p := make([]byte, 4096)
+			for {
+				n, err := s.r.Read(p)
+				buf.Write(p[:n]) // only this goroutine writes until done
+				if has() || err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+	}
 	select {
 	case err := <-done:
 		for _, w := range wants {
@@ -61,6 +79,11 @@ func readUntil(t *testing.T, r io.Reader, wants ...string) string {
 				t.Fatalf("stream ended (%v) without %q:\n%s", err, w, buf.String())
 			}
 		}
+		cut := 0
+		for _, w := range wants {
+			cut = max(cut, strings.Index(buf.String(), w)+len(w))
+		}
+		s.rest = bytes.Clone(buf.Bytes()[cut:])
 		return buf.String()
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no %q within 10 s", wants)
@@ -81,10 +104,11 @@ func TestAlertStreamCameraQuirks(t *testing.T) {
 		Heartbeat: 30 * time.Millisecond, AnnouncedBoundary: "hikboundary", DuplicateDelimiter: true,
 	}})
 	res := openStream(t, d)
+	body := newStream(res.Body)
 	if ct := res.Header.Get("Content-Type"); ct != "multipart/mixed; boundary=hikboundary" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	out := readUntil(t, res.Body, "<eventState>inactive</eventState>")
+	out := readUntil(t, body, "<eventState>inactive</eventState>")
 	if !strings.HasPrefix(out, "--boundary\r\nContent-Type: application/xml") || !strings.Contains(out, "<channelID>1</channelID>") {
 		t.Errorf("first part:\n%s", out)
 	}
@@ -100,7 +124,7 @@ func TestAlertStreamCameraQuirks(t *testing.T) {
 	if n["streams"] != 1 {
 		t.Fatalf("control answer %v", n)
 	}
-	out = readUntil(t, res.Body, "<relationEvent>fielddetection</relationEvent>", "Content-Type: image/jpeg", "<channelName>Tom & Jerry</channelName>",
+	out = readUntil(t, body, "<relationEvent>fielddetection</relationEvent>", "Content-Type: image/jpeg", "<channelName>Tom & Jerry</channelName>",
 		"<detectionPictureTransType>binary</detectionPictureTransType>")
 	if !strings.Contains(out, "--boundary\r\n--boundary\r\n") {
 		t.Errorf("no duplicate delimiter:\n%.400s", out)
@@ -109,7 +133,7 @@ func TestAlertStreamCameraQuirks(t *testing.T) {
 	if body := out[strings.Index(out[i:], "\r\n\r\n")+i+4:]; !strings.HasPrefix(body, "\xff\xd8") {
 		t.Errorf("JPEG part does not start with SOI")
 	}
-	readUntil(t, res.Body, "<eventType>VMD</eventType>")
+	readUntil(t, body, "<eventType>VMD</eventType>")
 	eventually(t, "3 motion repeats written", 5*time.Second, func() bool { return d.EventStats().Parts == 5 })
 	if st := d.EventStats(); st.Streams != 1 || st.Open != 1 || st.Pictures != 1 || st.Heartbeats < 1 {
 		t.Errorf("stats %+v", st)
@@ -130,7 +154,7 @@ func TestAlertStreamCameraQuirks(t *testing.T) {
 func TestAlertStreamNVRAndJSON(t *testing.T) {
 	nvr := start(t, sim.Config{Personality: sim.PersonalityNVR, Namespace: sim.NamespaceISAPI, Events: sim.EventsConfig{
 		Heartbeat: time.Hour, Script: []sim.EventStep{{Type: "fielddetection", Channel: 2}}}})
-	out := readUntil(t, openStream(t, nvr).Body, "<eventType>fielddetection</eventType>")
+	out := readUntil(t, newStream(openStream(t, nvr).Body), "<eventType>fielddetection</eventType>")
 	for _, w := range []string{"<dynChannelID/>\r\n<channelID></channelID>", "<dynChannelID>2</dynChannelID>", "<protocolType>HTTP</protocolType>", `xmlns="http://www.isapi.org/ver20/XMLSchema"`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("NVR stream lacks %q:\n%s", w, out)
@@ -138,14 +162,14 @@ func TestAlertStreamNVRAndJSON(t *testing.T) {
 	}
 	off := start(t, sim.Config{Personality: sim.PersonalityNVR, Events: sim.EventsConfig{ChannelIDs: sim.ChannelIDsOffset,
 		Heartbeat: sim.HeartbeatNone, GlueDelimiter: true, Script: []sim.EventStep{{Type: "VMD", Channel: 3}, {Type: "VMD", Channel: 4}}}})
-	out = readUntil(t, openStream(t, off).Body, "<channelID>36</channelID>")
+	out = readUntil(t, newStream(openStream(t, off).Body), "<channelID>36</channelID>")
 	if !strings.Contains(out, "<channelID>35</channelID>") || !strings.Contains(out, "</EventNotificationAlert>--boundary\r\n") || strings.Contains(out, "videoloss") {
 		t.Errorf("offset/glue stream:\n%s", out)
 	}
 	door := start(t, sim.Config{Personality: sim.PersonalityDoorStation, Events: sim.EventsConfig{Heartbeat: 20 * time.Millisecond,
 		Script: []sim.EventStep{{Type: "AccessControllerEvent", Access: []int{5, 21}, Channel: 1}}}})
 	res := openStream(t, door)
-	out = readUntil(t, res.Body, `"subEventType": 21`, `"eventState": "inactive"`)
+	out = readUntil(t, newStream(res.Body), `"subEventType": 21`, `"eventState": "inactive"`)
 	sc := bufio.NewScanner(strings.NewReader(out))
 	var parts []string
 	var cur strings.Builder
