@@ -215,6 +215,9 @@ type SubscriptionHealth struct {
 	DoorStation       bool    `json:"door_station"`
 	CallStatus        string  `json:"call_status,omitempty"`
 	LastError         string  `json:"last_error,omitempty"` // redacted
+	// Triggers: which events the device sends to the alert stream and
+	// which it has but never sends, from its event triggers (triggers.go).
+	Triggers *TriggersHealth `json:"triggers"`
 }
 
 // eventsHealth is nil while events are off.
@@ -240,6 +243,7 @@ func (m *Module) eventsHealth() *EventsHealth {
 			CallStatus: string(de.call), LastError: de.connErr,
 		}
 		de.mu.Unlock()
+		sh.Triggers = de.triggersHealth()
 		h.Subscriptions = append(h.Subscriptions, sh)
 	}
 	sort.Slice(h.Subscriptions, func(i, j int) bool { return h.Subscriptions[i].Device < h.Subscriptions[j].Device })

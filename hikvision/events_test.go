@@ -33,12 +33,22 @@ type evModule struct {
 
 func newEvModule(t *testing.T, opts Options, streams map[string][]string) *evModule {
 	t.Helper()
+	return newEvModuleLog(t, opts, streams, nil)
+}
+
+// newEvModuleLog is newEvModule with the module's log (debug) in buf.
+func newEvModuleLog(t *testing.T, opts Options, streams map[string][]string, buf *syncBuf) *evModule {
+	t.Helper()
 	e := &evModule{streams: streams}
 	opts.Events.Enabled = true
 	if opts.Events.Rescan == 0 {
 		opts.Events.Rescan = 50 * time.Millisecond
 	}
-	e.m = newModule(opts, zerolog.Nop(), guard.Config{})
+	log := zerolog.Nop()
+	if buf != nil {
+		log = zerolog.New(buf).Level(zerolog.DebugLevel)
+	}
+	e.m = newModule(opts, log, guard.Config{})
 	e.m.SetStreamLister(func() map[string][]string {
 		e.mu.Lock()
 		defer e.mu.Unlock()
