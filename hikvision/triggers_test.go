@@ -107,7 +107,9 @@ func TestEventsTriggersDeclare(t *testing.T) {
 	e := newEvModuleLog(t, Options{MQTT: &mqtt.Config{Broker: b.URL(), ClientID: "triggers-declare"}},
 		map[string][]string{"porch": {evURL(cam, evPass, 1)}, "yard": {evURL(nvr, evPass, 2)}}, logs)
 	camID, nvrID := mqttTopicID(cam.HTTPAddr()), mqttTopicID(nvr.HTTPAddr())
-	config := func(id, obj string) string { return "homeassistant/binary_sensor/hikvision_" + id + "/" + obj + "/config" }
+	config := func(id, obj string) string {
+		return "homeassistant/binary_sensor/hikvision_" + id + "/" + obj + "/config"
+	}
 	state := func(id, ch, typ string) string { return "hikvision/" + id + "/" + ch + "/" + typ + "/state" }
 
 	// before any event: configs and OFF states of what the devices send
