@@ -108,6 +108,9 @@ func (m *Module) parseEventFilter(req *http.Request) (eventFilter, int, error) {
 // one JSON EventMessage per "hikvision" event, and a comment every 15 s.
 // Filters: src=STREAM (the stream's channel and its device's own events),
 // device=HOST[:PORT], type=motion,ring (comma-separated).
+// The snapshot holds the states seen (each with its time); entities declared
+// ahead from a device's event triggers appear with their first event, as
+// before, and are listed in the health view.
 func (m *Module) EventsHandler(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
