@@ -31,6 +31,7 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 		// before runs with the right password first (a session to reconnect).
 		before func(t *testing.T, m *Module, src string) any
 		door   bool // the device is a door station
+		cfg    func(*sim.Config)
 	}{
 		{name: "probe (cold Dial)", run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
 			if _, err := m.Dial(src); err == nil {
@@ -91,6 +92,36 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
+		{name: "event triggers (read again after a busy answer)",
+			cfg: func(c *sim.Config) { c.Triggers.Busy = 3 }, // read again after 2 s, 4 s
+			before: func(t *testing.T, m *Module, src string) any {
+				m.opts.Events = EventOptions{Enabled: true, Rescan: 50 * time.Millisecond, CallStatusInterval: -1}
+				m.SetStreamLister(func() map[string][]string { return map[string][]string{"cam": {src}} })
+				if err := m.StartEvents(); err != nil {
+					t.Fatal(err)
+				}
+				// stopped before the check (cleanups run last first): the
+				// subscription itself ends with the device
+				t.Cleanup(func() {
+					ev := m.events()
+					ev.cancel()
+					<-ev.done
+				})
+				waitFor(t, "the alert stream and a busy triggers answer", 10*time.Second, func() bool {
+					h := m.eventsHealth()
+					return len(h.Subscriptions) == 1 && h.Subscriptions[0].State == "connected" &&
+						h.Subscriptions[0].Triggers.State == TriggersReading && h.Subscriptions[0].Triggers.LastError != ""
+				})
+				return nil
+			},
+			run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
+				// the alert stream stays open: the triggers read again is
+				// the one login with the changed password
+				waitFor(t, "the triggers to be refused", 20*time.Second, func() bool {
+					h := m.eventsHealth()
+					return len(h.Subscriptions) == 1 && h.Subscriptions[0].Triggers.State == TriggersRefused
+				})
+			}},
 		{name: "snapshot", run: func(t *testing.T, m *Module, dev *sim.Device, src string) {
 			m.reg.cacheOptions = snapshot.Options{MinInterval: time.Millisecond}
 			m.SetStreamResolver(func(string) []string { return []string{src} })
@@ -108,6 +139,9 @@ func TestEveryLoginThroughTheGuard(t *testing.T) {
 			cfg := sim.Config{Users: map[string]string{"admin": simPass}, MaxFailures: 50}
 			if path.door {
 				cfg.Personality = sim.PersonalityDoorStation
+			}
+			if path.cfg != nil {
+				path.cfg(&cfg)
 			}
 			dev := apiStartSim(t, cfg)
 			m.rtspGuess = simPort(t, dev.RTSPAddr()) // a cold start's RTSP beside the login, as on port 554

@@ -111,6 +111,19 @@
 // (talk.go, ringTalk); a call answered elsewhere holds the talk channel and
 // the open is refused as busy.
 //
+// Event triggers. A device sends an event on the alert stream only when the
+// event's trigger lists the notification method "center" ("Notify
+// Surveillance Center" in its web pages); GET /ISAPI/Event/triggers lists
+// every trigger with its channel fields and methods (internal/isapi). So the
+// events attachment reads it once (through the login guard, after the
+// identity) and knows, before any event, which (channel, type) the device
+// will report: their MQTT entities are declared at once, and the events that
+// will never come are logged and shown in the health view (triggers.go). The
+// trigger's channel fields are mapped by the alert stream's own channel
+// mapping, so a declared entity is the one a later event of that kind
+// updates. Door stations and some firmware lack the resource (404/403): the
+// entities then appear with their first event.
+//
 // # The device network SDK (transport=sdk)
 //
 // Facts the SDK backend (sdk.go, sdktalk.go) relies on; the binding's own

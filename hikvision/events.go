@@ -305,9 +305,15 @@ type deviceEvents struct {
 	dev  *Device
 	addr string // host:port, the Device of its events
 	sub  *events.Subscriber
+	// channels maps alert channel fields to our channel: the alert stream
+	// and the event triggers use the same one.
+	channels events.ChannelMapper
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// kick wakes side when the alert stream connected: the credentials
+	// work, so reads the device refused are made again.
+	kick chan struct{}
 
 	mu        sync.Mutex
 	conn      events.ConnState
@@ -319,6 +325,7 @@ type deviceEvents struct {
 	declared  bool
 	doorErr   string
 	infoTried bool
+	trig      TriggersHealth // the device's event triggers (triggers.go)
 }
 
 func (ev *moduleEvents) makeDeviceEvents(d *Device) (Attachment, error) {
@@ -326,9 +333,11 @@ func (ev *moduleEvents) makeDeviceEvents(d *Device) (Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	de := &deviceEvents{ev: ev, dev: d, addr: eventAddr(d.cfg), done: make(chan struct{})}
+	de := &deviceEvents{ev: ev, dev: d, addr: eventAddr(d.cfg), done: make(chan struct{}), kick: make(chan struct{}, 1),
+		channels: events.DefaultChannels, trig: TriggersHealth{State: TriggersReading}}
 	sub, err := events.NewSubscriber(events.SubscriberConfig{
-		Device: de.addr,
+		Device:   de.addr,
+		Channels: de.channels,
 		Open: func(ctx context.Context) (*http.Response, error) {
 			var resp *http.Response
 			err := d.Do(ctx, func(ctx context.Context) error {
@@ -380,9 +389,42 @@ func deviceDoer(d *Device, c *isapi.Client) intercom.Doer {
 }
 
 // side reads the device's identity once it answers (for MQTT's device
-// block) and, on door stations, polls the call status for rings.
+// block) and its event triggers (triggers.go), and, on door stations, polls
+// the call status for rings.
 func (de *deviceEvents) side(ctx context.Context, c *isapi.Client) {
 	defer close(de.done)
+	if de.findDoor(ctx, c) {
+		de.pollDoor(ctx, c)
+		return
+	}
+	// Not a door station: read again the triggers that failed for a
+	// reason that may pass (no answer, a busy device), with a growing
+	// wait; those the device refused (a wrong password) only once its
+	// alert stream connected, so a refused login is never tried again
+	// from here.
+	wait := 2 * time.Second
+	for {
+		var timer <-chan time.Time
+		if de.triggersPending() {
+			timer = time.After(wait)
+			wait = min(2*wait, time.Minute)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer:
+		case <-de.kick:
+			de.retryRefusedTriggers()
+		}
+		de.readInfo(ctx, c)
+		de.readTriggers(ctx, c)
+	}
+}
+
+// findDoor reads the identity and the triggers, then tells whether the
+// device is a door station (it answers call status), trying again while it
+// does not answer; false when it is not one, or on ctx's end.
+func (de *deviceEvents) findDoor(ctx context.Context, c *isapi.Client) bool {
 	do := de.doer(c)
 	interval := de.ev.opts.CallStatusInterval
 	// The first reading tells whether the device is a door station; a
@@ -391,20 +433,21 @@ func (de *deviceEvents) side(ctx context.Context, c *isapi.Client) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(wait):
 		}
 		de.readInfo(ctx, c)
+		de.readTriggers(ctx, c)
 		if interval < 0 {
-			return
+			return false
 		}
 		st, err := intercom.GetCallStatus(ctx, do)
 		if err == nil {
 			de.setCall(intercom.CallIdle, st)
-			break
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		var se *intercom.StatusError
 		var ise *isapi.StatusError
@@ -412,11 +455,17 @@ func (de *deviceEvents) side(ctx context.Context, c *isapi.Client) {
 			se.HTTPStatus == http.StatusNotImplemented || se.SubStatusCode == "notSupport") ||
 			errors.As(err, &ise) && (ise.HTTPStatus == http.StatusNotFound || ise.SubStatusCode == "notSupport") ||
 			errors.Is(err, intercom.ErrBadAnswer) {
-			return // not a door station
+			return false // not a door station
 		}
 		// no answer, a hold, a refused login: try again later
 		wait = min(max(2*wait, 2*time.Second), time.Minute)
 	}
+}
+
+// pollDoor reads a door station's call status until ctx ends.
+func (de *deviceEvents) pollDoor(ctx context.Context, c *isapi.Client) {
+	do := de.doer(c)
+	interval := de.ev.opts.CallStatusInterval
 	de.ev.m.log.Info().Str("device", de.dev.host).Msg("[hikvision] events: door station: reading its call status")
 	prev := de.callState()
 	_ = intercom.PollCallStatus(ctx, do, interval, func(_, cur intercom.CallState) {
@@ -530,6 +579,10 @@ func (de *deviceEvents) connState(st events.ConnState, err error) {
 	switch st {
 	case events.StateConnected:
 		log.Debug().Str("device", de.dev.host).Msg("[hikvision] events: stream open")
+		select {
+		case de.kick <- struct{}{}:
+		default:
+		}
 	case events.StateDisconnected:
 		log.Debug().Str("device", de.dev.host).Str("err", de.dev.redact(err.Error())).Msg("[hikvision] events: stream lost")
 	}

@@ -108,6 +108,9 @@ func (m *Module) parseEventFilter(req *http.Request) (eventFilter, int, error) {
 // one JSON EventMessage per "hikvision" event, and a comment every 15 s.
 // Filters: src=STREAM (the stream's channel and its device's own events),
 // device=HOST[:PORT], type=motion,ring (comma-separated).
+// The snapshot holds the states seen (each with its time); entities declared
+// ahead from a device's event triggers appear with their first event, as
+// before, and are listed in the health view.
 func (m *Module) EventsHandler(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -215,6 +218,9 @@ type SubscriptionHealth struct {
 	DoorStation       bool    `json:"door_station"`
 	CallStatus        string  `json:"call_status,omitempty"`
 	LastError         string  `json:"last_error,omitempty"` // redacted
+	// Triggers: which events the device sends to the alert stream and
+	// which it has but never sends, from its event triggers (triggers.go).
+	Triggers *TriggersHealth `json:"triggers"`
 }
 
 // eventsHealth is nil while events are off.
@@ -240,6 +246,7 @@ func (m *Module) eventsHealth() *EventsHealth {
 			CallStatus: string(de.call), LastError: de.connErr,
 		}
 		de.mu.Unlock()
+		sh.Triggers = de.triggersHealth()
 		h.Subscriptions = append(h.Subscriptions, sh)
 	}
 	sort.Slice(h.Subscriptions, func(i, j int) bool { return h.Subscriptions[i].Device < h.Subscriptions[j].Device })

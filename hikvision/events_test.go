@@ -33,12 +33,22 @@ type evModule struct {
 
 func newEvModule(t *testing.T, opts Options, streams map[string][]string) *evModule {
 	t.Helper()
+	return newEvModuleLog(t, opts, streams, nil)
+}
+
+// newEvModuleLog is newEvModule with the module's log (debug) in buf.
+func newEvModuleLog(t *testing.T, opts Options, streams map[string][]string, buf *syncBuf) *evModule {
+	t.Helper()
 	e := &evModule{streams: streams}
 	opts.Events.Enabled = true
 	if opts.Events.Rescan == 0 {
 		opts.Events.Rescan = 50 * time.Millisecond
 	}
-	e.m = newModule(opts, zerolog.Nop(), guard.Config{})
+	log := zerolog.Nop()
+	if buf != nil {
+		log = zerolog.New(buf).Level(zerolog.DebugLevel)
+	}
+	e.m = newModule(opts, log, guard.Config{})
 	e.m.SetStreamLister(func() map[string][]string {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -235,24 +245,37 @@ func TestEventsOff(t *testing.T) {
 // one the guard recorded, and the guard's budget holds.
 func TestEventsLoginsThroughGuard(t *testing.T) {
 	t.Parallel()
-	dev := evSim(t, sim.Config{Personality: sim.PersonalityDoorStation, MaxFailures: 50})
-	src := evURL(dev, "wrong", 1)
-	e := newEvModule(t, Options{}, map[string][]string{"gate": {src}})
-	g := e.m.guardOf(mustParse(t, src))
-	evWait(t, "the guard to hold", func() bool { return g.Snapshot().State == guard.StateHolding })
-	<-time.After(2 * time.Second) // a window in which no further login may happen
-	cs := dev.Client("127.0.0.1")
-	gs := g.Snapshot()
-	t.Logf("device: %d failed logins; guard: %d recorded (a login refused to callers waiting on it counts for each), budget %d",
-		cs.FailedLogins, gs.LoginFailures, gs.Budget)
-	if cs.FailedLogins == 0 || cs.FailedLogins > gs.LoginFailures {
-		t.Fatalf("the device counted %d failed logins, the guard recorded %d: a login went past the guard", cs.FailedLogins, gs.LoginFailures)
-	}
-	if cs.FailedLogins > gs.Budget {
-		t.Fatalf("%d failed logins, over the budget of %d", cs.FailedLogins, gs.Budget)
-	}
-	if dev.EventStats().Streams != 0 {
-		t.Fatal("an alert stream opened with a wrong password")
+	for _, personality := range []string{sim.PersonalityDoorStation, sim.PersonalityCamera} {
+		t.Run(personality, func(t *testing.T) {
+			t.Parallel()
+			dev := evSim(t, sim.Config{Personality: personality, MaxFailures: 50})
+			src := evURL(dev, "wrong", 1)
+			e := newEvModule(t, Options{}, map[string][]string{"gate": {src}})
+			g := e.m.guardOf(mustParse(t, src))
+			evWait(t, "the guard to hold", func() bool { return g.Snapshot().State == guard.StateHolding })
+			// the camera's triggers are tried (through the guard) and given up
+			evWait(t, "the triggers to be given up", func() bool {
+				h := e.m.eventsHealth()
+				return len(h.Subscriptions) == 1 && h.Subscriptions[0].Triggers.State != TriggersReading
+			})
+			<-time.After(2 * time.Second) // a window in which no further login may happen
+			cs := dev.Client("127.0.0.1")
+			gs := g.Snapshot()
+			t.Logf("device: %d failed logins; guard: %d recorded (a login refused to callers waiting on it counts for each), budget %d",
+				cs.FailedLogins, gs.LoginFailures, gs.Budget)
+			if cs.FailedLogins == 0 || cs.FailedLogins > gs.LoginFailures {
+				t.Fatalf("the device counted %d failed logins, the guard recorded %d: a login went past the guard", cs.FailedLogins, gs.LoginFailures)
+			}
+			if cs.FailedLogins > gs.Budget {
+				t.Fatalf("%d failed logins, over the budget of %d", cs.FailedLogins, gs.Budget)
+			}
+			if dev.EventStats().Streams != 0 {
+				t.Fatal("an alert stream opened with a wrong password")
+			}
+			if st := e.m.eventsHealth().Subscriptions[0].Triggers.State; st != TriggersRefused {
+				t.Fatalf("triggers %s after a refused login, want %s", st, TriggersRefused)
+			}
+		})
 	}
 }
 

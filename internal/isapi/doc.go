@@ -65,6 +65,24 @@
 // never been given a password. Bodies are read up to a cap, since devices
 // sometimes send garbage.
 //
+// Event triggers. GET /ISAPI/Event/triggers lists, for each event source of
+// the device, an EventTrigger: an id ("VMD-1", "IO-1"), its eventType (VMD,
+// linedetection, fielddetection, tamperdetection, videoloss, IO, and
+// device-wide exceptions such as diskfull), the channel it watches
+// (videoInputChannelID; recorders add dynVideoInputChannelID, the IP channel
+// number, and may number videoInputChannelID from their first digital
+// channel, e.g. 33) or the alarm input (inputIOPortID, dynInputIOPortID), and
+// an EventTriggerNotificationList saying what the device does when it fires:
+// one EventTriggerNotification per notificationMethod (center, record,
+// email, beep, IO, FTP, HTTP, monitorAlarm, ...). Only "center" ("Notify
+// Surveillance Center" in the web pages) sends the event to the alert
+// stream: an event without it is never reported to an ISAPI client. The
+// list may be empty or missing, as on many cameras for events nobody set
+// up. The root is EventTriggerList; some firmware wraps it in
+// EventNotification. Devices without the resource (door stations, some
+// firmware) answer 404 or 403; EventTriggers reports that as
+// ErrNotSupported.
+//
 // Voice talk. A talk channel is opened with PUT .../TwoWayAudio/channels/<id>/open
 // (answer: a TwoWayAudioSession with a sessionId, or a bare ResponseStatus on
 // some firmware), fed by one long PUT .../audioData request with no length that

@@ -297,6 +297,37 @@ func FuzzInputProxyChannels(f *testing.F) {
 	})
 }
 
+func FuzzEventTriggers(f *testing.F) {
+	addFixtures(f, "eventTriggers", "responseStatus_notSupport", "responseStatus_invalidOperation")
+	f.Fuzz(func(t *testing.T, sel uint8, body []byte) {
+		c := fuzzClient(t, sel, map[string][]byte{isapi.PathEventTriggers: body})
+		trs, err := c.EventTriggers(context.Background())
+		checkErr(t, err, body)
+		if err != nil && trs != nil {
+			t.Fatalf("triggers %v with error %v", trs, err)
+		}
+		if err == nil && len(trs) > strings.Count(string(body), "EventTrigger") {
+			t.Fatalf("%d triggers from %d mentions", len(trs), strings.Count(string(body), "EventTrigger"))
+		}
+		for _, tr := range trs {
+			if tr.EventType == "" {
+				t.Fatalf("trigger without an event type: %+v", tr)
+			}
+			if tr.VideoChannel < 0 || tr.DynVideoChannel < 0 || tr.IOPort < 0 || tr.DynIOPort < 0 {
+				t.Fatalf("negative channel: %+v", tr)
+			}
+			trimmed(t, "eventType", tr.EventType)
+			trimmed(t, "id", tr.ID)
+			for _, m := range tr.Methods {
+				if m == "" {
+					t.Fatalf("empty notification method: %+v", tr)
+				}
+				trimmed(t, "notificationMethod", m)
+			}
+		}
+	})
+}
+
 // FuzzParseChallenges: WWW-Authenticate parsing, challenge choice and the
 // Authorization answer.
 func FuzzParseChallenges(f *testing.F) {

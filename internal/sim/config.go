@@ -86,6 +86,8 @@ type Config struct {
 	Talk TalkConfig
 	// Events is the alert stream (GET /ISAPI/Event/notification/alertStream): see events.go.
 	Events EventsConfig
+	// Triggers is GET /ISAPI/Event/triggers (which events notify the alert stream): see triggers.go.
+	Triggers TriggersConfig
 	// Door is the door-station side (call status, call signal, door unlock): see doorstation.go.
 	Door DoorConfig
 	// TalkChannels is the number of TwoWayAudio channels (ids 1..n; capabilities voicetalkNums). Default 1.

@@ -44,10 +44,12 @@ type Device struct {
 	rtspStall  bool
 	rtspRefuse bool
 	badXML     int
-	nonces     map[string]*nonceState
-	locks      map[string]*lockState
-	stats      Stats
-	rtspBase   uint64 // RTSP sessions of servers already closed (reboots)
+	// triggerReads counts GET /ISAPI/Event/triggers answers (TriggersConfig.Busy)
+	triggerReads int
+	nonces       map[string]*nonceState
+	locks        map[string]*lockState
+	stats        Stats
+	rtspBase     uint64 // RTSP sessions of servers already closed (reboots)
 	// talk: the open voice-talk session per TwoWayAudio channel id; tk: the rest of the talk side (talk.go).
 	talk map[string]*talkSession
 	tk   talkSide

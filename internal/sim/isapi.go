@@ -168,6 +168,8 @@ func (d *Device) route(r *http.Request) (int, []byte) {
 			return get(func() []byte { return render("inputProxyStatus", d.channelsView()) })
 		}
 		return http.StatusNotFound, responseStatus(ns, r.RequestURI, 4, "invalidOperation")
+	case strings.EqualFold(p, "/ISAPI/Event/triggers"):
+		return d.triggers(r) // triggers.go
 	case strings.EqualFold(p, "/ISAPI/System/TwoWayAudio/channels"):
 		if d.cfg.TalkCodec == "none" {
 			return notSupported()

@@ -66,6 +66,25 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	rec.WaitLast("hikvision/bridge/availability", "online", 20*time.Second)
 	waitUntil(t, "the camera's alert stream", 20*time.Second, func() bool { return cam.OpenAlertStreams() == 1 })
 
+	// before any event: the entities of the events the camera's triggers
+	// send to the alert stream exist, OFF (its default triggers: motion,
+	// line crossing and intrusion notify the center; tamper, video loss
+	// and its alarm input do not)
+	for _, typ := range []string{"motion", "linedetection", "fielddetection"} {
+		rec.WaitLast("hikvision/"+camID+"/1/"+typ+"/state", "OFF", 20*time.Second)
+		rec.WaitFor("the declared "+typ+" config", 10*time.Second, func(ms []mqtttest.Msg) bool {
+			_, ok := mqtttest.Last(ms, "homeassistant/binary_sensor/hikvision_"+camID+"/ch1_"+typ+"/config")
+			return ok
+		})
+	}
+	if n := cam.EventStats().Parts; n != 0 {
+		t.Fatalf("the camera sent %d events before the entities were checked", n)
+	}
+	notSent := `events: the device does not send these events to the alert stream: io ch1, tamper ch1, videoloss ch1 (tick "Notify Surveillance Center"`
+	waitUntil(t, "the log line naming the events the camera does not send", 10*time.Second, func() bool {
+		return strings.Contains(g.Output(), notSent)
+	})
+
 	events := openSSE(t, g.URL("/api/hikvision/events?src=porch"))
 	cam.TriggerEvents(sim.EventStep{Type: "linedetection", Channel: 1, Picture: true})
 	m := events.waitFor("line crossing", 15*time.Second, func(m sseMsg) bool { return m.Type == "linedetection" })
@@ -152,6 +171,13 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 				Device      string `json:"device"`
 				State       string `json:"state"`
 				DoorStation bool   `json:"door_station"`
+				Triggers    struct {
+					State   string `json:"state"`
+					NotSent []struct {
+						Type   string `json:"type"`
+						Stream string `json:"stream"`
+					} `json:"not_sent"`
+				} `json:"triggers"`
 			} `json:"subscriptions"`
 			States []sseMsg `json:"states"`
 			MQTT   struct {
@@ -163,6 +189,15 @@ func TestEventsToSSEAndMQTT(t *testing.T) {
 	getJSON(t, g.URL("/api/hikvision"), &h)
 	if len(h.Events.Subscriptions) != 2 || !h.Events.MQTT.Connected || h.Events.MQTT.Published == 0 {
 		t.Fatalf("health events: %+v", h.Events)
+	}
+	for _, s := range h.Events.Subscriptions {
+		want := "read"
+		if s.DoorStation {
+			want = "not_supported"
+		}
+		if s.Triggers.State != want || !s.DoorStation && (len(s.Triggers.NotSent) != 3 || s.Triggers.NotSent[1].Type != "tamper" || s.Triggers.NotSent[1].Stream != "porch") {
+			t.Fatalf("health triggers of %s: %+v, want %s (camera: io, tamper, videoloss not sent)", s.Device, s.Triggers, want)
+		}
 	}
 	found := false
 	for _, s := range h.Events.States {
