@@ -715,7 +715,12 @@ func TestThousandCycles(t *testing.T) {
 	reg.mu.RLock()
 	left := len(reg.sessions)
 	reg.mu.RUnlock()
-	left += reg.plays.len() + reg.talks.len()
+	reg.plays.mu.RLock()
+	left += len(reg.plays.byKey) + len(reg.plays.byHandle)
+	reg.plays.mu.RUnlock()
+	reg.talks.mu.RLock()
+	left += len(reg.talks.byKey) + len(reg.talks.byHandle)
+	reg.talks.mu.RUnlock()
 	if left != 0 {
 		t.Errorf("registry holds %d entries after 1000 cycles", left)
 	}

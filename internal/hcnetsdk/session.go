@@ -562,12 +562,6 @@ func (rs *routes[T]) of(ss *Session) []T {
 	return out
 }
 
-func (rs *routes[T]) len() int {
-	rs.mu.RLock()
-	defer rs.mu.RUnlock()
-	return len(rs.byKey) + len(rs.byHandle)
-}
-
 func (r *registry) addSession(ss *Session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
