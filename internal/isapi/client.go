@@ -567,20 +567,35 @@ func schemesOf(hs []string) string {
 	return "offered: " + strings.Join(names, ", ")
 }
 
-// authorization returns an Authorization value for a request outside the
-// http.Client (voice talk audioData), from the cached challenge. ok is false
-// when there is none yet.
-func (c *Client) authorization(method, uri string) (string, bool) {
-	c.mu.Lock()
-	ch := c.auth
-	if ch == nil {
+// loggedIn returns the cached challenge and the next nonce count for a
+// request sent outside authedDo (the alert stream, voice talk audio),
+// logging in first with one cheap userCheck when none is cached. Another
+// request can drop the cached challenge between that login and this request
+// (it met an expired nonce); a device that asked for credentials before is
+// then logged in again (three times at most) rather than sent a request
+// without credentials, whose 401 would read as a refused password. nil with
+// a nil error: the device asks for no credentials.
+func (c *Client) loggedIn(ctx context.Context) (*Challenge, uint32, error) {
+	for try := 0; ; try++ {
+		c.mu.Lock()
+		ch, nc := c.nextAuthLocked()
+		asked := c.accepted != ""
 		c.mu.Unlock()
-		return "", false
+		switch {
+		case ch != nil:
+			return ch, nc, nil
+		case try > 0 && !asked:
+			return nil, 0, nil // the login needed no credentials
+		case try == 3:
+			return nil, 0, fmt.Errorf("%w: the device's challenge was dropped again after each of 3 logins", ErrProtocol)
+		}
+		if _, _, err := c.Do(ctx, http.MethodGet, PathUserCheck, nil); err != nil {
+			var se *StatusError
+			if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
+				return nil, 0, err
+			}
+		}
 	}
-	c.nc++
-	nc := c.nc
-	c.mu.Unlock()
-	return ch.Authorization(method, uri, c.cfg.Username, c.cfg.Password, nc, ""), true
 }
 
 // GetXML GETs path and decodes the XML body into v (elements matched by local

@@ -45,6 +45,11 @@
 // login and is not retried, so a wrong password never costs two. A request
 // that gets no answer at all (the device is down) drops the cached challenge,
 // so the first request after a reboot the client noticed starts afresh.
+// Requests run concurrently, so one of them can drop the cached challenge
+// (it met an expired nonce) just after another logged in for a request sent
+// outside the usual path (the alert stream, talk audio): that one logs in
+// again rather than go out without credentials, whose 401 would read as a
+// refused password.
 //
 // Limits: the most tries the client has seen is the device's limit only if
 // the client's first challenge came while no failures from the same address

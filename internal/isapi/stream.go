@@ -2,7 +2,6 @@ package isapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -20,20 +19,9 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 		return nil, fmt.Errorf("isapi %s %s: path must start with a single /", method, path)
 	}
 	for try := 0; ; try++ {
-		c.mu.Lock()
-		ch, nc := c.nextAuthLocked()
-		c.mu.Unlock()
-		if ch == nil {
-			// No cached challenge yet: one cheap authenticated request to get one.
-			if _, _, err := c.Do(ctx, method, PathUserCheck, nil); err != nil {
-				var se *StatusError
-				if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
-					return nil, err
-				}
-			}
-			c.mu.Lock()
-			ch, nc = c.nextAuthLocked() // still none: the device asks for no credentials
-			c.mu.Unlock()
+		ch, nc, err := c.loggedIn(ctx)
+		if err != nil {
+			return nil, err
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.scheme+"://"+c.hostport+path, nil)
 		if err != nil {

@@ -98,16 +98,13 @@ func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.Wr
 	}
 	const method = http.MethodPut
 
-	authz, ok := c.authorization(method, path)
-	if !ok {
-		// No cached challenge yet: one cheap authenticated request to get one.
-		if _, _, err := c.Do(ctx, http.MethodGet, PathUserCheck, nil); err != nil {
-			var se *StatusError
-			if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
-				return nil, err
-			}
-		}
-		authz, _ = c.authorization(method, path) // still none: the device asks for no credentials
+	auth, nc, err := c.loggedIn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var authz string
+	if auth != nil { // else the device asks for no credentials
+		authz = auth.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, "")
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
