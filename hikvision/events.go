@@ -495,7 +495,12 @@ func (de *deviceEvents) readInfo(ctx context.Context, c *isapi.Client) {
 	})
 	if err != nil {
 		de.mu.Lock()
-		de.infoTried = guard.Classify(err) == guard.KindOther // try again unless the device refused for good
+		switch guard.Classify(err) {
+		case guard.KindNotSupported, guard.KindProtocol, guard.KindLowPrivilege, guard.KindOther:
+			// the device answered, for good: not asked again
+		default: // no answer, busy, a hold or a refused login: asked again later
+			de.infoTried = false
+		}
 		de.mu.Unlock()
 		return
 	}
