@@ -192,25 +192,7 @@ func BenchmarkForwardRTPParallel(b *testing.B) {
 		lanes <- l
 		all = append(all, l)
 	}
-	b.SetBytes(1400)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		l := <-lanes // one track per goroutine (RunParallel uses GOMAXPROCS of them)
-		var seq uint16
-		var ts uint32
-		i := 0
-		for pb.Next() {
-			pkt := l.pkts[i%benchRing]
-			pkt.SequenceNumber = seq
-			pkt.Timestamp = ts
-			seq++
-			ts += 3000
-			i++
-			l.inner.WriteRTP(pkt)
-		}
-	})
-	b.StopTimer()
+	writeParallel(b, lanes, func(l *lane) []*rtp.Packet { return l.pkts }, func(l *lane, pkt *rtp.Packet) { l.inner.WriteRTP(pkt) })
 	drops := 0
 	for _, l := range all {
 		l.stop()
@@ -220,6 +202,32 @@ func BenchmarkForwardRTPParallel(b *testing.B) {
 	if lost := p.status.packetsLost.Load(); lost != 0 {
 		b.Fatalf("consecutive packets counted %d lost", lost)
 	}
+}
+
+// writeParallel times RunParallel goroutines, each taking a lane of its own
+// (RunParallel uses GOMAXPROCS of them) and writing that lane's packets,
+// numbered in sequence, 1400 bytes each.
+func writeParallel[L any](b *testing.B, lanes chan L, pkts func(L) []*rtp.Packet, write func(L, *rtp.Packet)) {
+	b.SetBytes(1400)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		l := <-lanes
+		ring := pkts(l)
+		var seq uint16
+		var ts uint32
+		i := 0
+		for pb.Next() {
+			pkt := ring[i%benchRing]
+			pkt.SequenceNumber = seq
+			pkt.Timestamp = ts
+			seq++
+			ts += 3000
+			i++
+			write(l, pkt)
+		}
+	})
+	b.StopTimer()
 }
 
 // BenchmarkGo2rtcReceiverOnlyParallel is the parallel baseline.
@@ -240,25 +248,7 @@ func BenchmarkGo2rtcReceiverOnlyParallel(b *testing.B) {
 		lanes <- l
 		all = append(all, l)
 	}
-	b.SetBytes(1400)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		l := <-lanes
-		var seq uint16
-		var ts uint32
-		i := 0
-		for pb.Next() {
-			pkt := l.pkts[i%benchRing]
-			pkt.SequenceNumber = seq
-			pkt.Timestamp = ts
-			seq++
-			ts += 3000
-			i++
-			l.r.WriteRTP(pkt)
-		}
-	})
-	b.StopTimer()
+	writeParallel(b, lanes, func(l *lane) []*rtp.Packet { return l.pkts }, func(l *lane, pkt *rtp.Packet) { l.r.WriteRTP(pkt) })
 	drops := 0
 	for _, l := range all {
 		l.stop()
