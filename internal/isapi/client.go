@@ -306,11 +306,36 @@ func wrapOp(method, path string, err error) error {
 func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
 	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
 	if ch != nil {
 		return c.sendCached(ctx, method, path, body, ch, nc)
 	}
 	return c.freshExchange(ctx, method, path, body)
+}
+
+// reservation receives, for a login done on behalf of a request sent outside
+// authedDo (see loggedIn), the challenge the login answered and a nonce count
+// of that challenge set aside for the request. It travels in the login's
+// context.
+type reservation struct {
+	ch *Challenge
+	nc uint32
+}
+
+type reservationKey struct{}
+
+// reserveLocked sets the next nonce count of ch, the cached challenge a
+// request of ctx is about to answer, aside for the reservation in ctx, if
+// any. The last call of a login wins: it is the challenge the login ended
+// with. c.mu must be held, and ch must be c.auth (or nil: nothing to do).
+func reserveLocked(ctx context.Context, c *Client, ch *Challenge) {
+	res, _ := ctx.Value(reservationKey{}).(*reservation)
+	if res == nil || ch == nil {
+		return
+	}
+	c.nc++
+	res.ch, res.nc = ch, c.nc
 }
 
 // nextAuthLocked returns the cached challenge and the next nonce count for
@@ -339,11 +364,15 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 	switch {
 	case r.status == http.StatusUnauthorized && !isNotActivated(r.body):
 		c.dropAuth(ch)
-		nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
-		if ok && nch.Stale {
-			// The nonce expired (stale=TRUE: the answer itself was right):
-			// not a failed login; answer the new nonce once.
+		nch, ok, expired := nonceExpired(r)
+		if ok && expired {
+			// The nonce expired (stale=TRUE, or a ResponseStatus
+			// invalidOperation: the answer itself was right): not a failed
+			// login; answer the new nonce once.
 			return c.answerFresh(ctx, method, path, body, &nch)
+		}
+		if expired { // invalidOperation without a usable challenge
+			return c.freshExchange(ctx, method, path, body)
 		}
 		ae := authErrorFromBody(method, path, r.body)
 		if ok && c.nonceLost(ae) {
@@ -357,13 +386,38 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 		// (e.g. the password was changed on the device). That was one
 		// failed login; retrying with a new challenge would be a second one.
 		return nil, ae
-	case isInvalidOperation(r.body):
+	case expiredOutside401(r):
 		// Some firmware reports an expired nonce as ResponseStatus
 		// invalidOperation: re-challenge once.
 		c.dropAuth(ch)
 		return c.freshExchange(ctx, method, path, body)
 	}
 	return r, nil
+}
+
+// nonceExpired reports whether r, a 401 to a right answer, says the device
+// only refused the nonce: stale=TRUE in the new challenge, or a
+// ResponseStatus invalidOperation body (some firmware's expired nonce, sent
+// with a stale=FALSE challenge). nch is the new challenge, ok whether r
+// carries a usable one.
+func nonceExpired(r *response) (nch Challenge, ok, expired bool) {
+	nch, ok = ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
+	return nch, ok, (ok && nch.Stale) || isInvalidOperation(r.body)
+}
+
+// expiredOutside401 reports an expired nonce told as a ResponseStatus
+// invalidOperation under HTTP 200, as some firmware does. Under 403 or 404
+// invalidOperation is the device's answer about the resource (a talk
+// channel already in use, a channel it lacks), given after the login
+// passed: the nonce was fine.
+func expiredOutside401(r *response) bool {
+	return r.status >= 200 && r.status <= 299 && isInvalidOperation(r.body)
+}
+
+// nonceRefusedError: the device refused the nonce of a right answer once
+// more (see ErrNonceRefused).
+func nonceRefusedError(method, path string) error {
+	return fmt.Errorf("isapi %s %s: %w", method, path, ErrNonceRefused)
 }
 
 // nonceLost reports whether ae, the userCheck of a plain 401 to a challenge
@@ -447,6 +501,7 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 	}
 	c.mu.Lock()
 	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
 	lastErr := c.loginErr
 	regen := c.loginGen != gen
 	c.mu.Unlock()
@@ -503,6 +558,7 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 	defer c.unlockLogin()
 	c.mu.Lock()
 	cached, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, cached)
 	c.mu.Unlock()
 	if cached == nil {
 		return c.answerFreshLocked(ctx, method, path, body, ch)
@@ -512,11 +568,20 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 		return nil, err
 	}
 	if r.status == http.StatusUnauthorized && !isNotActivated(r.body) {
+		// The cached challenge is in use by other requests too: its nonce
+		// can have expired meanwhile, or (on a device that wants each nonce
+		// count higher than the last) another request's higher count can
+		// have arrived first. Judge the 401 as sendCached does.
 		c.dropAuth(cached)
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+		nch, ok, expired := nonceExpired(r)
+		ae := authErrorFromBody(method, path, r.body)
+		if ok && (expired || c.nonceLost(ae)) {
 			return c.answerFreshLocked(ctx, method, path, body, &nch)
 		}
-		return nil, authErrorFromBody(method, path, r.body)
+		if expired {
+			return nil, nonceRefusedError(method, path)
+		}
+		return nil, ae
 	}
 	return r, nil
 }
@@ -524,10 +589,11 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 	if err == nil && r.status == http.StatusUnauthorized {
-		// stale=TRUE says the answer was right but the nonce outdated (another
-		// request got a newer one meanwhile): not a failed login; answer the
-		// new nonce once.
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+		// stale=TRUE (or invalidOperation) says the answer was right but the
+		// nonce outdated (it expired on its way, or another request got a
+		// newer one meanwhile): not a failed login; answer the new nonce
+		// once.
+		if nch, ok, expired := nonceExpired(r); ok && expired {
 			ch = &nch
 			r, err = c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 		}
@@ -541,12 +607,19 @@ func (c *Client) answerFreshLocked(ctx context.Context, method, path string, bod
 			c.finishLogin(ctx, nil)
 			return r, nil
 		}
+		if _, _, expired := nonceExpired(r); expired {
+			// the new nonce was refused as outdated too: still no failed
+			// login, and not one for the requests waiting behind this one
+			c.finishLogin(ctx, nil)
+			return nil, nonceRefusedError(method, path)
+		}
 		ae := authErrorFromBody(method, path, r.body)
 		c.finishLogin(ctx, ae)
 		return nil, ae
 	}
 	c.mu.Lock()
 	c.auth, c.nc, c.accepted = ch, 1, ch.Scheme
+	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
 	c.finishLogin(ctx, nil)
 	return r, nil
@@ -569,33 +642,28 @@ func schemesOf(hs []string) string {
 
 // loggedIn returns the cached challenge and the next nonce count for a
 // request sent outside authedDo (the alert stream, voice talk audio),
-// logging in first with one cheap userCheck when none is cached. Another
-// request can drop the cached challenge between that login and this request
-// (it met an expired nonce); a device that asked for credentials before is
-// then logged in again (three times at most) rather than sent a request
-// without credentials, whose 401 would read as a refused password. nil with
-// a nil error: the device asks for no credentials.
+// logging in first with one cheap userCheck when none is cached. That login
+// sets a nonce count of the challenge it answered aside for the request
+// (see reservation): another request can drop the cached challenge between
+// the login and this request (it met an expired or refused nonce), and the
+// request must not go out without credentials, whose 401 would read as a
+// refused password. nil with a nil error: the device asks for no
+// credentials.
 func (c *Client) loggedIn(ctx context.Context) (*Challenge, uint32, error) {
-	for try := 0; ; try++ {
-		c.mu.Lock()
-		ch, nc := c.nextAuthLocked()
-		asked := c.accepted != ""
-		c.mu.Unlock()
-		switch {
-		case ch != nil:
-			return ch, nc, nil
-		case try > 0 && !asked:
-			return nil, 0, nil // the login needed no credentials
-		case try == 3:
-			return nil, 0, fmt.Errorf("%w: the device's challenge was dropped again after each of 3 logins", ErrProtocol)
-		}
-		if _, _, err := c.Do(ctx, http.MethodGet, PathUserCheck, nil); err != nil {
-			var se *StatusError
-			if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
-				return nil, 0, err
-			}
+	c.mu.Lock()
+	ch, nc := c.nextAuthLocked()
+	c.mu.Unlock()
+	if ch != nil {
+		return ch, nc, nil
+	}
+	res := &reservation{}
+	if _, _, err := c.Do(context.WithValue(ctx, reservationKey{}, res), http.MethodGet, PathUserCheck, nil); err != nil {
+		var se *StatusError
+		if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
+			return nil, 0, err
 		}
 	}
+	return res.ch, res.nc, nil // nil: the login needed no credentials
 }
 
 // GetXML GETs path and decodes the XML body into v (elements matched by local
