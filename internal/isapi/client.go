@@ -58,6 +58,9 @@ type Client struct {
 	// unlocked userCheck body from the device has shown; 0 while none did.
 	// Guarded by mu. See nonceLost.
 	maxTries int
+	// unanswered counts requests that got no answer at all (the device may
+	// have been rebooting). Guarded by mu. See answerFreshLocked.
+	unanswered uint64
 
 	pre preconnect // connections opened ahead of a burst of requests (Preconnect)
 }
@@ -217,14 +220,30 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, aut
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, asTimeout(parent, limit, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	b, err := readCapped(resp.Body, c.cfg.MaxBodyBytes)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, asTimeout(parent, limit, err)
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// noteUnanswered counts a request that got no answer (see answerFreshLocked).
+func (c *Client) noteUnanswered() {
+	c.mu.Lock()
+	c.unanswered++
+	c.mu.Unlock()
+}
+
+// unansweredNow is the count of requests that got no answer so far.
+func (c *Client) unansweredNow() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unanswered
 }
 
 // asTimeout turns the ways a timer ends a request (the request context's
@@ -352,6 +371,7 @@ func (c *Client) nextAuthLocked() (*Challenge, uint32) {
 // count nc. It does not hold the login lock: requests on a logged-in client
 // run concurrently.
 func (c *Client) sendCached(ctx context.Context, method, path string, body []byte, ch *Challenge, nc uint32) (*response, error) {
+	gen := c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
 	if err != nil {
 		// No answer: the device may be rebooting, and a rebooted device has
@@ -369,7 +389,7 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 			// The nonce expired (stale=TRUE, or a ResponseStatus
 			// invalidOperation: the answer itself was right): not a failed
 			// login; answer the new nonce once.
-			return c.answerFresh(ctx, method, path, body, &nch)
+			return c.answerFresh(ctx, method, path, body, &nch, gen)
 		}
 		if expired { // invalidOperation without a usable challenge
 			return c.freshExchange(ctx, method, path, body)
@@ -379,7 +399,7 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 			// A plain 401, but the device says it did not count it: it no
 			// longer knows the nonce (it rebooted). Answer the new
 			// challenge once, like a stale one.
-			return c.answerFresh(ctx, method, path, body, &nch)
+			return c.answerFresh(ctx, method, path, body, &nch, gen)
 		}
 		// A plain 401 (stale=FALSE or none) that the device counted (or
 		// whose body does not say): the device refused the credentials
@@ -523,7 +543,14 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		return nil, lastErr
 	}
 	defer c.unlockLogin()
+	return c.exchangeLocked(ctx, method, path, body, false)
+}
 
+// exchangeLocked is freshExchange's challenge round trip and answer, with
+// the login lock held. again: this is already the second round trip of the
+// request (see answerFreshLocked).
+func (c *Client) exchangeLocked(ctx context.Context, method, path string, body []byte, again bool) (*response, error) {
+	gen := c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, "")
 	if err != nil {
 		c.finishLogin(ctx, err)
@@ -544,14 +571,15 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		return nil, fmt.Errorf("%w: 401 without a usable WWW-Authenticate challenge (%s)",
 			ErrProtocol, schemesOf(r.header.Values("WWW-Authenticate")))
 	}
-	return c.answerFreshLocked(ctx, method, path, body, &nch)
+	return c.answerFreshLocked(ctx, method, path, body, &nch, gen, again)
 }
 
 // answerFresh answers a stale challenge just received, holding the login
 // lock. If another caller refreshed the cached challenge meanwhile (several
 // requests hit the same expired nonce), that one is used instead so the
 // device sees one new nonce in use.
-func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+// gen is the count of unanswered requests when ch was asked for.
+func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge, gen uint64) (*response, error) {
 	if err := c.lockLogin(ctx); err != nil {
 		return nil, err
 	}
@@ -561,8 +589,9 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 	reserveLocked(ctx, c, cached)
 	c.mu.Unlock()
 	if cached == nil {
-		return c.answerFreshLocked(ctx, method, path, body, ch)
+		return c.answerFreshLocked(ctx, method, path, body, ch, gen, false)
 	}
+	gen = c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, cached.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
 	if err != nil {
 		return nil, err
@@ -576,7 +605,7 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 		nch, ok, expired := nonceExpired(r)
 		ae := authErrorFromBody(method, path, r.body)
 		if ok && (expired || c.nonceLost(ae)) {
-			return c.answerFreshLocked(ctx, method, path, body, &nch)
+			return c.answerFreshLocked(ctx, method, path, body, &nch, gen, false)
 		}
 		if expired {
 			return nil, nonceRefusedError(method, path)
@@ -586,7 +615,18 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 	return r, nil
 }
 
-func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+// answerFreshLocked answers ch, a challenge just received, with the login
+// lock held, and caches it once the device accepted it. gen is the count of
+// unanswered requests when ch was asked for: if a request got no answer
+// since, the device may have rebooted after it issued ch (the caller may
+// have waited long for the login lock) and forgotten its nonce, and some
+// firmware counts a right answer to a forgotten nonce as a failed login.
+// Such a challenge is not answered: the request asks for a new one
+// (once: again says it already did).
+func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge, gen uint64, again bool) (*response, error) {
+	if !again && c.unansweredNow() != gen {
+		return c.exchangeLocked(ctx, method, path, body, true)
+	}
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 	if err == nil && r.status == http.StatusUnauthorized {
 		// stale=TRUE (or invalidOperation) says the answer was right but the

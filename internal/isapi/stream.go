@@ -36,6 +36,7 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			c.noteUnanswered()
 			if ch != nil {
 				c.dropAuth(ch) // the device may have rebooted and forgotten its nonces
 			}

@@ -112,6 +112,7 @@ func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.Wr
 	d := net.Dialer{KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", c.hostport)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, fmt.Errorf("isapi %s %s: %w", method, path, err)
 	}
 	if c.scheme == "https" {
