@@ -29,12 +29,15 @@ const alertStreamPath = "/ISAPI/Event/notification/alertStream"
 
 // stressCase is one simulated device set-up of TestAuthStressSim.
 type stressCase struct {
-	name    string
-	cfg     sim.Config
-	reboots int // reboots while the workers run
+	name string
+	cfg  sim.Config
+	// reboots: reboots during the run, alternately while the workers run
+	// (the client sees requests fail) and while they pause (the client is
+	// idle, then sends at once with the nonce the device forgot)
+	reboots int
 	// counted: the device counts a right answer to a nonce it forgot in a
-	// reboot as a failed login (sim.UnknownNonceCounted): each reboot may
-	// cost one failed login, reported as one refused password.
+	// reboot as a failed login (sim.UnknownNonceCounted): the package doc
+	// allows one failed login per reboot, reported as one refused password.
 	counted bool
 }
 
@@ -115,11 +118,16 @@ func runAuthStress(t *testing.T, sc stressCase, seed int64) {
 	rng := rand.New(rand.NewSource(seed))
 	workers := 8 + rng.Intn(9)
 	d, c := startSim(t, sc.cfg)
+	// the simulator's reboots last tens of milliseconds, not a device's
+	// half minute: the idle time after which the client probes a cached
+	// challenge with one request shrinks accordingly
+	isapi.SetIdleProbe(c, 10*time.Millisecond)
 
 	tally := &stressTally{ok: map[string]int{}}
 	var rebooting atomic.Bool // set while a reboot is under way (and a moment after)
 	var rebootGen atomic.Int64
 	stop := make(chan struct{})
+	var gate sync.RWMutex // held for writing while the workers pause
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wseed := rng.Int63()
@@ -133,8 +141,10 @@ func runAuthStress(t *testing.T, sc stressCase, seed int64) {
 					return
 				default:
 				}
+				gate.RLock()
 				gen := rebootGen.Load()
 				kind, err := stressOp(c, r)
+				gate.RUnlock()
 				if err == nil {
 					tally.success(kind)
 					continue
@@ -180,18 +190,35 @@ func runAuthStress(t *testing.T, sc stressCase, seed int64) {
 	for i := 0; i < sc.reboots; i++ {
 		// not timing anything: the moment of the reboot is random
 		time.Sleep(time.Duration(rng.Int63n(int64(runFor / time.Duration(sc.reboots+1)))))
+		idle := i%2 == 1
+		if idle {
+			gate.Lock() // the workers finish what they do and pause
+		}
 		rebooting.Store(true)
 		rebootGen.Add(1)
 		if err := d.Reboot(time.Duration(20+rng.Intn(60)) * time.Millisecond); err != nil {
+			if idle {
+				gate.Unlock()
+			}
+			close(stop)
+			wg.Wait()
 			t.Fatal(err)
 		}
 		select {
 		case <-d.Up():
 		case <-time.After(10 * time.Second):
+			if idle {
+				gate.Unlock()
+			}
+			close(stop)
+			wg.Wait()
 			t.Fatalf("%s: simulator did not come back from reboot %d", replay, i+1)
 		}
 		rebootGen.Add(1)
 		rebooting.Store(false)
+		if idle {
+			gate.Unlock()
+		}
 		rebootsDone++
 	}
 	<-deadline.C

@@ -19,6 +19,11 @@ import (
 	"time"
 )
 
+// idleProbeAfter: a cached challenge the device has not accepted an answer
+// to for this long is answered by one request at a time until it does (see
+// probe). Shorter than any device's reboot.
+const idleProbeAfter = 10 * time.Second
+
 // Defaults for Config fields left zero.
 const (
 	DefaultTimeout      = 10 * time.Second
@@ -61,6 +66,12 @@ type Client struct {
 	// unanswered counts requests that got no answer at all (the device may
 	// have been rebooting). Guarded by mu. See answerFreshLocked.
 	unanswered uint64
+	// lastOK is when the device last accepted an answer to the cached
+	// challenge (guarded by mu); probeSem (capacity 1) lets one request at
+	// a time answer a challenge not accepted within idleProbe. See probe.
+	lastOK    time.Time
+	probeSem  chan struct{}
+	idleProbe time.Duration
 
 	pre preconnect // connections opened ahead of a burst of requests (Preconnect)
 }
@@ -103,7 +114,8 @@ func New(cfg Config) (*Client, error) {
 	if h == "" {
 		return nil, errors.New("isapi: config: empty host")
 	}
-	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme, loginSem: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme, loginSem: make(chan struct{}, 1),
+		probeSem: make(chan struct{}, 1), idleProbe: idleProbeAfter}
 
 	if cfg.CertSHA256 != "" {
 		pin, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(cfg.CertSHA256), ":", ""))
@@ -324,6 +336,10 @@ func wrapOp(method, path string, err error) error {
 // other plain 401 to a cached or freshly answered challenge is a failed login.
 func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
+	if c.auth != nil && !c.confirmedLocked() {
+		c.mu.Unlock()
+		return c.probe(ctx, method, path, body)
+	}
 	ch, nc := c.nextAuthLocked()
 	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
@@ -331,6 +347,52 @@ func (c *Client) authedDo(ctx context.Context, method, path string, body []byte)
 		return c.sendCached(ctx, method, path, body, ch, nc)
 	}
 	return c.freshExchange(ctx, method, path, body)
+}
+
+// confirmedLocked reports whether the device accepted an answer to the
+// cached challenge within idleProbe. c.mu must be held.
+func (c *Client) confirmedLocked() bool {
+	return time.Since(c.lastOK) < c.idleProbe
+}
+
+// noteAccepted records that the device accepted an answer to ch.
+func (c *Client) noteAccepted(ch *Challenge) {
+	c.mu.Lock()
+	if c.auth == ch {
+		c.lastOK = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+// probe sends a request on a cached challenge the device has not accepted
+// an answer to lately, one request at a time. The device may have rebooted
+// while the client sent nothing, forgetting the nonce, and some firmware
+// counts each right answer to a forgotten nonce as a failed login: requests
+// sent at once would each cost one, and five lock a camera out. The first
+// request finds out (accepted: the others go on at once with the same
+// challenge; refused: it drops the challenge and the others log in afresh).
+// A reboot takes longer than idleProbe, so a challenge accepted within it is
+// known to the device or the device is down (no answer, nothing counted).
+func (c *Client) probe(ctx context.Context, method, path string, body []byte) (*response, error) {
+	select {
+	case c.probeSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
+	held := ch != nil && !c.confirmedLocked()
+	c.mu.Unlock()
+	if !held {
+		<-c.probeSem // another request's answer settled it
+		if ch == nil {
+			return c.freshExchange(ctx, method, path, body)
+		}
+		return c.sendCached(ctx, method, path, body, ch, nc)
+	}
+	defer func() { <-c.probeSem }()
+	return c.sendCached(ctx, method, path, body, ch, nc)
 }
 
 // reservation receives, for a login done on behalf of a request sent outside
@@ -412,6 +474,7 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 		c.dropAuth(ch)
 		return c.freshExchange(ctx, method, path, body)
 	}
+	c.noteAccepted(ch)
 	return r, nil
 }
 
@@ -612,6 +675,7 @@ func (c *Client) answerFresh(ctx context.Context, method, path string, body []by
 		}
 		return nil, ae
 	}
+	c.noteAccepted(cached)
 	return r, nil
 }
 
@@ -659,6 +723,7 @@ func (c *Client) answerFreshLocked(ctx context.Context, method, path string, bod
 	}
 	c.mu.Lock()
 	c.auth, c.nc, c.accepted = ch, 1, ch.Scheme
+	c.lastOK = time.Now()
 	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
 	c.finishLogin(ctx, nil)
@@ -690,8 +755,12 @@ func schemesOf(hs []string) string {
 // refused password. nil with a nil error: the device asks for no
 // credentials.
 func (c *Client) loggedIn(ctx context.Context) (*Challenge, uint32, error) {
+	var ch *Challenge
+	var nc uint32
 	c.mu.Lock()
-	ch, nc := c.nextAuthLocked()
+	if c.auth != nil && c.confirmedLocked() { // else the userCheck probes it
+		ch, nc = c.nextAuthLocked()
+	}
 	c.mu.Unlock()
 	if ch != nil {
 		return ch, nc, nil

@@ -73,16 +73,23 @@
 // firmware that counts a right answer to a forgotten nonce would count it.
 // Such a request asks for a new challenge first.
 //
+// A device can also reboot while the client sends nothing, and then the
+// client's first requests carry a nonce the device forgot. So a cached
+// challenge that the device has not accepted an answer to for 10 s is
+// answered by one request first; the others wait for its answer and then
+// either use the same challenge or, if it was refused, log in afresh. This
+// relies on a device reboot (the firmware starting again) taking longer
+// than 10 s, as it does by far on cameras and recorders: a challenge
+// accepted within that time is either still known or the device is down (no
+// answer, nothing counted).
+//
 // Limits: the most tries the client has seen is the device's limit only if
 // the client's first challenge came while no failures from the same address
 // were pending; a device whose count does not go down when it counts a
 // failure (for instance with its login lock disabled) makes a changed
 // password cost two answers; and on firmware that counts the plain 401, a
-// reboot the client did not notice (it sent nothing while the device was
-// down) costs one counted failure for each request already on its way with
-// the old nonce before the first such answer came back: one when the client
-// was idle and sends one request at a time, as many as were sent at once
-// otherwise (the next requests log in afresh).
+// reboot the client did not notice costs that one counted failure (the next
+// requests log in afresh).
 //
 // XML. Namespaces differ by product and firmware (hikvision.com ver20 and
 // ver10, isapi.org, std-cgi.com on HiWatch, urn:psialliance-org on old

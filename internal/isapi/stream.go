@@ -43,6 +43,9 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 			return nil, wrapOp(method, path, asTimeout(ctx, c.cfg.Timeout, unwrapURLError(err)))
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			if ch != nil {
+				c.noteAccepted(ch)
+			}
 			return resp, nil
 		}
 		b, rerr := readCapped(resp.Body, c.cfg.MaxBodyBytes)
