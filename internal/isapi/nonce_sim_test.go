@@ -162,3 +162,55 @@ func TestStaleAgainIsNotRefusedPassword(t *testing.T) {
 		t.Fatalf("OpenStream: %d wrong answers", wrong)
 	}
 }
+
+// A device that checks nonce counts refuses one that arrives after a higher
+// one (requests share the cached nonce on parallel connections) with a
+// plain 401 that it does not count: its userCheck shows the full tries. The
+// alert stream, refused that way, answers the new challenge itself and
+// opens; it never reports a refused password.
+func TestStreamNonceCountRefusedUncounted(t *testing.T) {
+	d := newFakeDevice(t)
+	full := []byte(`<userCheck version="2.0" xmlns="http://www.hikvision.com/ver20/XMLSchema"><statusValue>401</statusValue>` +
+		`<statusString>Unauthorized</statusString><lockStatus>unlock</lockStatus><unlockTime>0</unlockTime><retryLoginTime>5</retryLoginTime></userCheck>`)
+	var mu sync.Mutex
+	refused := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authz := r.Header.Get("Authorization")
+		mu.Lock()
+		refuse := authz == "" || (r.URL.Path == alertStreamPath && refused == 0)
+		if refuse && authz != "" {
+			refused++
+		}
+		mu.Unlock()
+		if refuse {
+			// a challenge with the full tries, to a request without
+			// credentials or to the stream's late nonce count
+			d.mu.Lock()
+			d.challengeLocked(w, false)
+			d.mu.Unlock()
+			d.unauthorized(w, full)
+			return
+		}
+		d.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+	d.handle("/warm", ok)
+	d.handle(alertStreamPath, ok)
+	c, err := isapi.New(isapi.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Username: d.user, Password: d.pass, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, _, err := c.Do(ctxT(t), http.MethodGet, "/warm", nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.OpenStream(ctxT(t), alertStreamPath)
+	if err != nil {
+		t.Fatalf("OpenStream after an uncounted refusal: %v", err)
+	}
+	resp.Body.Close()
+	if _, wrong, _, _ := d.counts(); wrong != 0 || refused != 1 {
+		t.Fatalf("wrong answers %d, refusals %d; want 0 and 1", wrong, refused)
+	}
+}
