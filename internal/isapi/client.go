@@ -19,6 +19,11 @@ import (
 	"time"
 )
 
+// idleProbeAfter: a cached challenge the device has not accepted an answer
+// to for this long is answered by one request at a time until it does (see
+// probe). Shorter than any device's reboot.
+const idleProbeAfter = 10 * time.Second
+
 // Defaults for Config fields left zero.
 const (
 	DefaultTimeout      = 10 * time.Second
@@ -58,6 +63,15 @@ type Client struct {
 	// unlocked userCheck body from the device has shown; 0 while none did.
 	// Guarded by mu. See nonceLost.
 	maxTries int
+	// unanswered counts requests that got no answer at all (the device may
+	// have been rebooting). Guarded by mu. See answerFreshLocked.
+	unanswered uint64
+	// lastOK is when the device last accepted an answer to the cached
+	// challenge (guarded by mu); probeSem (capacity 1) lets one request at
+	// a time answer a challenge not accepted within idleProbe. See probe.
+	lastOK    time.Time
+	probeSem  chan struct{}
+	idleProbe time.Duration
 
 	pre preconnect // connections opened ahead of a burst of requests (Preconnect)
 }
@@ -100,7 +114,8 @@ func New(cfg Config) (*Client, error) {
 	if h == "" {
 		return nil, errors.New("isapi: config: empty host")
 	}
-	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme, loginSem: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, hostport: net.JoinHostPort(h, p), scheme: scheme, loginSem: make(chan struct{}, 1),
+		probeSem: make(chan struct{}, 1), idleProbe: idleProbeAfter}
 
 	if cfg.CertSHA256 != "" {
 		pin, err := hex.DecodeString(strings.ReplaceAll(strings.TrimSpace(cfg.CertSHA256), ":", ""))
@@ -217,14 +232,30 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, aut
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, asTimeout(parent, limit, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	b, err := readCapped(resp.Body, c.cfg.MaxBodyBytes)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, asTimeout(parent, limit, err)
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+}
+
+// noteUnanswered counts a request that got no answer (see answerFreshLocked).
+func (c *Client) noteUnanswered() {
+	c.mu.Lock()
+	c.unanswered++
+	c.mu.Unlock()
+}
+
+// unansweredNow is the count of requests that got no answer so far.
+func (c *Client) unansweredNow() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unanswered
 }
 
 // asTimeout turns the ways a timer ends a request (the request context's
@@ -305,12 +336,87 @@ func wrapOp(method, path string, err error) error {
 // other plain 401 to a cached or freshly answered challenge is a failed login.
 func (c *Client) authedDo(ctx context.Context, method, path string, body []byte) (*response, error) {
 	c.mu.Lock()
+	if c.auth != nil && !c.confirmedLocked() {
+		c.mu.Unlock()
+		return c.probe(ctx, method, path, body)
+	}
 	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
 	if ch != nil {
 		return c.sendCached(ctx, method, path, body, ch, nc)
 	}
 	return c.freshExchange(ctx, method, path, body)
+}
+
+// confirmedLocked reports whether the device accepted an answer to the
+// cached challenge within idleProbe. c.mu must be held.
+func (c *Client) confirmedLocked() bool {
+	return time.Since(c.lastOK) < c.idleProbe
+}
+
+// noteAccepted records that the device accepted an answer to ch.
+func (c *Client) noteAccepted(ch *Challenge) {
+	c.mu.Lock()
+	if c.auth == ch {
+		c.lastOK = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+// probe sends a request on a cached challenge the device has not accepted
+// an answer to lately, one request at a time. The device may have rebooted
+// while the client sent nothing, forgetting the nonce, and some firmware
+// counts each right answer to a forgotten nonce as a failed login: requests
+// sent at once would each cost one, and five lock a camera out. The first
+// request finds out (accepted: the others go on at once with the same
+// challenge; refused: it drops the challenge and the others log in afresh).
+// A reboot takes longer than idleProbe, so a challenge accepted within it is
+// known to the device or the device is down (no answer, nothing counted).
+func (c *Client) probe(ctx context.Context, method, path string, body []byte) (*response, error) {
+	select {
+	case c.probeSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
+	held := ch != nil && !c.confirmedLocked()
+	c.mu.Unlock()
+	if !held {
+		<-c.probeSem // another request's answer settled it
+		if ch == nil {
+			return c.freshExchange(ctx, method, path, body)
+		}
+		return c.sendCached(ctx, method, path, body, ch, nc)
+	}
+	defer func() { <-c.probeSem }()
+	return c.sendCached(ctx, method, path, body, ch, nc)
+}
+
+// reservation receives, for a login done on behalf of a request sent outside
+// authedDo (see loggedIn), the challenge the login answered and a nonce count
+// of that challenge set aside for the request. It travels in the login's
+// context.
+type reservation struct {
+	ch *Challenge
+	nc uint32
+}
+
+type reservationKey struct{}
+
+// reserveLocked sets the next nonce count of ch, the cached challenge a
+// request of ctx is about to answer, aside for the reservation in ctx, if
+// any. The last call of a login wins: it is the challenge the login ended
+// with. c.mu must be held, and ch must be c.auth (or nil: nothing to do).
+func reserveLocked(ctx context.Context, c *Client, ch *Challenge) {
+	res, _ := ctx.Value(reservationKey{}).(*reservation)
+	if res == nil || ch == nil {
+		return
+	}
+	c.nc++
+	res.ch, res.nc = ch, c.nc
 }
 
 // nextAuthLocked returns the cached challenge and the next nonce count for
@@ -327,6 +433,7 @@ func (c *Client) nextAuthLocked() (*Challenge, uint32) {
 // count nc. It does not hold the login lock: requests on a logged-in client
 // run concurrently.
 func (c *Client) sendCached(ctx context.Context, method, path string, body []byte, ch *Challenge, nc uint32) (*response, error) {
+	gen := c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
 	if err != nil {
 		// No answer: the device may be rebooting, and a rebooted device has
@@ -339,31 +446,61 @@ func (c *Client) sendCached(ctx context.Context, method, path string, body []byt
 	switch {
 	case r.status == http.StatusUnauthorized && !isNotActivated(r.body):
 		c.dropAuth(ch)
-		nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
-		if ok && nch.Stale {
-			// The nonce expired (stale=TRUE: the answer itself was right):
-			// not a failed login; answer the new nonce once.
-			return c.answerFresh(ctx, method, path, body, &nch)
+		nch, ok, expired := nonceExpired(r)
+		if ok && expired {
+			// The nonce expired (stale=TRUE, or a ResponseStatus
+			// invalidOperation: the answer itself was right): not a failed
+			// login; answer the new nonce once.
+			return c.answerFresh(ctx, method, path, body, &nch, gen)
+		}
+		if expired { // invalidOperation without a usable challenge
+			return c.freshExchange(ctx, method, path, body)
 		}
 		ae := authErrorFromBody(method, path, r.body)
 		if ok && c.nonceLost(ae) {
 			// A plain 401, but the device says it did not count it: it no
 			// longer knows the nonce (it rebooted). Answer the new
 			// challenge once, like a stale one.
-			return c.answerFresh(ctx, method, path, body, &nch)
+			return c.answerFresh(ctx, method, path, body, &nch, gen)
 		}
 		// A plain 401 (stale=FALSE or none) that the device counted (or
 		// whose body does not say): the device refused the credentials
 		// (e.g. the password was changed on the device). That was one
 		// failed login; retrying with a new challenge would be a second one.
 		return nil, ae
-	case isInvalidOperation(r.body):
+	case expiredOutside401(r):
 		// Some firmware reports an expired nonce as ResponseStatus
 		// invalidOperation: re-challenge once.
 		c.dropAuth(ch)
 		return c.freshExchange(ctx, method, path, body)
 	}
+	c.noteAccepted(ch)
 	return r, nil
+}
+
+// nonceExpired reports whether r, a 401 to a right answer, says the device
+// only refused the nonce: stale=TRUE in the new challenge, or a
+// ResponseStatus invalidOperation body (some firmware's expired nonce, sent
+// with a stale=FALSE challenge). nch is the new challenge, ok whether r
+// carries a usable one.
+func nonceExpired(r *response) (nch Challenge, ok, expired bool) {
+	nch, ok = ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
+	return nch, ok, (ok && nch.Stale) || isInvalidOperation(r.body)
+}
+
+// expiredOutside401 reports an expired nonce told as a ResponseStatus
+// invalidOperation under HTTP 200, as some firmware does. Under 403 or 404
+// invalidOperation is the device's answer about the resource (a talk
+// channel already in use, a channel it lacks), given after the login
+// passed: the nonce was fine.
+func expiredOutside401(r *response) bool {
+	return r.status >= 200 && r.status <= 299 && isInvalidOperation(r.body)
+}
+
+// nonceRefusedError: the device refused the nonce of a right answer once
+// more (see ErrNonceRefused).
+func nonceRefusedError(method, path string) error {
+	return fmt.Errorf("isapi %s %s: %w", method, path, ErrNonceRefused)
 }
 
 // nonceLost reports whether ae, the userCheck of a plain 401 to a challenge
@@ -447,6 +584,7 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 	}
 	c.mu.Lock()
 	ch, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, ch)
 	lastErr := c.loginErr
 	regen := c.loginGen != gen
 	c.mu.Unlock()
@@ -468,7 +606,14 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		return nil, lastErr
 	}
 	defer c.unlockLogin()
+	return c.exchangeLocked(ctx, method, path, body, false)
+}
 
+// exchangeLocked is freshExchange's challenge round trip and answer, with
+// the login lock held. again: this is already the second round trip of the
+// request (see answerFreshLocked).
+func (c *Client) exchangeLocked(ctx context.Context, method, path string, body []byte, again bool) (*response, error) {
+	gen := c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, "")
 	if err != nil {
 		c.finishLogin(ctx, err)
@@ -489,45 +634,70 @@ func (c *Client) freshExchange(ctx context.Context, method, path string, body []
 		return nil, fmt.Errorf("%w: 401 without a usable WWW-Authenticate challenge (%s)",
 			ErrProtocol, schemesOf(r.header.Values("WWW-Authenticate")))
 	}
-	return c.answerFreshLocked(ctx, method, path, body, &nch)
+	return c.answerFreshLocked(ctx, method, path, body, &nch, gen, again)
 }
 
 // answerFresh answers a stale challenge just received, holding the login
 // lock. If another caller refreshed the cached challenge meanwhile (several
 // requests hit the same expired nonce), that one is used instead so the
 // device sees one new nonce in use.
-func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+// gen is the count of unanswered requests when ch was asked for.
+func (c *Client) answerFresh(ctx context.Context, method, path string, body []byte, ch *Challenge, gen uint64) (*response, error) {
 	if err := c.lockLogin(ctx); err != nil {
 		return nil, err
 	}
 	defer c.unlockLogin()
 	c.mu.Lock()
 	cached, nc := c.nextAuthLocked()
+	reserveLocked(ctx, c, cached)
 	c.mu.Unlock()
 	if cached == nil {
-		return c.answerFreshLocked(ctx, method, path, body, ch)
+		return c.answerFreshLocked(ctx, method, path, body, ch, gen, false)
 	}
+	gen = c.unansweredNow()
 	r, err := c.send(ctx, method, path, body, cached.Authorization(method, path, c.cfg.Username, c.cfg.Password, nc, ""))
 	if err != nil {
 		return nil, err
 	}
 	if r.status == http.StatusUnauthorized && !isNotActivated(r.body) {
+		// The cached challenge is in use by other requests too: its nonce
+		// can have expired meanwhile, or (on a device that wants each nonce
+		// count higher than the last) another request's higher count can
+		// have arrived first. Judge the 401 as sendCached does.
 		c.dropAuth(cached)
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
-			return c.answerFreshLocked(ctx, method, path, body, &nch)
+		nch, ok, expired := nonceExpired(r)
+		ae := authErrorFromBody(method, path, r.body)
+		if ok && (expired || c.nonceLost(ae)) {
+			return c.answerFreshLocked(ctx, method, path, body, &nch, gen, false)
 		}
-		return nil, authErrorFromBody(method, path, r.body)
+		if expired {
+			return nil, nonceRefusedError(method, path)
+		}
+		return nil, ae
 	}
+	c.noteAccepted(cached)
 	return r, nil
 }
 
-func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge) (*response, error) {
+// answerFreshLocked answers ch, a challenge just received, with the login
+// lock held, and caches it once the device accepted it. gen is the count of
+// unanswered requests when ch was asked for: if a request got no answer
+// since, the device may have rebooted after it issued ch (the caller may
+// have waited long for the login lock) and forgotten its nonce, and some
+// firmware counts a right answer to a forgotten nonce as a failed login.
+// Such a challenge is not answered: the request asks for a new one
+// (once: again says it already did).
+func (c *Client) answerFreshLocked(ctx context.Context, method, path string, body []byte, ch *Challenge, gen uint64, again bool) (*response, error) {
+	if !again && c.unansweredNow() != gen {
+		return c.exchangeLocked(ctx, method, path, body, true)
+	}
 	r, err := c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 	if err == nil && r.status == http.StatusUnauthorized {
-		// stale=TRUE says the answer was right but the nonce outdated (another
-		// request got a newer one meanwhile): not a failed login; answer the
-		// new nonce once.
-		if nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate"))); ok && nch.Stale {
+		// stale=TRUE (or invalidOperation) says the answer was right but the
+		// nonce outdated (it expired on its way, or another request got a
+		// newer one meanwhile): not a failed login; answer the new nonce
+		// once.
+		if nch, ok, expired := nonceExpired(r); ok && expired {
 			ch = &nch
 			r, err = c.send(ctx, method, path, body, ch.Authorization(method, path, c.cfg.Username, c.cfg.Password, 1, ""))
 		}
@@ -541,12 +711,20 @@ func (c *Client) answerFreshLocked(ctx context.Context, method, path string, bod
 			c.finishLogin(ctx, nil)
 			return r, nil
 		}
+		if _, _, expired := nonceExpired(r); expired {
+			// the new nonce was refused as outdated too: still no failed
+			// login, and not one for the requests waiting behind this one
+			c.finishLogin(ctx, nil)
+			return nil, nonceRefusedError(method, path)
+		}
 		ae := authErrorFromBody(method, path, r.body)
 		c.finishLogin(ctx, ae)
 		return nil, ae
 	}
 	c.mu.Lock()
 	c.auth, c.nc, c.accepted = ch, 1, ch.Scheme
+	c.lastOK = time.Now()
+	reserveLocked(ctx, c, ch)
 	c.mu.Unlock()
 	c.finishLogin(ctx, nil)
 	return r, nil
@@ -569,33 +747,32 @@ func schemesOf(hs []string) string {
 
 // loggedIn returns the cached challenge and the next nonce count for a
 // request sent outside authedDo (the alert stream, voice talk audio),
-// logging in first with one cheap userCheck when none is cached. Another
-// request can drop the cached challenge between that login and this request
-// (it met an expired nonce); a device that asked for credentials before is
-// then logged in again (three times at most) rather than sent a request
-// without credentials, whose 401 would read as a refused password. nil with
-// a nil error: the device asks for no credentials.
+// logging in first with one cheap userCheck when none is cached. That login
+// sets a nonce count of the challenge it answered aside for the request
+// (see reservation): another request can drop the cached challenge between
+// the login and this request (it met an expired or refused nonce), and the
+// request must not go out without credentials, whose 401 would read as a
+// refused password. nil with a nil error: the device asks for no
+// credentials.
 func (c *Client) loggedIn(ctx context.Context) (*Challenge, uint32, error) {
-	for try := 0; ; try++ {
-		c.mu.Lock()
-		ch, nc := c.nextAuthLocked()
-		asked := c.accepted != ""
-		c.mu.Unlock()
-		switch {
-		case ch != nil:
-			return ch, nc, nil
-		case try > 0 && !asked:
-			return nil, 0, nil // the login needed no credentials
-		case try == 3:
-			return nil, 0, fmt.Errorf("%w: the device's challenge was dropped again after each of 3 logins", ErrProtocol)
-		}
-		if _, _, err := c.Do(ctx, http.MethodGet, PathUserCheck, nil); err != nil {
-			var se *StatusError
-			if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
-				return nil, 0, err
-			}
+	var ch *Challenge
+	var nc uint32
+	c.mu.Lock()
+	if c.auth != nil && c.confirmedLocked() { // else the userCheck probes it
+		ch, nc = c.nextAuthLocked()
+	}
+	c.mu.Unlock()
+	if ch != nil {
+		return ch, nc, nil
+	}
+	res := &reservation{}
+	if _, _, err := c.Do(context.WithValue(ctx, reservationKey{}, res), http.MethodGet, PathUserCheck, nil); err != nil {
+		var se *StatusError
+		if !errors.As(err, &se) || errors.Is(err, ErrNotActivated) {
+			return nil, 0, err
 		}
 	}
+	return res.ch, res.nc, nil // nil: the login needed no credentials
 }
 
 // GetXML GETs path and decodes the XML body into v (elements matched by local

@@ -31,32 +31,65 @@
 // at a time reach the device and reports AuthError with what the device said.
 //
 // Expired nonces. A device that no longer accepts a nonce answers 401 with
-// stale=true in the new challenge, or a ResponseStatus invalidOperation; the
-// client then answers the new challenge once, and neither counts as a failed
-// login. A device that rebooted has forgotten its nonces; whether it then
-// marks its answer to an old nonce stale=true or sends a plain 401 is not
-// known for every firmware, nor whether it counts such a plain 401 as a
+// stale=true in the new challenge, or a ResponseStatus invalidOperation
+// (under 401 with a stale=false challenge, or under 200); the client then
+// answers the new challenge once, and neither counts as a failed login. An
+// invalidOperation under 403 or 404 is the device's answer about the
+// resource (a talk channel in use, a channel it lacks), given after the
+// login passed. A device that rebooted has forgotten its nonces; whether it
+// then marks its answer to an old nonce stale=true or sends a plain 401 is
+// not known for every firmware, nor whether it counts such a plain 401 as a
 // failed login. The client tells a forgotten nonce from a refused password
 // by what the device says in the userCheck body: a refused password leaves
 // one try fewer than the most the device has shown (a successful login and a
 // reboot both reset the count), a forgotten nonce that was not counted
 // leaves the full count. Only then is the new challenge answered once; a
 // plain 401 whose body lacks the counts, or shows one fewer, stays one failed
-// login and is not retried, so a wrong password never costs two. A request
-// that gets no answer at all (the device is down) drops the cached challenge,
-// so the first request after a reboot the client noticed starts afresh.
-// Requests run concurrently, so one of them can drop the cached challenge
-// (it met an expired nonce) just after another logged in for a request sent
-// outside the usual path (the alert stream, talk audio): that one logs in
-// again rather than go out without credentials, whose 401 would read as a
-// refused password.
+// login and is not retried, so a wrong password never costs two. A device
+// that checks nonce counts refuses a count that arrives after a higher one
+// the same way, uncounted: requests share the cached nonce and run on
+// parallel connections, so their counts can reach the device out of order,
+// which the client cannot prevent without sending one request at a time; it
+// answers the new challenge once, as for a forgotten nonce. A nonce refused
+// again after that one new challenge (it expired on its way) ends the
+// request with ErrNonceRefused, never a refused password.
+//
+// Requests run concurrently, so the cached challenge can be dropped (another
+// request met an expired or refused nonce) at any moment. A request sent
+// outside the usual path (the alert stream, talk audio) that had to log in
+// first therefore uses the challenge its own login answered, with a nonce
+// count set aside by that login, rather than whatever is cached afterwards: a
+// request without credentials would get a 401 that reads as a refused
+// password. The alert stream answers a refused nonce's new challenge itself
+// (no other request uses that nonce); talk audio cannot be sent again (the
+// audio follows the headers), so a refused nonce ends the talk with
+// ErrNonceRefused and ErrTalkEnded, and the next talk logs in afresh.
+//
+// A request that gets no answer at all (the device is down) drops the cached
+// challenge, so the first request after a reboot the client noticed starts
+// afresh. A challenge received before any request got no answer is not
+// answered afterwards (a request may wait long for the login lock holding
+// one): the device may have rebooted in between and forgotten its nonce, and
+// firmware that counts a right answer to a forgotten nonce would count it.
+// Such a request asks for a new challenge first.
+//
+// A device can also reboot while the client sends nothing, and then the
+// client's first requests carry a nonce the device forgot. So a cached
+// challenge that the device has not accepted an answer to for 10 s is
+// answered by one request first; the others wait for its answer and then
+// either use the same challenge or, if it was refused, log in afresh. This
+// relies on a device reboot (the firmware starting again) taking longer
+// than 10 s, as it does by far on cameras and recorders: a challenge
+// accepted within that time is either still known or the device is down (no
+// answer, nothing counted).
 //
 // Limits: the most tries the client has seen is the device's limit only if
 // the client's first challenge came while no failures from the same address
 // were pending; a device whose count does not go down when it counts a
 // failure (for instance with its login lock disabled) makes a changed
-// password cost two answers; and on firmware that counts the plain 401 the
-// reboot costs that one counted failure (the next request logs in afresh).
+// password cost two answers; and on firmware that counts the plain 401, a
+// reboot the client did not notice costs that one counted failure (the next
+// requests log in afresh).
 //
 // XML. Namespaces differ by product and firmware (hikvision.com ver20 and
 // ver10, isapi.org, std-cgi.com on HiWatch, urn:psialliance-org on old

@@ -160,3 +160,88 @@ func TestOpenStreamChallengeDroppedMeanwhile(t *testing.T) {
 		t.Errorf("%d wrong answers at the device", wrong)
 	}
 }
+
+// A request met an expired nonce and got a new challenge, then waited for
+// the login lock while another request's login got no answer: the device
+// rebooted meanwhile and forgot the new nonce too. On firmware that counts a
+// right answer to a nonce it does not know, answering that challenge would
+// cost a failed login; the request asks for a new challenge instead.
+func TestChallengeFromBeforeANoAnswerIsNotAnswered(t *testing.T) {
+	d := newFakeDevice(t)
+	var (
+		aOnce     sync.Once
+		aArrived  = make(chan struct{})
+		aGo       = make(chan struct{})
+		bIn       = make(chan struct{})
+		releaseB  = make(chan struct{})
+		aErr      error
+		aDone     = make(chan struct{})
+		bDone     = make(chan struct{})
+		firstHeld bool
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/a" && r.Header.Get("Authorization") != "" {
+			hold := false
+			aOnce.Do(func() { hold, firstHeld = true, true })
+			if hold { // A's request with the cached nonce waits until B holds the login lock
+				close(aArrived)
+				<-aGo
+			}
+		}
+		d.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }
+	d.handle("/warm", ok)
+	d.handle("/a", ok)
+	d.handle("/b", func(w http.ResponseWriter, r *http.Request) {
+		close(bIn)
+		<-releaseB
+		// the device reboots: it forgets every nonce, counts a right answer
+		// to one it does not know, and B gets no answer
+		d.mu.Lock()
+		d.valid = map[string]bool{}
+		d.unknownNonceWrong = true
+		d.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	})
+	c, err := isapi.New(isapi.Config{Host: strings.TrimPrefix(srv.URL, "http://"), Username: d.user, Password: d.pass, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := ctxT(t)
+	if _, _, err := c.Do(ctx, http.MethodGet, "/warm", nil); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(aDone)
+		_, _, aErr = c.Do(ctx, http.MethodGet, "/a", nil)
+	}()
+	<-aArrived // A answered the cached nonce
+	d.mu.Lock()
+	d.staleNext = true // the cached nonce expires now
+	d.mu.Unlock()
+	go func() {
+		defer close(bDone)
+		// stale, then answers its new challenge holding the login lock (a
+		// PUT: net/http sends a GET again by itself on a new connection
+		// when a reused one breaks)
+		_, _, _ = c.Do(ctx, http.MethodPut, "/b", nil)
+	}()
+	<-bIn
+	close(aGo) // A's answer is stale too: A has a new challenge and waits for the login lock
+	waitStack(t, "waiting for the login lock with a new challenge", "(*Client).lockLogin", "(*Client).answerFresh(")
+	close(releaseB)
+	<-bDone
+	<-aDone
+	if !firstHeld {
+		t.Fatal("A's first request was not held")
+	}
+	if aErr != nil {
+		t.Errorf("A: %v", aErr)
+	}
+	if _, wrong, _, _ := d.counts(); wrong != 0 {
+		t.Errorf("%d wrong answers at the device: a challenge from before the reboot was answered", wrong)
+	}
+}

@@ -26,6 +26,12 @@ var (
 	ErrProtocol = errors.New("isapi: unexpected device answer")
 	// ErrTooLarge: a response body exceeded the size cap.
 	ErrTooLarge = errors.New("isapi: response body too large")
+	// ErrNonceRefused: the device refused the nonce of a right answer (it
+	// said the nonce expired, or refused the answer without counting a
+	// failed login) after the client had already answered a new challenge
+	// once, or on a request that cannot be sent again (talk audio). Not a
+	// failed login: a later request logs in afresh.
+	ErrNonceRefused = errors.New("isapi: the device refused its nonce again (not a failed login)")
 )
 
 // AuthError is a 401 answer to an authenticated request, with the userCheck

@@ -164,3 +164,42 @@ func TestPasswordChangedSim(t *testing.T) {
 		})
 	}
 }
+
+// A device that counts a right answer to a nonce it forgot rebooted while the
+// client was idle; then several requests start at once. Only the first goes
+// out with the forgotten nonce (one counted failure, the one the package doc
+// allows); the others wait for its answer and log in afresh. Sent at once,
+// each would count, and five lock the client out.
+func TestIdleRebootThenBurstCountedSim(t *testing.T) {
+	d, c := startSim(t, sim.Config{UnknownNonce: sim.UnknownNonceCounted})
+	isapi.SetIdleProbe(c, time.Nanosecond) // every challenge counts as not accepted lately
+	if _, err := c.DeviceInfo(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	rebootIdle(t, d)
+	const n = 8
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			<-start
+			_, err := c.DeviceInfo(ctxT(t))
+			errs <- err
+		}()
+	}
+	close(start)
+	refused := 0
+	for i := 0; i < n; i++ {
+		err := <-errs
+		switch {
+		case errors.Is(err, isapi.ErrUnauthorized):
+			refused++
+		case err != nil:
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	cs := d.Client("127.0.0.1")
+	if refused != 1 || cs.FailedLogins != 1 || cs.LockEvents != 0 {
+		t.Fatalf("%d requests refused, %d failed logins, %d locks; want 1, 1, 0", refused, cs.FailedLogins, cs.LockEvents)
+	}
+}

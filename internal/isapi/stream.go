@@ -18,8 +18,12 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
 		return nil, fmt.Errorf("isapi %s %s: path must start with a single /", method, path)
 	}
+	var next *Challenge // the device's new challenge after a refused nonce
 	for try := 0; ; try++ {
-		ch, nc, err := c.loggedIn(ctx)
+		ch, nc, err := next, uint32(1), error(nil)
+		if next == nil {
+			ch, nc, err = c.loggedIn(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -32,12 +36,16 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			c.noteUnanswered()
 			if ch != nil {
 				c.dropAuth(ch) // the device may have rebooted and forgotten its nonces
 			}
 			return nil, wrapOp(method, path, asTimeout(ctx, c.cfg.Timeout, unwrapURLError(err)))
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			if ch != nil {
+				c.noteAccepted(ch)
+			}
 			return resp, nil
 		}
 		b, rerr := readCapped(resp.Body, c.cfg.MaxBodyBytes)
@@ -47,14 +55,27 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 		}
 		r := &response{status: resp.StatusCode, header: resp.Header, body: b}
 		if r.status == http.StatusUnauthorized && !isNotActivated(b) {
+			ae := authErrorFromBody(method, path, b)
 			if ch != nil {
+				// judged as for any request (see sendCached): an expired
+				// nonce, or a plain 401 the device says it did not count
 				c.dropAuth(ch)
-				nch, ok := ChooseChallenge(ParseChallenges(r.header.Values("WWW-Authenticate")))
-				if ok && nch.Stale && try == 0 {
-					continue // the nonce expired: log in again once
+				nch, ok, expired := nonceExpired(r)
+				if expired || (ok && c.nonceLost(ae)) {
+					if try == 0 {
+						// Log in again once, answering the new challenge
+						// itself: no other request uses its nonce, so
+						// neither its expiry by another's hand nor another's
+						// nonce count can get in the way.
+						if ok {
+							next = &nch
+						}
+						continue
+					}
+					return nil, nonceRefusedError(method, path)
 				}
 			}
-			return nil, authErrorFromBody(method, path, b)
+			return nil, ae
 		}
 		if ch != nil && try == 0 && isInvalidOperation(b) { // some firmware's way of saying "nonce expired"
 			c.dropAuth(ch)

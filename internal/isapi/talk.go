@@ -112,6 +112,7 @@ func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.Wr
 	d := net.Dialer{KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", c.hostport)
 	if err != nil {
+		c.noteUnanswered()
 		return nil, fmt.Errorf("isapi %s %s: %w", method, path, err)
 	}
 	if c.scheme == "https" {
@@ -138,6 +139,7 @@ func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.Wr
 	_ = conn.SetWriteDeadline(time.Time{})
 
 	tw := &talkWriter{
+		c: c, auth: auth,
 		conn: conn, method: method, path: path,
 		timeout: c.cfg.Timeout, maxBody: c.cfg.MaxBodyBytes,
 		done: make(chan struct{}),
@@ -147,6 +149,8 @@ func (c *Client) TalkAudioData(ctx context.Context, ch, sessionID string) (io.Wr
 }
 
 type talkWriter struct {
+	c            *Client
+	auth         *Challenge // the challenge the request answered; nil: none
 	conn         net.Conn
 	method, path string
 	timeout      time.Duration
@@ -238,7 +242,21 @@ func (tw *talkWriter) answered(resp *http.Response) (ended bool) {
 		return true
 	}
 	if status == http.StatusUnauthorized && !isNotActivated(body) {
-		tw.setAnswer(authErrorFromBody(tw.method, tw.path, body))
+		ae := authErrorFromBody(tw.method, tw.path, body)
+		if tw.auth != nil {
+			// The cached nonce can expire (or, on a device that wants
+			// growing nonce counts, be overtaken by another request) between
+			// the login and this request, which cannot be sent again: the
+			// talk ends without a failed login, and the next one logs in
+			// afresh. Judged as for any request (see sendCached).
+			tw.c.dropAuth(tw.auth)
+			r := &response{status: status, header: resp.Header, body: body}
+			if _, ok, expired := nonceExpired(r); expired || (ok && tw.c.nonceLost(ae)) {
+				tw.setAnswer(fmt.Errorf("isapi %s %s: %w (%w)", tw.method, tw.path, ErrTalkEnded, ErrNonceRefused))
+				return true
+			}
+		}
+		tw.setAnswer(ae)
 		return true
 	}
 	// non-2xx, and 2xx with a ResponseStatus that is not OK

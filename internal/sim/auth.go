@@ -268,7 +268,11 @@ func (d *Device) checkDigestLocked(r *http.Request, ip, params string) authOutco
 		return authStale
 	}
 	if d.cfg.Now().Sub(ns.issued) > d.cfg.NonceLifetime {
-		delete(d.nonces, nonce)
+		// Kept, not forgotten: several requests can be on their way with the
+		// same nonce when it expires, and each must read as expired (stale),
+		// never as a nonce the device does not know (UnknownNonce, which may
+		// count as a failed login). newNonceLocked drops expired nonces
+		// when the table is full.
 		return authStale
 	}
 	// replay protection

@@ -267,12 +267,12 @@ func TestHostileDevices(t *testing.T) {
 		}
 		noPassword(t, err)
 	}
-	// authLoop: DeviceInfo fails with ErrUnauthorized after at most requests
+	// authLoop: DeviceInfo fails with target after at most requests
 	// requests, logins of them with credentials.
-	authLoop := func(requests, logins int) func(*testing.T, *isapi.Client, *hostile.Server) {
+	authLoop := func(requests, logins int, target error) func(*testing.T, *isapi.Client, *hostile.Server) {
 		return func(t *testing.T, c *isapi.Client, s *hostile.Server) {
 			before, authBefore := s.Requests(), s.AuthAttempts()
-			errIs(isapi.ErrUnauthorized)(t, c, s)
+			errIs(target)(t, c, s)
 			if n, a := s.Requests()-before, s.AuthAttempts()-authBefore; n > requests || a > logins {
 				t.Errorf("DeviceInfo made %d requests (%d with credentials) against a 401 loop, want at most %d (%d)",
 					n, a, requests, logins)
@@ -315,10 +315,11 @@ func TestHostileDevices(t *testing.T) {
 				noPassword(t, err)
 			}, isapiTime: slack, dialTime: slack, maxSent: 64 << 10},
 		{name: "401 loop", cfg: hostile.Config{Mode: hostile.ModeAuthLoop, NeverStale: true},
-			isapiCall: authLoop(2, 1), isapiTime: slack, dialTime: slack, maxSent: 64 << 10},
-		// stale="TRUE" to a fresh answer is retried once with the new nonce
+			isapiCall: authLoop(2, 1, isapi.ErrUnauthorized), isapiTime: slack, dialTime: slack, maxSent: 64 << 10},
+		// stale="TRUE" to a fresh answer is retried once with the new nonce;
+		// the device never said the password was wrong: ErrNonceRefused
 		{name: "401 loop stale", cfg: hostile.Config{Mode: hostile.ModeAuthLoop},
-			isapiCall: authLoop(3, 2), isapiTime: slack, dialTime: slack, maxSent: 64 << 10},
+			isapiCall: authLoop(3, 2, isapi.ErrNonceRefused), isapiTime: slack, dialTime: slack, maxSent: 64 << 10},
 		{name: "redirect to another host", cfg: hostile.Config{Mode: hostile.ModeRedirect},
 			isapiCall: func(t *testing.T, c *isapi.Client, _ *hostile.Server) {
 				_, err := c.DeviceInfo(ctx)
