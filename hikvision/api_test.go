@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/testclock"
 	"image/jpeg"
 	"io"
 	"net/http"
@@ -18,35 +22,15 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
 
 // A distinctive password: every body is searched for it (plain, URL-encoded, base64).
 const apiPass = "Zq9-Secr3t!pw"
 
-type apiClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *apiClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *apiClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type apiEnv struct {
 	t     *testing.T
 	reg   *registry
-	clock *apiClock
+	clock *testclock.Clock
 	srv   *httptest.Server
 	mu    sync.Mutex
 	strm  map[string][]string
@@ -56,7 +40,7 @@ type apiEnv struct {
 // and an HTTP server with the three handlers. Streams are set with stream().
 func newAPIEnv(t *testing.T, minInterval time.Duration) *apiEnv {
 	t.Helper()
-	e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: &apiClock{now: time.Unix(1_800_000_000, 0)}, strm: map[string][]string{}}
+	e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: testclock.New(time.Unix(1_800_000_000, 0)), strm: map[string][]string{}}
 	e.reg.now = e.clock.Now
 	e.reg.cacheOptions = snapshot.Options{MinInterval: minInterval}
 	e.reg.resolve = func(name string) []string {

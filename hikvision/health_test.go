@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/testclock"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -13,10 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/redact"
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
-	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/snapshot"
 )
 
 var metricLine = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.eE+]+$`)
@@ -130,7 +131,7 @@ func TestRegistryCloseLeavesNoGoroutine(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	base := runtime.NumGoroutine()
 	func() {
-		e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: &apiClock{now: time.Now()}, strm: map[string][]string{}}
+		e := &apiEnv{t: t, reg: resetModule(t, Options{}, guard.Config{}).reg, clock: testclock.New(time.Now()), strm: map[string][]string{}}
 		e.reg.resolve = func(string) []string { return []string{apiSimURL(dev, "admin", apiPass, "#timeout=5")} }
 		if err := dev.FailNextSnapshots(1, sim.SnapshotTimeout); err != nil {
 			t.Fatal(err)

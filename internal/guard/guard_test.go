@@ -15,31 +15,15 @@ import (
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/guard"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/testclock"
 )
 
-// clock is a fake clock safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
+// newClock is a settable clock for guard.Config.Now.
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2025, 3, 1, 13, 35, 30, 0, time.UTC))
 }
 
-func newClock() *clock {
-	return &clock{t: time.Date(2025, 3, 1, 13, 35, 30, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newGuard(t *testing.T, cfg guard.Config) (*guard.Guard, *clock) {
+func newGuard(t *testing.T, cfg guard.Config) (*guard.Guard, *testclock.Clock) {
 	t.Helper()
 	c := newClock()
 	cfg.Now = c.Now

@@ -11,27 +11,11 @@ import (
 
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/isapi"
 	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/sim"
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/testclock"
 )
 
-// simClock is a settable clock for the simulator's nonce lifetimes.
-type simClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newSimClock() *simClock { return &simClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *simClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *simClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// newSimClock is a settable clock for the simulator's nonce lifetimes.
+func newSimClock() *testclock.Clock { return testclock.New(time.Unix(1_700_000_000, 0)) }
 
 // Firmware that tells an expired nonce with a 401 whose body is a
 // ResponseStatus invalidOperation (and whose new challenge says

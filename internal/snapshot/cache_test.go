@@ -65,7 +65,7 @@ func TestFreshThenMinInterval(t *testing.T) {
 	if err != nil || res.Stale || !bytes.Equal(res.JPEG, img1) || res.Age != 0 || !res.Taken.Equal(clk.Now()) {
 		t.Fatalf("first Get: %+v, %v", res, err)
 	}
-	clk.Advance(999 * time.Millisecond)
+	clk.Add(999 * time.Millisecond)
 	res, err = c.Get(ctx, 0, 0)
 	if err != nil || res.Stale || !bytes.Equal(res.JPEG, img1) || res.Age != 999*time.Millisecond {
 		t.Fatalf("Get within MinInterval: %+v, %v", res, err)
@@ -73,7 +73,7 @@ func TestFreshThenMinInterval(t *testing.T) {
 	if n := s.calls.Load(); n != 1 {
 		t.Fatalf("device requests within MinInterval: %d, want 1", n)
 	}
-	clk.Advance(time.Millisecond)
+	clk.Add(time.Millisecond)
 	res, err = c.Get(ctx, 0, 0)
 	if err != nil || !bytes.Equal(res.JPEG, img2) {
 		t.Fatalf("Get after MinInterval: %+v, %v", res, err)
@@ -99,12 +99,12 @@ func TestMinIntervalAfterFailure(t *testing.T) {
 	if _, err := c.Get(context.Background(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(2 * time.Second)
+	clk.Add(2 * time.Second)
 	res, err := c.Get(context.Background(), 0, 0)
 	if err != nil || !res.Stale || res.Age != 2*time.Second || reasonOf(t, res.Err) != snapshot.ReasonXML {
 		t.Fatalf("after XML answer: %+v, %v", res, err)
 	}
-	clk.Advance(500 * time.Millisecond)
+	clk.Add(500 * time.Millisecond)
 	res, err = c.Get(context.Background(), 0, 0)
 	if err != nil || !res.Stale || res.Age != 2500*time.Millisecond || !bytes.Equal(res.JPEG, img) {
 		t.Fatalf("within MinInterval after failure: %+v, %v", res, err)
@@ -156,7 +156,7 @@ func TestMaxSizesEvictsLeastRecentlyUsed(t *testing.T) {
 		if _, err := c.Get(context.Background(), w, w); err != nil {
 			t.Fatal(err)
 		}
-		clk.Advance(time.Second)
+		clk.Add(time.Second)
 	}
 	get(10)
 	get(20)
@@ -199,13 +199,13 @@ func TestMaxStaleAndNeverGood(t *testing.T) {
 	}
 	taken := good.Taken
 
-	clk.Advance(10 * time.Second) // exactly MaxStale: still served
+	clk.Add(10 * time.Second) // exactly MaxStale: still served
 	s.push(body(frame(t)[:500]))
 	res, err := c.Get(ctx, 0, 0)
 	if err != nil || !res.Stale || res.Age != 10*time.Second || !bytes.Equal(res.JPEG, img) {
 		t.Fatalf("at MaxStale: %+v, %v", res, err)
 	}
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	s.push(body(frame(t)[:500]))
 	_, err = c.Get(ctx, 0, 0)
 	if !errors.As(err, &se) {
@@ -239,7 +239,7 @@ func TestNoLastGood(t *testing.T) {
 	if _, err := c.Get(context.Background(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(time.Second)
+	clk.Add(time.Second)
 	_, err := c.Get(context.Background(), 0, 0)
 	var se *snapshot.Error
 	if !errors.As(err, &se) || !se.Disabled || se.Reason != snapshot.ReasonTimeout || se.Age != time.Second ||
@@ -380,7 +380,7 @@ func TestCallerGivesUp(t *testing.T) {
 	if _, err := c.Get(context.Background(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(3 * time.Second)
+	clk.Add(3 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var res *snapshot.Result

@@ -7,31 +7,15 @@ import (
 	"image/jpeg"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/go2rtc-hikvision/go2rtc-hikvision/internal/testclock"
 )
 
-// fakeClock is an injectable clock moved by the test only.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newClock is a settable clock moved by the test only.
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // frame is the 64x36 JPEG made with ffmpeg (testsrc) in testdata/.
