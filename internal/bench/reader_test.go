@@ -187,13 +187,18 @@ func TestReaderPlaysAndTimesPackets(t *testing.T) {
 		t.Fatalf("WaitFirst = %v, %v", first, err)
 	}
 	videoCh := rd.NextVideo(time.Time{})
+	// waiting for the next packet before it is sent: NextPacket wakes for
+	// packets that arrive after it was called
+	nextCh := rd.NextPacket(time.Now().Add(-time.Hour))
 	f.send <- frame(1, "rtcp")
 	f.send <- []byte("RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n")
 	f.send <- frame(0, "audio2")
 	select {
 	case <-videoCh:
 		t.Fatal("audio packet woke a video waiter")
-	case <-rd.NextPacket(time.Now().Add(-time.Hour)):
+	case <-nextCh:
+	case <-ctx.Done():
+		t.Fatal("packet waiter not woken by the second audio packet")
 	}
 	f.send <- frame(2, "video")
 	video, err := rd.WaitFirstVideo(ctx)
