@@ -77,10 +77,9 @@ func (c *Client) OpenStream(ctx context.Context, path string) (*http.Response, e
 			}
 			return nil, ae
 		}
-		if ch != nil && try == 0 && isInvalidOperation(b) { // some firmware's way of saying "nonce expired"
-			c.dropAuth(ch)
-			continue
-		}
+		// Not 401: the device answered about the resource after the login
+		// passed (an invalidOperation under 403 or 404 is not an expired
+		// nonce, see expiredOutside401; a 2xx was returned above).
 		if err := checkResponse(method, path, r); err != nil {
 			return nil, err
 		}
